@@ -1,0 +1,71 @@
+"""vmapsim: a model of the Linux kernel's vmalloc allocator.
+
+The allocator flow of mm/vmalloc.c, with the index data structures behind
+it as pluggable components, stage by stage through the series that moves
+vmalloc from augmented rb-trees to maple trees.
+
+    >>> import vmapsim
+    >>> a = vmapsim.build(stage=0)
+    >>> addr = a.vmalloc(8192)
+    >>> a.vfree(addr)
+"""
+
+from __future__ import annotations
+
+from .area import VmapArea, VmStruct
+from .constants import ARCHES, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX, VMALLOC_END, VMALLOC_START, Arch
+from .counters import Counters
+from .descriptors import Component, ComponentContext, Stage, Workload
+from .errors import (
+    ComponentError,
+    InvariantError,
+    PluginError,
+    UnknownComponentError,
+    UnknownStageError,
+    VmapArgumentError,
+    VmapError,
+    VmapTypeError,
+)
+from .faults import FailslabConfig, FaultInjector
+from .hookspecs import hookimpl
+from .layout import Member, StructLayout, Union
+from .roles import BusyIndex, Coalescer, FreeIndex, LazyQueue, Overlay
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ARCHES",
+    "PAGE_SHIFT",
+    "PAGE_SIZE",
+    "ULONG_MAX",
+    "VMALLOC_END",
+    "VMALLOC_START",
+    "Arch",
+    "BusyIndex",
+    "Coalescer",
+    "Component",
+    "ComponentContext",
+    "ComponentError",
+    "Counters",
+    "FailslabConfig",
+    "FaultInjector",
+    "FreeIndex",
+    "InvariantError",
+    "LazyQueue",
+    "Member",
+    "Overlay",
+    "PluginError",
+    "Stage",
+    "StructLayout",
+    "Union",
+    "UnknownComponentError",
+    "UnknownStageError",
+    "VmStruct",
+    "VmapArea",
+    "VmapArgumentError",
+    "VmapError",
+    "VmapTypeError",
+    "Workload",
+    "__version__",
+    "hookimpl",
+]

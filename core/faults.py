@@ -1,0 +1,62 @@
+"""Failslab-style fault injection for node and object allocations.
+
+Models the knobs of the kernel's fault-injection framework
+(Documentation/fault-injection/fault-injection.rst, ``failslab``):
+``probability`` (percent), ``interval`` (only every N-th eligible call may
+fail), ``times`` (how many failures at most; -1 = unlimited), and
+``ignore_gfp_wait`` (only non-blocking requests fail, failslab's default).
+Decisions come from a private seeded RNG, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+
+from attrs import field, frozen, validators
+
+__all__ = ["FailslabConfig", "FaultInjector"]
+
+
+@frozen
+class FailslabConfig:
+    """Settings of one failslab-style injector."""
+
+    probability: int = field(default=0, validator=[validators.ge(0), validators.le(100)])
+    interval: int = field(default=1, validator=validators.ge(1))
+    times: int = field(default=-1, validator=validators.ge(-1))
+    ignore_gfp_wait: bool = True
+    seed: int = 0
+
+
+class FaultInjector:
+    """Decides, call by call, whether an allocation fails (``should_failslab``)."""
+
+    __slots__ = ("_count", "_rng", "config", "enabled", "failures")
+
+    def __init__(self, config: FailslabConfig | None = None) -> None:
+        self.config = config or FailslabConfig()
+        self._rng = random.Random(self.config.seed)
+        self._count = 0
+        self.failures = 0
+        self.enabled = self.config.probability > 0 and self.config.times != 0
+
+    def should_fail(self, can_block: bool = False) -> bool:
+        """Return True if this allocation is to fail.
+
+        ``can_block`` says whether the request may sleep (``__GFP_DIRECT_RECLAIM``);
+        with ``ignore_gfp_wait`` such requests never fail.
+        """
+        if not self.enabled:
+            return False
+        cfg = self.config
+        if can_block and cfg.ignore_gfp_wait:
+            return False
+        self._count += 1
+        if self._count % cfg.interval:
+            return False
+        if cfg.probability < 100 and self._rng.randrange(100) >= cfg.probability:
+            return False
+        self.failures += 1
+        if cfg.times != -1 and self.failures >= cfg.times:
+            self.enabled = False
+        return True

@@ -1,0 +1,173 @@
+"""The roles a stage fills with components, as :class:`typing.Protocol` classes.
+
+The allocator flow (:mod:`vmapsim.allocator`) talks to its data structures
+only through these methods.  A component may fill more than one role.
+Components count their own work in the shared :class:`~vmapsim.Counters`
+they receive at build time; the flow counts locks.
+
+All ranges are the kernel's: ``va_start`` inclusive, ``va_end`` exclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from .area import VmapArea
+
+#: role name -> the hook that registers components for it
+ROLES: dict[str, str] = {
+    "free": "vmapsim_index_components",
+    "busy": "vmapsim_index_components",
+    "lazy": "vmapsim_lazy_purge_components",
+    "coalesce": "vmapsim_coalescing_components",
+    "overlay": "vmapsim_overlay_components",
+}
+
+#: roles the flow instantiates once per vmap node (the rest are global)
+PER_NODE_ROLES = frozenset({"busy", "lazy"})
+
+
+@runtime_checkable
+class FreeIndex(Protocol):
+    """The free-space index: ``free_vmap_area_root`` + ``free_vmap_area_list``.
+
+    Holds free :class:`VmapArea` blocks, address-ordered and non-overlapping.
+    """
+
+    def find_vmap_lowest_match(
+        self, size: int, align: int, vstart: int, adjust_search_size: bool
+    ) -> VmapArea | None:
+        """``find_vmap_lowest_match()``: the lowest free block the search reaches
+        that can hold ``size`` bytes aligned to ``align`` at or above ``vstart``."""
+        ...
+
+    def insert(self, va: VmapArea, near: VmapArea | None = None) -> bool:
+        """``insert_vmap_area_augment()``: link a free block (no merging).
+
+        ``near`` is a block adjacent to ``va`` from which the link search may
+        start (the kernel's ``from``).  Returns False, logging the kernel's
+        overlap warning and changing nothing, if ``va`` overlaps a block."""
+        ...
+
+    def unlink(self, va: VmapArea) -> None:
+        """``unlink_va_augment()``: remove a block from the tree and the list."""
+        ...
+
+    def propagate(self, va: VmapArea) -> None:
+        """``augment_tree_propagate_from()``: ``va``'s bounds changed in place."""
+        ...
+
+    def next_block(self, va: VmapArea) -> VmapArea | None:
+        """The next block in address order (``list_next_entry``), or None."""
+        ...
+
+    def prev_block(self, va: VmapArea) -> VmapArea | None:
+        """The previous block in address order (``list_prev_entry``), or None."""
+        ...
+
+    def first(self) -> VmapArea | None:
+        """The lowest block, or None when empty."""
+        ...
+
+    def last(self) -> VmapArea | None:
+        """The highest block, or None when empty."""
+        ...
+
+    def find_enclosing(self, addr: int) -> VmapArea | None:
+        """The block with ``va_start <= addr < va_end`` (``find_vmap_area_exfree``)."""
+        ...
+
+    def __iter__(self) -> Iterator[VmapArea]: ...
+
+    def __len__(self) -> int: ...
+
+    def check(self) -> None:
+        """Raise :class:`~vmapsim.InvariantError` if the structure is inconsistent."""
+        ...
+
+
+@runtime_checkable
+class Coalescer(Protocol):
+    """Releasing a range into the free index with coalescing."""
+
+    def merge_or_add(self, va: VmapArea) -> VmapArea | None:
+        """``merge_or_add_vmap_area_augment()``: merge ``va`` with its free
+        neighbours or link it; return the resulting free block, or None (with
+        the kernel's overlap warning logged and nothing changed) on overlap."""
+        ...
+
+
+@runtime_checkable
+class BusyIndex(Protocol):
+    """One vmap node's busy tree: ``vn->busy`` (root + sorted list)."""
+
+    def insert(self, va: VmapArea) -> bool:
+        """``insert_vmap_area()``; False (warning logged, no change) on overlap."""
+        ...
+
+    def find(self, addr: int) -> VmapArea | None:
+        """``__find_vmap_area()``: the area with ``va_start <= addr < va_end``."""
+        ...
+
+    def unlink(self, va: VmapArea) -> None:
+        """``unlink_va()``."""
+        ...
+
+    def find_unlink(self, addr: int) -> VmapArea | None:
+        """Find the area containing ``addr`` and unlink it (one locked pass)."""
+        ...
+
+    def __iter__(self) -> Iterator[VmapArea]: ...
+
+    def __len__(self) -> int: ...
+
+    def check(self) -> None: ...
+
+
+@runtime_checkable
+class LazyQueue(Protocol):
+    """One vmap node's lazily freed areas: ``vn->lazy``."""
+
+    def add(self, va: VmapArea) -> bool:
+        """Queue an area (``insert_vmap_area`` into the lazy tree); False on overlap."""
+        ...
+
+    def detach_all(self) -> list[VmapArea]:
+        """Take every queued area, in address order, leaving the queue empty
+        (``list_replace_init`` of the lazy list, root reset)."""
+        ...
+
+    def __iter__(self) -> Iterator[VmapArea]: ...
+
+    def __len__(self) -> int: ...
+
+    def check(self) -> None: ...
+
+
+@runtime_checkable
+class Overlay(Protocol):
+    """An optional fast path in front of the allocator (stage 10 on)."""
+
+    def try_alloc(self, size: int, align: int, vstart: int, vend: int, cpu: int) -> VmapArea | None:
+        """Satisfy an allocation from the overlay, or None to fall through."""
+        ...
+
+    def try_free(self, addr: int, cpu: int) -> VmapArea | None:
+        """Take back an overlay-resident area, or None if ``addr`` is not one."""
+        ...
+
+    def __iter__(self) -> Iterator[VmapArea]:
+        """The ranges the overlay holds (reserved chunks)."""
+        ...
+
+    def check(self) -> None: ...
+
+
+ROLE_PROTOCOLS: dict[str, type] = {
+    "free": FreeIndex,
+    "busy": BusyIndex,
+    "lazy": LazyQueue,
+    "coalesce": Coalescer,
+    "overlay": Overlay,
+}

@@ -1,0 +1,1 @@
+"""Entry point of vmapsim_rbtree (placeholder until the components land)."""
