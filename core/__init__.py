@@ -12,6 +12,8 @@ vmalloc from augmented rb-trees to maple trees.
 
 from __future__ import annotations
 
+from .allocator import VmapAllocator
+from .api import build
 from .area import VmapArea, VmStruct
 from .constants import ARCHES, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX, VMALLOC_END, VMALLOC_START, Arch
 from .counters import Counters
@@ -61,11 +63,13 @@ __all__ = [
     "UnknownComponentError",
     "UnknownStageError",
     "VmStruct",
+    "VmapAllocator",
     "VmapArea",
     "VmapArgumentError",
     "VmapError",
     "VmapTypeError",
     "Workload",
     "__version__",
+    "build",
     "hookimpl",
 ]

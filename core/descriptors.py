@@ -39,7 +39,9 @@ def _valid_roles(_inst: object, attr: Any, value: frozenset[str]) -> None:
         raise ValueError(f"{attr.name}: must name at least one role")
     unknown = set(value) - set(ROLES)
     if unknown:
-        raise ValueError(f"{attr.name}: unknown role(s) {sorted(unknown)}; roles are {sorted(ROLES)}")
+        raise ValueError(
+            f"{attr.name}: unknown role(s) {sorted(unknown)}; roles are {sorted(ROLES)}"
+        )
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:

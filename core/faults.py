@@ -25,6 +25,10 @@ class FailslabConfig:
     interval: int = field(default=1, validator=validators.ge(1))
     times: int = field(default=-1, validator=validators.ge(-1))
     ignore_gfp_wait: bool = True
+    #: failslab's ``cache-filter``: only these caches fail (None = every cache)
+    cache_filter: frozenset[str] | None = field(
+        default=None, converter=lambda v: None if v is None else frozenset(v)
+    )
     seed: int = 0
 
 
@@ -40,16 +44,19 @@ class FaultInjector:
         self.failures = 0
         self.enabled = self.config.probability > 0 and self.config.times != 0
 
-    def should_fail(self, can_block: bool = False) -> bool:
-        """Return True if this allocation is to fail.
+    def should_fail(self, can_block: bool = False, cache: str = "maple_node") -> bool:
+        """Return True if this allocation from ``cache`` is to fail (``should_failslab``).
 
         ``can_block`` says whether the request may sleep (``__GFP_DIRECT_RECLAIM``);
-        with ``ignore_gfp_wait`` such requests never fail.
+        with ``ignore_gfp_wait`` such requests never fail.  Caches are named as
+        the kernel names them: ``maple_node``, ``vmap_area``.
         """
         if not self.enabled:
             return False
         cfg = self.config
         if can_block and cfg.ignore_gfp_wait:
+            return False
+        if cfg.cache_filter is not None and cache not in cfg.cache_filter:
             return False
         self._count += 1
         if self._count % cfg.interval:

@@ -1,0 +1,262 @@
+"""The allocation side of the flow: ``alloc_vmap_area()`` and what it calls.
+
+Mixed into :class:`vmapsim.allocator.VmapAllocator`; it reads the state set
+up there (``free``, ``coalesce``, ``vmap_nodes``, ``metrics`` …).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from .area import VmapArea, VmStruct
+from .constants import PAGE_SIZE
+from .errors import VmapError
+from .gfp import GFP_RECLAIM_MASK, Gfp
+
+if TYPE_CHECKING:
+    from .allocator import VmapAllocator
+
+__all__ = ["FL_FIT_TYPE", "LE_FIT_TYPE", "NE_FIT_TYPE", "NOTHING_FIT", "RE_FIT_TYPE", "AllocMixin"]
+
+# enum fit_type
+NOTHING_FIT = 0
+FL_FIT_TYPE = 1
+LE_FIT_TYPE = 2
+RE_FIT_TYPE = 3
+NE_FIT_TYPE = 4
+
+_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
+_NOWARN = int(Gfp.NOWARN)
+_RECLAIM_MASK = int(GFP_RECLAIM_MASK)
+
+
+def classify_va_fit_type(va: VmapArea, nva_start_addr: int, size: int) -> int:
+    """``classify_va_fit_type()``: how ``[nva, nva+size)`` sits inside free block ``va``."""
+    start = va.va_start
+    end = va.va_end
+    if nva_start_addr < start or nva_start_addr + size > end:
+        return NOTHING_FIT
+    if start == nva_start_addr:
+        return FL_FIT_TYPE if end == nva_start_addr + size else LE_FIT_TYPE
+    if end == nva_start_addr + size:
+        return RE_FIT_TYPE
+    return NE_FIT_TYPE
+
+
+class AllocMixin:
+    """``alloc_vmap_area()``, ``__alloc_vmap_area()``, ``va_alloc()``, ``va_clip()``,
+    ``node_alloc()`` and the per-CPU NE-fit preload."""
+
+    # -- vmap_area_cachep --------------------------------------------------
+    def _kmem_cache_alloc_va(self: VmapAllocator, can_block: bool) -> VmapArea | None:
+        """``kmem_cache_alloc(vmap_area_cachep, gfp)``: a fresh object, or None on failure."""
+        if self.faults.enabled and self.faults.should_fail(can_block, "vmap_area"):
+            return None
+        va = VmapArea(0, 0)
+        va.slab_pos = self.va_cache.alloc()
+        self.metrics.va_allocs += 1
+        return va
+
+    def _kmem_cache_free_va(self: VmapAllocator, va: VmapArea) -> None:
+        """``kmem_cache_free(vmap_area_cachep, va)``."""
+        self.va_cache.free(va.slab_pos)
+        self.metrics.va_frees += 1
+
+    def _preload_this_cpu_lock(self: VmapAllocator, cpu: int, can_block: bool) -> None:
+        """``preload_this_cpu_lock()``: make sure this CPU holds a spare node for an
+        NE fit, allocated before ``free_vmap_area_lock`` is taken; then take it."""
+        preload = self.ne_fit_preload_node
+        if preload[cpu] is None:
+            va = self._kmem_cache_alloc_va(can_block)
+            if va is not None:
+                preload[cpu] = va
+        self.metrics.lock("free_vmap_area_lock")
+
+    # -- the free-space search ---------------------------------------------
+    def _va_clip(
+        self: VmapAllocator, va: VmapArea, nva_start_addr: int, size: int, cpu: int
+    ) -> int:
+        """``va_clip()``: cut ``[nva, nva+size)`` out of free block ``va``; 0 or -errno."""
+        fit = classify_va_fit_type(va, nva_start_addr, size)
+        free = self.free
+        if fit == FL_FIT_TYPE:
+            free.unlink(va)
+            self._kmem_cache_free_va(va)
+            return 0
+        if fit == LE_FIT_TYPE:
+            va.va_start += size
+            free.propagate(va)
+            return 0
+        if fit == RE_FIT_TYPE:
+            va.va_end = nva_start_addr
+            free.propagate(va)
+            return 0
+        if fit == NE_FIT_TYPE:
+            lva = self.ne_fit_preload_node[cpu]
+            self.ne_fit_preload_node[cpu] = None
+            if lva is None:
+                lva = self._kmem_cache_alloc_va(False)  # GFP_NOWAIT under the spinlock
+                if lva is None:
+                    return -errno.ENOMEM
+            lva.va_start = va.va_start
+            lva.va_end = nva_start_addr
+            va.va_start = nva_start_addr + size
+            free.propagate(va)
+            free.insert(lva, va)
+            return 0
+        return -errno.EINVAL
+
+    def _va_alloc(
+        self: VmapAllocator, va: VmapArea, size: int, align: int, vstart: int, vend: int, cpu: int
+    ) -> int:
+        """``va_alloc()``: place the request in ``va``; the address or -errno."""
+        base = va.va_start if va.va_start > vstart else vstart
+        nva_start_addr = (base + align - 1) & -align
+        if nva_start_addr + size > vend:
+            return -errno.ERANGE
+        ret = self._va_clip(va, nva_start_addr, size, cpu)
+        if ret:
+            self._warn_once(
+                "va_alloc",
+                f"WARNING: CPU: {cpu} at mm/vmalloc.c va_alloc: va_clip() returned {ret}",
+            )
+            return ret
+        return nva_start_addr
+
+    def __alloc_vmap_area(
+        self: VmapAllocator, size: int, align: int, vstart: int, vend: int, cpu: int
+    ) -> int:
+        """``__alloc_vmap_area()``: lowest-fit search in the global free index."""
+        adjust_search_size = not (align <= PAGE_SIZE or vend - vstart == size)
+        va = self.free.find_vmap_lowest_match(size, align, vstart, adjust_search_size)
+        if va is None:
+            return -errno.ENOENT
+        return self._va_alloc(va, size, align, vstart, vend, cpu)
+
+    # -- per-node pools ------------------------------------------------------
+    def _node_pool_del_va(
+        self: VmapAllocator, vn_id: int, size: int, align: int, vstart: int, vend: int
+    ) -> VmapArea | None:
+        """``node_pool_del_va()``: take the head of the pool for ``size`` if aligned."""
+        vn = self.vmap_nodes[vn_id]
+        idx = (size - 1) // PAGE_SIZE
+        pool = vn.pools.get(idx)
+        if not pool:
+            return None
+        c = self.metrics
+        c.lock("vmap_node.pool_lock")
+        va = pool[0]
+        if va.va_start & (align - 1) == 0:
+            if va.size != size or va.va_start < vstart or va.va_end > vend:
+                self._warn_once(
+                    "node_pool_del_va",
+                    f"WARNING: at mm/vmalloc.c node_pool_del_va: pooled area "
+                    f"{va.va_start:#x}-{va.va_end:#x} does not fit request size {size}",
+                )
+                return None
+            pool.popleft()
+            va.list_next = va.list_prev = None
+            c.list_ops += 1
+            return va
+        pool.rotate(-1)  # list_move_tail
+        c.list_ops += 1
+        return None
+
+    def _node_alloc(
+        self: VmapAllocator, size: int, align: int, vstart: int, vend: int, cpu: int
+    ) -> tuple[VmapArea | None, int]:
+        """``node_alloc()``: try this CPU's node pool; returns (area or None, encoded vn_id)."""
+        nr = self.nr_vmap_nodes
+        if vstart != self.vmalloc_start or vend != self.vmalloc_end or nr == 1:
+            return None, 0
+        node_id = cpu % nr
+        va = self._node_pool_del_va(node_id, size, align, vstart, vend)
+        if va is None:
+            self.metrics.pool_misses += 1
+        else:
+            self.metrics.pool_hits += 1
+        return va, (node_id + 1) << 8
+
+    # -- alloc_vmap_area -------------------------------------------------------
+    def _alloc_vmap_area(
+        self: VmapAllocator,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        gfp: int,
+        cpu: int,
+        va_flags: int = 0,
+        vm: VmStruct | None = None,
+    ) -> VmapArea:
+        """``alloc_vmap_area()`` after argument validation; raises VmapError."""
+        if not self.vmap_initialized:
+            raise VmapError(errno.EBUSY, "alloc_vmap_area: vmalloc is not initialised yet")
+        c = self.metrics
+        c.alloc_calls += 1
+        gfp &= _RECLAIM_MASK
+        allow_block = bool(gfp & _DIRECT_RECLAIM)
+
+        va, vn_id = self._node_alloc(size, align, vstart, vend, cpu)
+        if va is not None:
+            addr = va.va_start
+        else:
+            va = self._kmem_cache_alloc_va(allow_block)
+            if va is None:
+                c.alloc_failures += 1
+                raise VmapError(errno.ENOMEM, "alloc_vmap_area: vmap_area_cachep allocation failed")
+            addr = -errno.EINVAL
+
+        purged = False
+        while addr < 0:
+            self._preload_this_cpu_lock(cpu, allow_block)
+            addr = self.__alloc_vmap_area(size, align, vstart, vend, cpu)
+            if addr >= 0:
+                break
+            if not allow_block:
+                self._kmem_cache_free_va(va)
+                c.alloc_failures += 1
+                raise VmapError(
+                    errno.EBUSY, f"alloc_vmap_area: no space for size {size} (no reclaim)"
+                )
+            if not purged:
+                self.reclaim_and_purge_vmap_areas()
+                purged = True
+                c.alloc_retries += 1
+                continue
+            freed = self._vmap_notify()
+            if freed > 0:
+                purged = False
+                c.alloc_retries += 1
+                continue
+            if not gfp & _NOWARN:
+                self._printk(
+                    f"vmalloc_node_range for size {size} failed: "
+                    f"Address range restricted to {vstart:#x} - {vend:#x}"
+                )
+            self._kmem_cache_free_va(va)
+            c.alloc_failures += 1
+            raise VmapError(errno.EBUSY, f"alloc_vmap_area: no space for size {size}")
+
+        va.va_start = addr
+        va.va_end = addr + size
+        va.vm = None
+        va.flags = va_flags | vn_id
+        if vm is not None:
+            vm.addr = addr
+            vm.size = size
+            va.vm = vm
+
+        vn = self.vmap_nodes[self.addr_to_node_id(addr)]
+        c.lock("vmap_node.busy.lock")
+        if not vn.busy.insert(va):  # pragma: no cover - a model bug, not a user error
+            raise AssertionError(f"busy insert refused for fresh area {va!r}")
+        return va
+
+    def _vmap_notify(self: VmapAllocator) -> int:
+        """``blocking_notifier_call_chain(&vmap_notify_list)``: pages the notifiers freed."""
+        freed = 0
+        for notifier in list(self.vmap_notify_list):
+            freed += int(notifier(self) or 0)
+        return freed

@@ -1,0 +1,200 @@
+"""The ``vmapsim`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .api import build
+from .config import resolve_stage
+from .errors import PluginError, UnknownComponentError, UnknownStageError, VmapError
+from .plugins import get_registry
+from .roles import ROLES
+
+__all__ = ["main"]
+
+
+def _parse_with(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        role, sep, name = item.partition("=")
+        if not sep or not role or not name:
+            raise SystemExit(
+                f"vmapsim: --with {item!r}: expected ROLE=NAME (roles: {', '.join(ROLES)})"
+            )
+        out[role] = name
+    return out
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"vmapsim: --param {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def cmd_stages(_args: argparse.Namespace) -> int:
+    reg = get_registry()
+    for key in reg.stage_keys():
+        st = reg.stages[key]
+        comps = " ".join(f"{r}={n}" for r, n in sorted(st.components.items()))
+        print(f"{st.key:<10} {st.title}")
+        print(f"{'':<10} {comps}  struct vmap_area {st.layout.size} B")
+    return 0
+
+
+def cmd_plugins(_args: argparse.Namespace) -> int:
+    reg = get_registry()
+    status = 0
+    for rec in reg.plugins:
+        if rec.ok:
+            print(f"ok      {rec.name:<14} from {rec.distribution} ({rec.module})")
+            for label, items in (
+                ("components", rec.components),
+                ("stages", rec.stages),
+                ("workloads", rec.workloads),
+            ):
+                if items:
+                    print(f"        {label}: {', '.join(items)}")
+        else:
+            status = 1
+            print(f"FAILED  {rec.name:<14} from {rec.distribution} ({rec.module})")
+            print(f"        {rec.error}")
+    return status
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    stage = resolve_stage(args.stage)
+    reg = get_registry()
+    workload = reg.workload(args.workload)
+    alloc = build(
+        stage.value,
+        arch=args.arch,
+        nr_cpus=args.nr_cpus,
+        seed=args.seed,
+        debug=args.debug,
+        components=_parse_with(args.with_),
+    )
+    params = {"seed": args.seed, **_parse_params(args.param)}
+    report = workload.run(alloc, **params)
+    metrics = alloc.metrics.snapshot()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "stage": alloc.stage.key,
+                    "stage_source": stage.source,
+                    "components": {r: c.name for r, c in alloc.components.items()},
+                    "workload": report.name,
+                    "params": report.params,
+                    "ops": report.ops,
+                    "elapsed_s": report.elapsed_s,
+                    "metrics": metrics,
+                    "struct_vmap_area_size": alloc.struct_vmap_area_size,
+                    "log": alloc.log,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    st = alloc.stage
+    print(f"stage {st.key} ({stage.source}): {st.title}")
+    print("components: " + " ".join(f"{r}={c.name}" for r, c in sorted(alloc.components.items())))
+    print(
+        f"arch {alloc.arch.name}, nr_cpus {alloc.nr_cpus} ({alloc.nr_vmap_nodes} vmap nodes), "
+        f"seed {alloc.seed}, struct vmap_area {alloc.struct_vmap_area_size} B"
+    )
+    print()
+    for line in report.lines():
+        print(line)
+    print()
+    print("counters:")
+    ops = max(metrics.get("alloc_calls", 0) + metrics.get("free_calls", 0), 1)
+    for name, value in metrics.items():
+        if value:
+            print(f"  {name:<32} {value:>14}   {value / ops:10.2f}/op")
+    print()
+    print(f"log: {len(alloc.log)} message(s)")
+    shown = alloc.log if args.log_all else alloc.log[-20:]
+    if len(shown) < len(alloc.log):
+        print(f"  ... {len(alloc.log) - len(shown)} earlier message(s) (--log-all shows them)")
+    for line in shown:
+        print(f"  {line}")
+    if args.debug:
+        alloc.check_invariants()
+        print("check_invariants: ok")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vmapsim",
+        description="A model of the Linux kernel's vmalloc allocator, stage by stage "
+        "through the rb-tree to maple-tree series.",
+    )
+    parser.add_argument("--version", action="version", version=f"vmapsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("stages", help="list the stages: number, patch title, components")
+    p.set_defaults(func=cmd_stages)
+    p = sub.add_parser("plugins", help="list the plugins: what loaded, from where, what failed")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("run", help="run a workload against a stage")
+    p.add_argument(
+        "--stage",
+        default=None,
+        help="stage number or series:number (default: $VMAPSIM_STAGE, then the project "
+        "file's stage, then 0)",
+    )
+    p.add_argument("--workload", default="mixed", help="workload name (default: mixed)")
+    p.add_argument(
+        "--with",
+        dest="with_",
+        action="append",
+        default=[],
+        metavar="ROLE=NAME",
+        help="use component NAME for ROLE (free, busy, lazy, coalesce, overlay)",
+    )
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
+    )
+    p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
+    p.add_argument("--nr-cpus", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--debug", action="store_true", help="check invariants after every operation")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--log-all", action="store_true", help="print the whole allocator log")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vmapsim`` command."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (UnknownStageError, UnknownComponentError, PluginError, LookupError) as exc:
+        print(f"vmapsim: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except (VmapError, TypeError, ValueError) as exc:
+        print(f"vmapsim: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

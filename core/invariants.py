@@ -1,0 +1,88 @@
+"""``check_invariants()``: the model's CONFIG_DEBUG_VM.
+
+Checks every component's own structure, then the global facts no single
+component can see: the address space ``[1, ULONG_MAX)`` is exactly
+partitioned into free, busy, lazy, pooled and overlay ranges (nothing lost,
+nothing double-booked); free space is coalesced; each area sits in the node
+the kernel would put it in; pool entries match their pool; the lazy page
+count matches the lazy areas.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .constants import MAX_VA_SIZE_PAGES, PAGE_SHIFT, ULONG_MAX
+from .errors import InvariantError
+
+if TYPE_CHECKING:
+    from .allocator import VmapAllocator
+
+__all__ = ["InvariantsMixin"]
+
+
+class InvariantsMixin:
+    """``check_invariants()`` and its parts."""
+
+    def check_invariants(self: VmapAllocator) -> None:
+        """Raise :class:`~vmapsim.InvariantError` naming the first broken rule."""
+        self.free.check()
+        for vn in self.vmap_nodes:
+            vn.busy.check()
+            vn.lazy.check()
+        if self.overlay is not None:
+            self.overlay.check()
+
+        ranges: list[tuple[int, int, str]] = []
+        prev_end = None
+        for va in self.free:
+            if va.va_start >= va.va_end:
+                raise InvariantError(f"free block {va!r} is empty or inverted")
+            if prev_end is not None and va.va_start == prev_end:
+                raise InvariantError(f"free block {va!r} touches the previous one: not coalesced")
+            prev_end = va.va_end
+            ranges.append((va.va_start, va.va_end, "free"))
+
+        nr = self.nr_vmap_nodes
+        lazy_pages = 0
+        for vn in self.vmap_nodes:
+            for va in vn.busy:
+                if self.addr_to_node_id(va.va_start) != vn.id:
+                    raise InvariantError(
+                        f"busy area {va!r} is in node {vn.id}, not its address's node"
+                    )
+                ranges.append((va.va_start, va.va_end, f"busy[{vn.id}]"))
+            for va in vn.lazy:
+                vn_id = (va.flags >> 8) - 1
+                want = vn_id if 0 <= vn_id < nr else self.addr_to_node_id(va.va_start)
+                if want != vn.id:
+                    raise InvariantError(f"lazy area {va!r} is in node {vn.id}, expected {want}")
+                lazy_pages += (va.va_end - va.va_start) >> PAGE_SHIFT
+                ranges.append((va.va_start, va.va_end, f"lazy[{vn.id}]"))
+            for idx, pool in vn.pools.items():
+                if not 0 <= idx < MAX_VA_SIZE_PAGES:
+                    raise InvariantError(f"node {vn.id} has pool index {idx}")
+                for va in pool:
+                    if (va.va_end - va.va_start - 1) >> PAGE_SHIFT != idx:
+                        raise InvariantError(f"pooled area {va!r} is in pool {idx} of node {vn.id}")
+                    ranges.append((va.va_start, va.va_end, f"pool[{vn.id}][{idx}]"))
+        if self.overlay is not None:
+            ranges.extend((va.va_start, va.va_end, "overlay") for va in self.overlay)
+
+        if lazy_pages != self.vmap_lazy_nr:
+            raise InvariantError(
+                f"vmap_lazy_nr is {self.vmap_lazy_nr} but lazy areas hold {lazy_pages} pages"
+            )
+
+        ranges.sort()
+        cursor = 1
+        for start, end, where in ranges:
+            if start < cursor:
+                raise InvariantError(
+                    f"{where} range {start:#x}-{end:#x} overlaps what ends at {cursor:#x}"
+                )
+            if start > cursor:
+                raise InvariantError(f"range {cursor:#x}-{start:#x} is lost (in no structure)")
+            cursor = end
+        if cursor != ULONG_MAX:
+            raise InvariantError(f"range {cursor:#x}-{ULONG_MAX:#x} is lost (in no structure)")

@@ -1,0 +1,173 @@
+"""Lazy freeing and purging: ``free_vmap_area_noflush()``, ``__purge_vmap_area_lazy()``,
+``purge_vmap_node()``, ``decay_va_pool_node()``, ``reclaim_list_global()``.
+
+Mixed into :class:`vmapsim.allocator.VmapAllocator`.
+
+Scheduled work runs at once: when a lazy free pushes ``vmap_lazy_nr`` over
+``lazy_max_pages()``, the drain that the kernel would ``schedule_work()``
+runs before the freeing call returns.  Purge helpers that the kernel runs
+as work on other CPUs run inline, node by node in id order; the result is
+the same because each node's pools are only touched by that node's purge.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .area import VmapArea
+from .constants import MAX_VA_SIZE_PAGES, PAGE_SHIFT, ULONG_MAX
+
+if TYPE_CHECKING:
+    from .allocator import VmapAllocator
+
+__all__ = ["PurgeMixin"]
+
+
+class PurgeMixin:
+    """The lazy-free and purge paths."""
+
+    def lazy_max_pages(self: VmapAllocator) -> int:
+        """``lazy_max_pages()``: ``fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)``."""
+        return self.nr_cpus.bit_length() * ((32 << 20) >> PAGE_SHIFT)
+
+    def _free_vmap_area_noflush(self: VmapAllocator, va: VmapArea) -> None:
+        """``free_vmap_area_noflush()``: queue an unlinked area on its node's lazy queue."""
+        if va.list_next is not None:
+            self._warn_once(
+                "free_vmap_area_noflush",
+                f"WARNING: at mm/vmalloc.c free_vmap_area_noflush: area "
+                f"{va.va_start:#x}-{va.va_end:#x} is still on a list",
+            )
+            return
+        c = self.metrics
+        c.lazy_frees += 1
+        nr_lazy = self.vmap_lazy_nr = self.vmap_lazy_nr + ((va.va_end - va.va_start) >> PAGE_SHIFT)
+        nr = self.nr_vmap_nodes
+        vn_id = (va.flags >> 8) - 1
+        if not 0 <= vn_id < nr:
+            vn_id = self.addr_to_node_id(va.va_start)
+        c.lock("vmap_node.lazy.lock")
+        if not self.vmap_nodes[vn_id].lazy.add(va):  # pragma: no cover - model bug
+            raise AssertionError(f"lazy insert refused for {va!r}")
+        if nr_lazy > self._lazy_max:
+            self.drain_vmap_area_work()
+
+    def drain_vmap_area_work(self: VmapAllocator) -> None:
+        """``drain_vmap_area_work()``: the threshold drain (pools decay by ~25%)."""
+        self.metrics.lock("vmap_purge_lock")
+        self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
+
+    def reclaim_and_purge_vmap_areas(self: VmapAllocator) -> None:
+        """``reclaim_and_purge_vmap_areas()``: purge everything and decay pools fully."""
+        self.metrics.lock("vmap_purge_lock")
+        self.__purge_vmap_area_lazy(ULONG_MAX, 0, True)
+
+    def purge_vmap_area_lazy(self: VmapAllocator) -> None:
+        """Purge every lazily freed area now, as the allocation-failure path does
+        (``reclaim_and_purge_vmap_areas()``: full pool decay)."""
+        self.reclaim_and_purge_vmap_areas()
+        self._debug_check()
+
+    def __purge_vmap_area_lazy(
+        self: VmapAllocator, start: int, end: int, full_pool_decay: bool
+    ) -> bool:
+        """``__purge_vmap_area_lazy()``: decay pools, detach every node's lazy list,
+        one TLB flush over the union, then purge node by node."""
+        c = self.metrics
+        c.purges += 1
+        marked = []
+        for vn in self.vmap_nodes:
+            vn.purge_list = []
+            vn.skip_populate = full_pool_decay
+            if vn.pools:
+                self._decay_va_pool_node(vn, full_pool_decay)
+            if not len(vn.lazy):
+                continue
+            c.lock("vmap_node.lazy.lock")
+            purge = vn.lazy.detach_all()
+            vn.purge_list = purge
+            if purge[0].va_start < start:
+                start = purge[0].va_start
+            if purge[-1].va_end > end:
+                end = purge[-1].va_end
+            marked.append(vn)
+        if not marked:
+            return False
+        self._flush_tlb_kernel_range(start, end)
+        purged_areas = 0
+        for vn in marked:
+            purged_areas += self._purge_vmap_node(vn)
+        return purged_areas > 0
+
+    def _flush_tlb_kernel_range(self: VmapAllocator, start: int, end: int) -> None:
+        """``flush_tlb_kernel_range()``: counted, and the range remembered."""
+        self.metrics.tlb_flushes += 1
+        self.last_tlb_flush = (start, end)
+
+    def _purge_vmap_node(self: VmapAllocator, vn) -> int:
+        """``purge_vmap_node()``: return purged areas to the node's pools or the global tree."""
+        c = self.metrics
+        nr = self.nr_vmap_nodes
+        nr_purged_pages = 0
+        local_list: list[VmapArea] = []
+        pools = vn.pools
+        skip = vn.skip_populate
+        for va in vn.purge_list:
+            size = va.va_end - va.va_start
+            nr_purged_pages += size >> PAGE_SHIFT
+            vn.nr_purged += 1
+            vn_id = (va.flags >> 8) - 1
+            if 0 <= vn_id < nr and not skip:
+                idx = (size - 1) >> PAGE_SHIFT
+                if idx < MAX_VA_SIZE_PAGES:  # node_pool_add_va()
+                    c.lock("vmap_node.pool_lock")
+                    pool = pools.get(idx)
+                    if pool is None:
+                        pool = pools[idx] = deque()
+                    pool.appendleft(va)
+                    va.list_next = va  # on a list (the pool)
+                    c.list_ops += 1
+                    continue
+            local_list.append(va)
+        count = len(vn.purge_list)
+        vn.purge_list = []
+        local_list.reverse()  # list_add() onto local_list puts the last one first
+        self._reclaim_list_global(local_list)
+        self.vmap_lazy_nr -= nr_purged_pages
+        return count
+
+    def _reclaim_list_global(self: VmapAllocator, areas: list[VmapArea]) -> None:
+        """``reclaim_list_global()``: merge each area into the global free index."""
+        if not areas:
+            return
+        c = self.metrics
+        c.lock("free_vmap_area_lock")
+        merge = self.coalesce.merge_or_add
+        for va in areas:
+            va.list_next = va.list_prev = None
+            merge(va)
+        self._drain_coalesced()
+
+    def _decay_va_pool_node(self: VmapAllocator, vn, full_decay: bool) -> None:
+        """``decay_va_pool_node()``: return ~25% (or all) of each pool to the global tree."""
+        c = self.metrics
+        decay: list[VmapArea] = []
+        for idx in sorted(vn.pools):
+            pool = vn.pools[idx]
+            if not pool:
+                continue
+            c.lock("vmap_node.pool_lock")
+            n_decay = len(pool) if full_decay else len(pool) >> 2
+            for _ in range(n_decay):
+                decay.append(pool.popleft())
+            c.list_ops += n_decay
+            if not pool:
+                del vn.pools[idx]
+        if decay:
+            decay.sort(key=_va_start)  # the private decay tree keeps them sorted
+            self._reclaim_list_global(decay)
+
+
+def _va_start(va: VmapArea) -> int:
+    return va.va_start

@@ -1,0 +1,237 @@
+"""The vmalloc layer: ``vmalloc()``, ``__vmalloc_node()``, ``vfree()``,
+``remove_vm_area()``, ``find_vmap_area()`` and ``find_unlink_vmap_area()``.
+
+Mixed into :class:`vmapsim.allocator.VmapAllocator`.  Pages are not
+modelled: an allocation is its virtual range and its ``vm_struct``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .area import VM_ALLOC, VM_IOREMAP, VM_NO_GUARD, VM_UNINITIALIZED, VmapArea, VmStruct
+from .constants import IOREMAP_MAX_ORDER, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX
+from .errors import VmapError
+from .gfp import GFP_KERNEL, GFP_RECLAIM_MASK, Gfp
+from .validate import check_align, check_cpu, check_int, check_ulong
+
+if TYPE_CHECKING:
+    from .allocator import VmapAllocator
+
+__all__ = ["VmallocMixin"]
+
+_NOWARN = int(Gfp.NOWARN)
+_GFP_KERNEL = int(GFP_KERNEL)
+_PAGE_MASK = PAGE_SIZE - 1
+
+
+class VmallocMixin:
+    """The callers' entry points."""
+
+    # -- allocation ------------------------------------------------------------
+    def vmalloc(self: VmapAllocator, size: int, *, cpu: int = 0) -> int | None:
+        """``vmalloc()``: ``size`` bytes of virtually contiguous memory; the address or None."""
+        if (
+            type(size) is not int
+            or not 0 <= size <= ULONG_MAX
+            or type(cpu) is not int
+            or not 0 <= cpu < self.nr_cpus
+        ):
+            check_cpu(cpu, self.nr_cpus)
+            check_ulong("size", size)
+        return self.__vmalloc_node_range(
+            size, 1, self.vmalloc_start, self.vmalloc_end, _GFP_KERNEL, 0, cpu, "vmalloc"
+        )
+
+    def vmalloc_node(
+        self: VmapAllocator, size: int, align: int, *, gfp: int = _GFP_KERNEL, cpu: int = 0
+    ) -> int | None:
+        """``__vmalloc_node()``: ``size`` bytes aligned to ``align``; the address or None."""
+        check_cpu(cpu, self.nr_cpus)
+        check_ulong("size", size)
+        check_align("align", align)
+        check_int("gfp", gfp)
+        return self.__vmalloc_node_range(
+            size, align, self.vmalloc_start, self.vmalloc_end, int(gfp), 0, cpu, "__vmalloc_node"
+        )
+
+    def __vmalloc_node_range(
+        self: VmapAllocator,
+        size: int,
+        align: int,
+        start: int,
+        end: int,
+        gfp: int,
+        vm_flags: int,
+        cpu: int,
+        caller: str,
+    ) -> int | None:
+        """``__vmalloc_node_range()``: the common vmalloc path."""
+        if size == 0:
+            self._warn_once(
+                "__vmalloc_node_range",
+                f"WARNING: CPU: {cpu} at mm/vmalloc.c __vmalloc_node_range: zero-size request",
+            )
+            return None
+        real_size = size
+        size = (size + _PAGE_MASK) & ~_PAGE_MASK
+        area = self.__get_vm_area_node(
+            real_size,
+            size,
+            align,
+            VM_ALLOC | VM_UNINITIALIZED | vm_flags,
+            start,
+            end,
+            gfp,
+            cpu,
+            caller,
+        )
+        if area is None:
+            if not gfp & _NOWARN:
+                self._printk(
+                    f"{caller}: vmalloc error: size {real_size}, vm_struct allocation failed, "
+                    f"mode:{gfp:#x}"
+                )
+            self._debug_check()
+            return None
+        area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
+        self._debug_check()
+        return area.addr
+
+    def __get_vm_area_node(
+        self: VmapAllocator,
+        requested_size: int,
+        size: int,
+        align: int,
+        flags: int,
+        start: int,
+        end: int,
+        gfp: int,
+        cpu: int,
+        caller: str,
+    ) -> VmStruct | None:
+        """``__get_vm_area_node()``: a ``vm_struct`` plus its area, guard page included."""
+        if flags & VM_IOREMAP:
+            order = max(size - 1, 1).bit_length()
+            align = 1 << min(max(order, PAGE_SHIFT), IOREMAP_MAX_ORDER)
+        vm = VmStruct(0, 0, flags, requested_size, caller)
+        if not flags & VM_NO_GUARD:
+            size += PAGE_SIZE
+        try:
+            self._alloc_vmap_area(size, align, start, end, gfp & int(GFP_RECLAIM_MASK), cpu, 0, vm)
+        except VmapError:
+            return None
+        return vm
+
+    # -- lookup ------------------------------------------------------------------
+    def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
+        """``find_vmap_area()``: the busy area containing ``addr``, or None.
+
+        Starts at ``addr``'s node and walks the nodes backwards, because an area
+        can span zones."""
+        addr = check_ulong("addr", addr)
+        nodes = self.vmap_nodes
+        nr = self.nr_vmap_nodes
+        c = self.metrics
+        i = j = self.addr_to_node_id(addr)
+        while True:
+            c.lock("vmap_node.busy.lock")
+            va = nodes[i].busy.find(addr)
+            if va is not None:
+                return va
+            i = (i + nr - 1) % nr
+            if i == j:
+                return None
+
+    def find_unlink_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
+        """``find_unlink_vmap_area()``: find the busy area containing ``addr`` and
+        unlink it, in one locked pass per node."""
+        nodes = self.vmap_nodes
+        nr = self.nr_vmap_nodes
+        c = self.metrics
+        i = j = self.addr_to_node_id(addr)
+        while True:
+            c.lock("vmap_node.busy.lock")
+            va = nodes[i].busy.find_unlink(addr)
+            if va is not None:
+                return va
+            i = (i + nr - 1) % nr
+            if i == j:
+                return None
+
+    # -- freeing -------------------------------------------------------------
+    def vfree(self: VmapAllocator, addr: int | None, *, cpu: int = 0) -> None:
+        """``vfree()``: release a vmalloc'ed area (lazily).
+
+        ``vfree(None)`` (and 0) does nothing.  An unaligned address, an
+        address that is no vmalloc area, or a second free logs the kernel's
+        warning and changes nothing.  A page-aligned address inside an area
+        but not at its start is refused with a warning too: the kernel would
+        free the whole area there; the model is stricter on purpose.
+        """
+        if not addr:
+            if addr is not None:
+                check_int("addr", addr)
+            return
+        if (
+            type(addr) is not int
+            or not 0 < addr <= ULONG_MAX
+            or type(cpu) is not int
+            or not 0 <= cpu < self.nr_cpus
+        ):
+            check_ulong("addr", addr)
+            check_cpu(cpu, self.nr_cpus)
+        self.metrics.free_calls += 1
+        vm = self.remove_vm_area(addr)
+        if vm is None:
+            self._printk(f"WARNING: Trying to vfree() nonexistent vm area ({addr:#x})")
+        self._debug_check()
+
+    def remove_vm_area(self: VmapAllocator, addr: int) -> VmStruct | None:
+        """``remove_vm_area()``: unlink the area at ``addr`` and free it lazily;
+        return its ``vm_struct`` (None, and nothing changed, if there is none)."""
+        if addr & _PAGE_MASK:
+            self._printk(f"WARNING: Trying to vfree() bad address ({addr:#x})")
+            return None
+        va = self.find_unlink_vmap_area(addr)
+        if va is None:
+            return None
+        vm = va.vm
+        if vm is None or va.va_start != addr:
+            # Not something vfree() may release: put it back untouched.
+            self.metrics.lock("vmap_node.busy.lock")
+            self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
+            if vm is not None:
+                self._printk(
+                    f"WARNING: vfree({addr:#x}) is inside {va.va_start:#x}-{va.va_end:#x} "
+                    f"but not its start (the kernel would free the whole area)"
+                )
+            return None
+        va.vm = None
+        self._free_vmap_area_noflush(va)  # free_unmap_vmap_area(): unmap, no TLB flush
+        return vm
+
+    def free_vmap_area_noflush(self: VmapAllocator, area: VmapArea) -> None:
+        """Free an area from :meth:`alloc_vmap_area` lazily.
+
+        As the kernel's callers do before ``free_vmap_area_noflush()``, the
+        area is first unlinked from its busy tree; an area that is not busy
+        (freed already) gets the kernel's warning and nothing changes.
+        """
+        if not isinstance(area, VmapArea):
+            from .errors import VmapTypeError
+
+            raise VmapTypeError("area", "a VmapArea from alloc_vmap_area()", area)
+        self.metrics.free_calls += 1
+        found = self.find_vmap_area(area.va_start) if area.va_end > area.va_start else None
+        if found is not area:
+            self._printk(
+                f"WARNING: at mm/vmalloc.c free_vmap_area_noflush: area "
+                f"{area.va_start:#x}-{area.va_end:#x} is not busy (double free?)"
+            )
+            self._debug_check()
+            return
+        va = self.find_unlink_vmap_area(area.va_start)
+        assert va is area
+        self._free_vmap_area_noflush(va)
+        self._debug_check()
