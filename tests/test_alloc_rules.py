@@ -5,9 +5,9 @@ from __future__ import annotations
 import errno
 
 import pytest
-from conftest import P, snapshot
 
 import vmapsim
+from conftest import P, snapshot
 from vmapsim import ULONG_MAX, FailslabConfig, VmapError
 from vmapsim.gfp import GFP_KERNEL, GFP_NOWAIT, Gfp
 

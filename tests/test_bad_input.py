@@ -1,0 +1,184 @@
+"""Bad input: a clear error naming the argument and the rule, or the kernel's
+warning, and in every case the allocator's state is unchanged."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+import vmapsim
+from conftest import P, snapshot
+from vmapsim import ULONG_MAX, VmapArgumentError, VmapError, VmapTypeError
+
+XS = vmapsim.VMALLOC_START
+XE = vmapsim.VMALLOC_END
+
+
+@pytest.fixture
+def busy():
+    """An allocator with some busy, lazy and free structure to disturb."""
+    a = vmapsim.build(0, nr_cpus=2, debug=True)
+    addrs = [a.vmalloc(k * P, cpu=k % 2) for k in (1, 2, 3, 4)]
+    a.vfree(addrs[1])
+    return a, addrs
+
+
+@pytest.mark.parametrize(
+    ("args", "argument", "rule"),
+    [
+        ((0, P, XS, XE), "size", "> 0"),
+        ((P + 1, P, XS, XE), "size", "multiple of PAGE_SIZE"),
+        ((100, P, XS, XE), "size", "multiple of PAGE_SIZE"),
+        ((P, 3, XS, XE), "align", "power of two"),
+        ((P, 0, XS, XE), "align", "power of two"),
+        ((P, P, XE, XS), "vstart", "below vend"),
+        ((P, P, XS, XS), "vstart", "below vend"),
+        ((P, P, -1, XE), "vstart", "[0, 2**64 - 1]"),
+        ((P, P, XS, ULONG_MAX + 1), "vend", "[0, 2**64 - 1]"),
+        ((ULONG_MAX + 1, P, XS, XE), "size", "[0, 2**64 - 1]"),
+    ],
+)
+def test_alloc_vmap_area_rejects_bad_values(busy, args, argument, rule):
+    a, _ = busy
+    before = snapshot(a)
+    with pytest.raises(VmapArgumentError) as ei:
+        a.alloc_vmap_area(*args)
+    assert ei.value.errno == errno.EINVAL
+    assert ei.value.argument == argument
+    assert argument in str(ei.value) and rule in str(ei.value)
+    assert snapshot(a) == before
+    assert a.log == []
+
+
+@pytest.mark.parametrize(
+    ("args", "argument"),
+    [
+        ((4096.0, P, XS, XE), "size"),
+        (("4096", P, XS, XE), "size"),
+        ((P, True, XS, XE), "align"),
+        ((P, P, None, XE), "vstart"),
+        ((P, P, XS, float(XE)), "vend"),
+    ],
+)
+def test_alloc_vmap_area_rejects_non_ints(busy, args, argument):
+    a, _ = busy
+    before = snapshot(a)
+    with pytest.raises(VmapTypeError) as ei:
+        a.alloc_vmap_area(*args)
+    assert ei.value.argument == argument and "must be an int" in str(ei.value)
+    assert isinstance(ei.value, TypeError)
+    assert snapshot(a) == before
+
+
+@pytest.mark.parametrize("cpu", [-1, 2, 99])
+def test_cpu_out_of_range(busy, cpu):
+    a, addrs = busy
+    before = snapshot(a)
+    with pytest.raises(VmapArgumentError, match=r"cpu: must be in \[0, 1\]"):
+        a.vmalloc(P, cpu=cpu)
+    with pytest.raises(VmapArgumentError, match="cpu"):
+        a.vfree(addrs[0], cpu=cpu)
+    assert snapshot(a) == before
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, "x", None, ULONG_MAX + 1])
+def test_vmalloc_bad_size(busy, size):
+    a, _ = busy
+    before = snapshot(a)
+    with pytest.raises(VmapError, match="size"):
+        a.vmalloc(size)
+    assert snapshot(a) == before
+
+
+def test_vmalloc_node_bad_align(busy):
+    a, _ = busy
+    before = snapshot(a)
+    with pytest.raises(VmapArgumentError, match="align: must be a power of two"):
+        a.vmalloc_node(P, 3 * P)
+    assert snapshot(a) == before
+
+
+def test_vfree_unaligned_address_warns_and_changes_nothing(busy):
+    a, addrs = busy
+    before = snapshot(a)
+    a.vfree(addrs[0] + 8)
+    assert snapshot(a) == before
+    assert a.log[-2:] == [
+        f"WARNING: Trying to vfree() bad address ({addrs[0] + 8:#x})",
+        f"WARNING: Trying to vfree() nonexistent vm area ({addrs[0] + 8:#x})",
+    ]
+
+
+def test_vfree_of_an_address_that_is_no_area(busy):
+    a, _ = busy
+    before = snapshot(a)
+    a.vfree(XS + (1 << 40))
+    assert snapshot(a) == before
+    assert a.log == [f"WARNING: Trying to vfree() nonexistent vm area ({XS + (1 << 40):#x})"]
+
+
+def test_vfree_inside_an_area_but_not_its_start(busy):
+    a, addrs = busy
+    before = snapshot(a)
+    a.vfree(addrs[3] + P)
+    assert snapshot(a) == before
+    assert "is inside" in a.log[0] and "not its start" in a.log[0]
+    assert a.find_vmap_area(addrs[3]).va_start == addrs[3]
+
+
+def test_double_vfree_warns_and_changes_nothing(busy):
+    a, addrs = busy
+    before = snapshot(a)
+    a.vfree(addrs[1])  # freed by the fixture already (lazy now)
+    assert snapshot(a) == before
+    assert a.log == [f"WARNING: Trying to vfree() nonexistent vm area ({addrs[1]:#x})"]
+    a.purge_vmap_area_lazy()
+    after_purge = snapshot(a)
+    a.vfree(addrs[1])  # and once it has been purged
+    assert snapshot(a) == after_purge
+
+
+def test_vfree_of_an_area_without_vm_struct_is_refused(busy):
+    a, _ = busy
+    va = a.alloc_vmap_area(2 * P, P, XS, XE)
+    before = snapshot(a)
+    a.vfree(va.va_start)
+    assert snapshot(a) == before
+    assert a.log[-1].endswith(f"nonexistent vm area ({va.va_start:#x})")
+
+
+def test_double_free_vmap_area_noflush(busy):
+    a, _ = busy
+    va = a.alloc_vmap_area(2 * P, P, XS, XE)
+    a.free_vmap_area_noflush(va)
+    before = snapshot(a)
+    a.free_vmap_area_noflush(va)
+    assert snapshot(a) == before
+    assert "not busy" in a.log[-1]
+    with pytest.raises(VmapTypeError, match="area"):
+        a.free_vmap_area_noflush("not an area")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"arch": "mips"}, "arch"),
+        ({"nr_cpus": 0}, "nr_cpus"),
+        ({"nr_cpus": "4"}, "nr_cpus"),
+        ({"seed": 1.0}, "seed"),
+        ({"debug": "yes"}, "debug"),
+        ({"components": {"cache": "rb"}}, "components"),
+    ],
+)
+def test_build_rejects_bad_arguments(kwargs, argument):
+    with pytest.raises(VmapError) as ei:
+        vmapsim.build(0, **kwargs)
+    assert ei.value.argument == argument
+
+
+def test_find_vmap_area_bad_address(busy):
+    a, _ = busy
+    with pytest.raises(VmapArgumentError, match="addr"):
+        a.find_vmap_area(-5)
+    assert a.find_vmap_area(1) is None
