@@ -71,7 +71,7 @@ class AllocMixin:
             va = self._kmem_cache_alloc_va(can_block)
             if va is not None:
                 preload[cpu] = va
-        self.metrics.lock("free_vmap_area_lock")
+        self.metrics.locks["free_vmap_area_lock"] += 1
 
     # -- the free-space search ---------------------------------------------
     def _va_clip(
@@ -145,7 +145,7 @@ class AllocMixin:
         if not pool:
             return None
         c = self.metrics
-        c.lock("vmap_node.pool_lock")
+        c.locks["vmap_node.pool_lock"] += 1
         va = pool[0]
         if va.va_start & (align - 1) == 0:
             if va.size != size or va.va_start < vstart or va.va_end > vend:
@@ -198,7 +198,10 @@ class AllocMixin:
         gfp &= _RECLAIM_MASK
         allow_block = bool(gfp & _DIRECT_RECLAIM)
 
-        va, vn_id = self._node_alloc(size, align, vstart, vend, cpu)
+        if self.nr_vmap_nodes > 1:
+            va, vn_id = self._node_alloc(size, align, vstart, vend, cpu)
+        else:
+            va, vn_id = None, 0
         if va is not None:
             addr = va.va_start
         else:
@@ -210,7 +213,10 @@ class AllocMixin:
 
         purged = False
         while addr < 0:
-            self._preload_this_cpu_lock(cpu, allow_block)
+            if self.ne_fit_preload_node[cpu] is None:
+                self._preload_this_cpu_lock(cpu, allow_block)
+            else:  # preload_this_cpu_lock(), the common case: already preloaded
+                c.locks["free_vmap_area_lock"] += 1
             addr = self.__alloc_vmap_area(size, align, vstart, vend, cpu)
             if addr >= 0:
                 break
@@ -249,7 +255,7 @@ class AllocMixin:
             va.vm = vm
 
         vn = self.vmap_nodes[self.addr_to_node_id(addr)]
-        c.lock("vmap_node.busy.lock")
+        c.locks["vmap_node.busy.lock"] += 1
         if not vn.busy.insert(va):  # pragma: no cover - a model bug, not a user error
             raise AssertionError(f"busy insert refused for fresh area {va!r}")
         return va

@@ -12,6 +12,7 @@ Every counter is documented in docs/metrics.md.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 
 #: Counter names, in the order reports print them.
@@ -65,18 +66,20 @@ class Counters(Mapping[str, int]):
     def __init__(self) -> None:
         for name in COUNTER_NAMES:
             setattr(self, name, 0)
-        self.locks: dict[str, int] = {}
+        #: lock name -> acquisitions; hot paths do ``locks[name] += 1`` directly
+        self.locks: defaultdict[str, int] = defaultdict(int)
 
     def lock(self, name: str) -> None:
         """Count one acquisition of the lock *name* (spin_lock / mutex_lock)."""
-        locks = self.locks
-        locks[name] = locks.get(name, 0) + 1
+        self.locks[name] += 1
 
     def reset(self) -> None:
-        """Set every counter back to zero (lock names are forgotten)."""
+        """Set every counter back to zero (lock names are forgotten).
+
+        The ``locks`` dict is cleared in place, so references to it stay valid."""
         for name in COUNTER_NAMES:
             setattr(self, name, 0)
-        self.locks = {}
+        self.locks.clear()
 
     def snapshot(self) -> dict[str, int]:
         """A plain dict copy of every counter, locks included."""
@@ -85,7 +88,7 @@ class Counters(Mapping[str, int]):
     def __getitem__(self, key: str) -> int:
         if key.startswith(LOCK_PREFIX):
             name = key[len(LOCK_PREFIX) :]
-            if name in self.locks:
+            if self.locks.get(name):
                 return self.locks[name]
             raise KeyError(key)
         if key in COUNTER_NAMES:
@@ -95,10 +98,11 @@ class Counters(Mapping[str, int]):
     def __iter__(self) -> Iterator[str]:
         yield from COUNTER_NAMES
         for name in sorted(self.locks):
-            yield LOCK_PREFIX + name
+            if self.locks[name]:
+                yield LOCK_PREFIX + name
 
     def __len__(self) -> int:
-        return len(COUNTER_NAMES) + len(self.locks)
+        return len(COUNTER_NAMES) + sum(1 for v in self.locks.values() if v)
 
     def __repr__(self) -> str:
         nonzero = {k: v for k, v in self.items() if v}

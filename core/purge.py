@@ -47,7 +47,7 @@ class PurgeMixin:
         vn_id = (va.flags >> 8) - 1
         if not 0 <= vn_id < nr:
             vn_id = self.addr_to_node_id(va.va_start)
-        c.lock("vmap_node.lazy.lock")
+        c.locks["vmap_node.lazy.lock"] += 1
         if not self.vmap_nodes[vn_id].lazy.add(va):  # pragma: no cover - model bug
             raise AssertionError(f"lazy insert refused for {va!r}")
         if nr_lazy > self._lazy_max:
@@ -55,12 +55,12 @@ class PurgeMixin:
 
     def drain_vmap_area_work(self: VmapAllocator) -> None:
         """``drain_vmap_area_work()``: the threshold drain (pools decay by ~25%)."""
-        self.metrics.lock("vmap_purge_lock")
+        self.metrics.locks["vmap_purge_lock"] += 1
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
 
     def reclaim_and_purge_vmap_areas(self: VmapAllocator) -> None:
         """``reclaim_and_purge_vmap_areas()``: purge everything and decay pools fully."""
-        self.metrics.lock("vmap_purge_lock")
+        self.metrics.locks["vmap_purge_lock"] += 1
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, True)
 
     def purge_vmap_area_lazy(self: VmapAllocator) -> None:
@@ -84,7 +84,7 @@ class PurgeMixin:
                 self._decay_va_pool_node(vn, full_pool_decay)
             if not len(vn.lazy):
                 continue
-            c.lock("vmap_node.lazy.lock")
+            c.locks["vmap_node.lazy.lock"] += 1
             purge = vn.lazy.detach_all()
             vn.purge_list = purge
             if purge[0].va_start < start:
@@ -121,7 +121,7 @@ class PurgeMixin:
             if 0 <= vn_id < nr and not skip:
                 idx = (size - 1) >> PAGE_SHIFT
                 if idx < MAX_VA_SIZE_PAGES:  # node_pool_add_va()
-                    c.lock("vmap_node.pool_lock")
+                    c.locks["vmap_node.pool_lock"] += 1
                     pool = pools.get(idx)
                     if pool is None:
                         pool = pools[idx] = deque()
@@ -142,7 +142,7 @@ class PurgeMixin:
         if not areas:
             return
         c = self.metrics
-        c.lock("free_vmap_area_lock")
+        c.locks["free_vmap_area_lock"] += 1
         merge = self.coalesce.merge_or_add
         for va in areas:
             va.list_next = va.list_prev = None
@@ -157,7 +157,7 @@ class PurgeMixin:
             pool = vn.pools[idx]
             if not pool:
                 continue
-            c.lock("vmap_node.pool_lock")
+            c.locks["vmap_node.pool_lock"] += 1
             n_decay = len(pool) if full_decay else len(pool) >> 2
             for _ in range(n_decay):
                 decay.append(pool.popleft())

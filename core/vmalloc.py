@@ -95,7 +95,8 @@ class VmallocMixin:
             self._debug_check()
             return None
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
-        self._debug_check()
+        if self.debug:
+            self.check_invariants()
         return area.addr
 
     def __get_vm_area_node(
@@ -135,7 +136,7 @@ class VmallocMixin:
         c = self.metrics
         i = j = self.addr_to_node_id(addr)
         while True:
-            c.lock("vmap_node.busy.lock")
+            c.locks["vmap_node.busy.lock"] += 1
             va = nodes[i].busy.find(addr)
             if va is not None:
                 return va
@@ -151,7 +152,7 @@ class VmallocMixin:
         c = self.metrics
         i = j = self.addr_to_node_id(addr)
         while True:
-            c.lock("vmap_node.busy.lock")
+            c.locks["vmap_node.busy.lock"] += 1
             va = nodes[i].busy.find_unlink(addr)
             if va is not None:
                 return va
@@ -185,7 +186,8 @@ class VmallocMixin:
         vm = self.remove_vm_area(addr)
         if vm is None:
             self._printk(f"WARNING: Trying to vfree() nonexistent vm area ({addr:#x})")
-        self._debug_check()
+        if self.debug:
+            self.check_invariants()
 
     def remove_vm_area(self: VmapAllocator, addr: int) -> VmStruct | None:
         """``remove_vm_area()``: unlink the area at ``addr`` and free it lazily;
@@ -199,7 +201,7 @@ class VmallocMixin:
         vm = va.vm
         if vm is None or va.va_start != addr:
             # Not something vfree() may release: put it back untouched.
-            self.metrics.lock("vmap_node.busy.lock")
+            self.metrics.locks["vmap_node.busy.lock"] += 1
             self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
             if vm is not None:
                 self._printk(

@@ -1,0 +1,111 @@
+"""Per-node busy and lazy trees: ``vn->busy`` and ``vn->lazy`` (``struct rb_list``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vmapsim import Counters, VmapArea
+from vmapsim.layout import StructLayout
+
+from .rbtree import RbList
+
+__all__ = ["RbBusyIndex", "RbLazyQueue"]
+
+
+class RbBusyIndex(RbList):
+    """One vmap node's busy tree ``vn->busy``: plain rb-tree + sorted list.
+
+    ``RbBusyIndex(counters, warn, layout=None, name="busy")``.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        counters: Counters,
+        warn: Any,
+        layout: StructLayout | None = None,
+        name: str = "busy",
+    ) -> None:
+        super().__init__(counters, warn, augmented=False, layout=layout, name=name)
+
+    def insert(self, va: VmapArea) -> bool:
+        """``insert_vmap_area()``: ``find_va_links`` + ``__link_va``.
+
+        False, with the kernel's overlap warning logged and nothing changed,
+        if ``va`` overlaps a busy area.
+        """
+        links = self.find_va_links(va)
+        if links is None:
+            return False
+        self.link_va(va, links[0], links[1])
+        return True
+
+    def find(self, addr: int) -> VmapArea | None:
+        """``__find_vmap_area()``: the busy area with ``va_start <= addr < va_end``."""
+        return self.lookup(addr)
+
+    def unlink(self, va: VmapArea) -> None:
+        """``unlink_va()``: ``rb_erase`` + ``list_del_init``."""
+        self.unlink_va(va)
+
+    def find_unlink(self, addr: int) -> VmapArea | None:
+        """The lookup and ``unlink_va()`` of ``find_unlink_vmap_area()`` for
+        this node (one pass under ``busy.lock``)."""
+        va = self.lookup(addr)
+        if va is not None:
+            self.unlink_va(va)
+        return va
+
+
+class RbLazyQueue(RbList):
+    """One vmap node's lazy tree ``vn->lazy``: plain rb-tree + sorted list.
+
+    ``RbLazyQueue(counters, warn, layout=None, name="lazy")``.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        counters: Counters,
+        warn: Any,
+        layout: StructLayout | None = None,
+        name: str = "lazy",
+    ) -> None:
+        super().__init__(counters, warn, augmented=False, layout=layout, name=name)
+
+    def add(self, va: VmapArea) -> bool:
+        """``insert_vmap_area()`` into the lazy tree (``free_vmap_area_noflush``).
+
+        False, with the overlap warning logged and nothing changed, on overlap.
+        """
+        links = self.find_va_links(va)
+        if links is None:
+            return False
+        self.link_va(va, links[0], links[1])
+        return True
+
+    def detach_all(self) -> list[VmapArea]:
+        """``list_replace_init(&vn->lazy.head, &vn->purge_list)`` with
+        ``vn->lazy.root = RB_ROOT``: every queued area in address order.
+
+        Each area's tree and list fields are cleared so it can be linked
+        elsewhere.  Counts one ``list_ops`` (the splice).
+        """
+        head = self.head
+        out: list[VmapArea] = []
+        append = out.append
+        va = head.list_next
+        while va is not head:
+            nxt = va.list_next
+            va.rb_parent = va.rb_left = va.rb_right = None
+            va.rb_red = False
+            va.list_prev = va.list_next = None
+            append(va)
+            va = nxt
+        head.list_next = head.list_prev = head
+        self.rb_node = None
+        self.nr = 0
+        self.counters.list_ops += 1
+        return out

@@ -1,0 +1,759 @@
+"""A red-black tree over the ``rb_node`` embedded in :class:`vmapsim.VmapArea`.
+
+This models lib/rbtree.c and include/linux/rbtree_augmented.h as vmalloc
+uses them: the tree links are the area's own fields (``rb_parent``,
+``rb_left``, ``rb_right``, ``rb_red``), exactly like the ``struct rb_node``
+embedded in ``struct vmap_area``, so no tree node is ever allocated.
+
+:class:`RbTree` is a ``struct rb_root``.  In augmented mode it keeps every
+area's ``subtree_max_size`` equal to the largest ``va_size`` in its subtree
+through insertion, erasure and every rotation, with the three callbacks that
+``RB_DECLARE_CALLBACKS_MAX`` generates (propagate, copy, rotate), and offers
+:meth:`RbTree.augment_tree_propagate_from` for ranges edited in place.
+
+:class:`RbList` adds the address-sorted list that vmalloc keeps beside each
+tree (``struct rb_list``: root + list head): ``find_va_links``,
+``__link_va``, ``__unlink_va``, iteration, and the structural check.
+
+The list is circular through a head sentinel (``head``, a :class:`VmapArea`
+that is never in the tree); an area on no list has ``list_next is None``
+(the model's ``list_empty()`` after ``list_del_init``).
+
+Costs go to the shared :class:`vmapsim.Counters`; see docs/rbtree.md for what
+each counter means here.  Counters are accumulated in locals and added once
+per operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from vmapsim import Counters, InvariantError, VmapArea
+from vmapsim.cachemodel import field_lines_table
+from vmapsim.layout import VMAP_AREA_RB, StructLayout
+
+__all__ = [
+    "AUGMENT_FIELDS",
+    "LOOKUP_FIELDS",
+    "OVERLAP_WARNING",
+    "ULONG_MASK",
+    "RbList",
+    "RbTree",
+    "compute_subtree_max_size",
+    "layout_from_params",
+]
+
+#: 64-bit ``unsigned long`` arithmetic: values are reduced modulo 2**64.
+ULONG_MASK = (1 << 64) - 1
+
+#: the kernel's find_va_links() WARN text (printf ``%lx`` is Python's ``%x``)
+OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
+
+#: fields an augmented (free-tree) walk reads per node
+AUGMENT_FIELDS = ("va_start", "va_end", "rb_node", "subtree_max_size")
+#: fields a busy/lazy lookup or a link search reads per node
+LOOKUP_FIELDS = ("va_start", "va_end", "rb_node")
+
+
+def layout_from_params(params: Mapping[str, Any] | None) -> StructLayout:
+    """The stage's ``struct vmap_area`` layout from factory params (default: stage 0)."""
+    layout = (params or {}).get("layout")
+    return layout if isinstance(layout, StructLayout) else VMAP_AREA_RB
+
+
+def compute_subtree_max_size(va: VmapArea) -> int:
+    """``compute_subtree_max_size()``: max of ``va_size(va)`` and the children's values."""
+    m = va.va_end - va.va_start
+    c = va.rb_left
+    if c is not None and c.subtree_max_size > m:
+        m = c.subtree_max_size
+    c = va.rb_right
+    if c is not None and c.subtree_max_size > m:
+        m = c.subtree_max_size
+    return m
+
+
+def _fmt(va: VmapArea) -> str:
+    return f"{va.va_start:#x}-{va.va_end:#x}"
+
+
+class RbTree:
+    """``struct rb_root`` over embedded nodes, optionally augmented.
+
+    ``augmented=True`` selects the ``free_vmap_area_rb_augment_cb`` callbacks
+    (``RB_DECLARE_CALLBACKS_MAX`` over ``va_size``); ``False`` is the plain
+    colour-only tree of the busy and lazy trees.
+    """
+
+    __slots__ = ("augmented", "counters", "lines_augment", "lines_lookup", "name", "rb_node")
+
+    def __init__(
+        self,
+        counters: Counters,
+        *,
+        augmented: bool = False,
+        layout: StructLayout | None = None,
+        name: str = "rb-tree",
+    ) -> None:
+        self.rb_node: VmapArea | None = None
+        self.augmented = augmented
+        self.counters = counters
+        self.name = name
+        layout = layout or VMAP_AREA_RB
+        #: cache lines per slab position for an augmented walk / a lookup walk
+        self.lines_augment: tuple[int, ...] = field_lines_table(layout, AUGMENT_FIELDS)
+        self.lines_lookup: tuple[int, ...] = field_lines_table(layout, LOOKUP_FIELDS)
+
+    # -- helpers --------------------------------------------------------
+
+    def _change_child(self, old: VmapArea, new: VmapArea | None, parent: VmapArea | None) -> None:
+        """``__rb_change_child()``: make ``parent`` point at ``new`` where it pointed at ``old``."""
+        if parent is None:
+            self.rb_node = new
+        elif parent.rb_left is old:
+            parent.rb_left = new
+        else:
+            parent.rb_right = new
+
+    # -- insertion ------------------------------------------------------
+
+    def rb_insert(self, node: VmapArea, parent: VmapArea | None, left: bool) -> None:
+        """``rb_link_node()`` + ``rb_insert_color()`` / ``rb_insert_augmented()``.
+
+        Links ``node`` as the ``left`` (else right) child of ``parent`` (the
+        root when ``parent`` is None) and rebalances.  In augmented mode the
+        rotations run the rotate callback; as in ``__link_va`` the node's
+        ``subtree_max_size`` is then set to 0 and the caller propagates.
+        """
+        node.rb_parent = parent
+        node.rb_left = node.rb_right = None
+        node.rb_red = True
+        if parent is None:
+            self.rb_node = node
+        elif left:
+            parent.rb_left = node
+        else:
+            parent.rb_right = node
+
+        aug = self.augmented
+        rot = 0
+        upd = 0
+        while True:
+            if parent is None:
+                # the root is black
+                node.rb_red = False
+                break
+            if not parent.rb_red:
+                break
+            gparent = parent.rb_parent  # a red parent is never the root
+            uncle = gparent.rb_right
+            if parent is not uncle:
+                # parent is gparent's left child
+                if uncle is not None and uncle.rb_red:
+                    # red uncle: recolour and continue two levels up
+                    uncle.rb_red = False
+                    parent.rb_red = False
+                    gparent.rb_red = True
+                    node = gparent
+                    parent = node.rb_parent
+                    continue
+                if node is parent.rb_right:
+                    # left-rotate at parent so node becomes the outer child
+                    tmp = node.rb_left
+                    parent.rb_right = tmp
+                    if tmp is not None:
+                        tmp.rb_parent = parent
+                    node.rb_left = parent
+                    parent.rb_parent = node
+                    node.rb_parent = gparent
+                    gparent.rb_left = node
+                    rot += 1
+                    if aug:
+                        node.subtree_max_size = parent.subtree_max_size
+                        parent.subtree_max_size = compute_subtree_max_size(parent)
+                        upd += 1
+                    parent = node
+                # right-rotate at gparent
+                tmp = parent.rb_right
+                gparent.rb_left = tmp
+                if tmp is not None:
+                    tmp.rb_parent = gparent
+                parent.rb_right = gparent
+            else:
+                # parent is gparent's right child (mirror image)
+                uncle = gparent.rb_left
+                if uncle is not None and uncle.rb_red:
+                    uncle.rb_red = False
+                    parent.rb_red = False
+                    gparent.rb_red = True
+                    node = gparent
+                    parent = node.rb_parent
+                    continue
+                if node is parent.rb_left:
+                    tmp = node.rb_right
+                    parent.rb_left = tmp
+                    if tmp is not None:
+                        tmp.rb_parent = parent
+                    node.rb_right = parent
+                    parent.rb_parent = node
+                    node.rb_parent = gparent
+                    gparent.rb_right = node
+                    rot += 1
+                    if aug:
+                        node.subtree_max_size = parent.subtree_max_size
+                        parent.subtree_max_size = compute_subtree_max_size(parent)
+                        upd += 1
+                    parent = node
+                tmp = parent.rb_left
+                gparent.rb_right = tmp
+                if tmp is not None:
+                    tmp.rb_parent = gparent
+                parent.rb_left = gparent
+            # finish the rotation at gparent: parent takes its place
+            ggparent = gparent.rb_parent
+            parent.rb_parent = ggparent
+            self._change_child(gparent, parent, ggparent)
+            gparent.rb_parent = parent
+            parent.rb_red = False
+            gparent.rb_red = True
+            rot += 1
+            if aug:
+                parent.subtree_max_size = gparent.subtree_max_size
+                gparent.subtree_max_size = compute_subtree_max_size(gparent)
+                upd += 1
+            break
+
+        if rot:
+            c = self.counters
+            c.rotations += rot
+            if upd:
+                c.augment_updates += upd
+
+    # -- erasure --------------------------------------------------------
+
+    def rb_erase(self, node: VmapArea) -> None:
+        """``rb_erase()`` / ``rb_erase_augmented()``: unlink ``node`` and rebalance.
+
+        Clears ``node``'s tree fields afterwards (``RB_CLEAR_NODE``).
+        """
+        aug = self.augmented
+        upd = 0
+        child = node.rb_right
+        tmp = node.rb_left
+        pnode = node.rb_parent
+        if tmp is None:
+            # at most one (right) child: it replaces node
+            parent = pnode
+            self._change_child(node, child, parent)
+            if child is not None:
+                # a lone child is red; it takes node's colour (black)
+                child.rb_parent = parent
+                child.rb_red = node.rb_red
+                rebalance = None
+            else:
+                rebalance = parent if not node.rb_red else None
+            from_node = parent
+        elif child is None:
+            # only a left child: it replaces node and takes its colour
+            tmp.rb_parent = pnode
+            tmp.rb_red = node.rb_red
+            self._change_child(node, tmp, pnode)
+            rebalance = None
+            from_node = pnode
+        else:
+            # two children: splice in the in-order successor
+            successor = child
+            tmp = child.rb_left
+            if tmp is None:
+                # the successor is node's right child
+                parent = successor
+                child2 = successor.rb_right
+                if aug:
+                    successor.subtree_max_size = node.subtree_max_size  # copy
+            else:
+                while tmp is not None:
+                    parent = successor
+                    successor = tmp
+                    tmp = tmp.rb_left
+                child2 = successor.rb_right
+                parent.rb_left = child2
+                successor.rb_right = child
+                child.rb_parent = successor
+                if aug:
+                    successor.subtree_max_size = node.subtree_max_size  # copy
+                    # propagate from the successor's old parent up to the successor
+                    p = parent
+                    while p is not successor:
+                        m = compute_subtree_max_size(p)
+                        upd += 1
+                        if p.subtree_max_size == m:
+                            break
+                        p.subtree_max_size = m
+                        p = p.rb_parent
+            tmp = node.rb_left
+            successor.rb_left = tmp
+            tmp.rb_parent = successor
+            self._change_child(node, successor, pnode)
+            if child2 is not None:
+                child2.rb_parent = parent
+                child2.rb_red = False
+                rebalance = None
+            else:
+                rebalance = parent if not successor.rb_red else None
+            successor.rb_parent = pnode
+            successor.rb_red = node.rb_red
+            from_node = successor
+        if aug:
+            # propagate callback up to the root, stopping when unchanged
+            p = from_node
+            while p is not None:
+                m = compute_subtree_max_size(p)
+                upd += 1
+                if p.subtree_max_size == m:
+                    break
+                p.subtree_max_size = m
+                p = p.rb_parent
+        node.rb_parent = node.rb_left = node.rb_right = None
+        node.rb_red = False
+        rot = self._erase_color(rebalance) if rebalance is not None else 0
+        if rot or upd:
+            c = self.counters
+            c.rotations += rot
+            c.augment_updates += upd + (rot if aug else 0)
+
+    def _erase_color(self, parent: VmapArea) -> int:
+        """``____rb_erase_color()``: restore the black height below ``parent``.
+
+        Returns the number of rotations; in augmented mode each rotation ran
+        the rotate callback (one recomputation each, counted by the caller).
+        """
+        aug = self.augmented
+        rot = 0
+        node: VmapArea | None = None
+        while True:
+            sibling = parent.rb_right
+            if node is not sibling:
+                # node is parent's left child (node may be None)
+                if sibling.rb_red:
+                    # red sibling: left-rotate at parent
+                    tmp1 = sibling.rb_left
+                    parent.rb_right = tmp1
+                    tmp1.rb_parent = parent
+                    sibling.rb_left = parent
+                    self._rotate_set_parents(parent, sibling, True)
+                    rot += 1
+                    if aug:
+                        sibling.subtree_max_size = parent.subtree_max_size
+                        parent.subtree_max_size = compute_subtree_max_size(parent)
+                    sibling = tmp1
+                tmp1 = sibling.rb_right
+                if tmp1 is None or not tmp1.rb_red:
+                    tmp2 = sibling.rb_left
+                    if tmp2 is None or not tmp2.rb_red:
+                        # black sibling with black children: recolour
+                        sibling.rb_red = True
+                        if parent.rb_red:
+                            parent.rb_red = False
+                        else:
+                            node = parent
+                            parent = node.rb_parent
+                            if parent is not None:
+                                continue
+                        break
+                    # sibling's near child red: right-rotate at sibling
+                    tmp1 = tmp2.rb_right
+                    sibling.rb_left = tmp1
+                    if tmp1 is not None:
+                        tmp1.rb_parent = sibling
+                        tmp1.rb_red = False
+                    tmp2.rb_right = sibling
+                    sibling.rb_parent = tmp2
+                    parent.rb_right = tmp2
+                    tmp2.rb_parent = parent
+                    rot += 1
+                    if aug:
+                        tmp2.subtree_max_size = sibling.subtree_max_size
+                        sibling.subtree_max_size = compute_subtree_max_size(sibling)
+                    tmp1 = sibling
+                    sibling = tmp2
+                # sibling's far child red: left-rotate at parent
+                tmp2 = sibling.rb_left
+                parent.rb_right = tmp2
+                if tmp2 is not None:
+                    tmp2.rb_parent = parent
+                sibling.rb_left = parent
+                tmp1.rb_parent = sibling
+                tmp1.rb_red = False
+                self._rotate_set_parents(parent, sibling, False)
+                rot += 1
+                if aug:
+                    sibling.subtree_max_size = parent.subtree_max_size
+                    parent.subtree_max_size = compute_subtree_max_size(parent)
+                break
+            else:
+                # mirror image: node is parent's right child
+                sibling = parent.rb_left
+                if sibling.rb_red:
+                    tmp1 = sibling.rb_right
+                    parent.rb_left = tmp1
+                    tmp1.rb_parent = parent
+                    sibling.rb_right = parent
+                    self._rotate_set_parents(parent, sibling, True)
+                    rot += 1
+                    if aug:
+                        sibling.subtree_max_size = parent.subtree_max_size
+                        parent.subtree_max_size = compute_subtree_max_size(parent)
+                    sibling = tmp1
+                tmp1 = sibling.rb_left
+                if tmp1 is None or not tmp1.rb_red:
+                    tmp2 = sibling.rb_right
+                    if tmp2 is None or not tmp2.rb_red:
+                        sibling.rb_red = True
+                        if parent.rb_red:
+                            parent.rb_red = False
+                        else:
+                            node = parent
+                            parent = node.rb_parent
+                            if parent is not None:
+                                continue
+                        break
+                    tmp1 = tmp2.rb_left
+                    sibling.rb_right = tmp1
+                    if tmp1 is not None:
+                        tmp1.rb_parent = sibling
+                        tmp1.rb_red = False
+                    tmp2.rb_left = sibling
+                    sibling.rb_parent = tmp2
+                    parent.rb_left = tmp2
+                    tmp2.rb_parent = parent
+                    rot += 1
+                    if aug:
+                        tmp2.subtree_max_size = sibling.subtree_max_size
+                        sibling.subtree_max_size = compute_subtree_max_size(sibling)
+                    tmp1 = sibling
+                    sibling = tmp2
+                tmp2 = sibling.rb_right
+                parent.rb_left = tmp2
+                if tmp2 is not None:
+                    tmp2.rb_parent = parent
+                sibling.rb_right = parent
+                tmp1.rb_parent = sibling
+                tmp1.rb_red = False
+                self._rotate_set_parents(parent, sibling, False)
+                rot += 1
+                if aug:
+                    sibling.subtree_max_size = parent.subtree_max_size
+                    parent.subtree_max_size = compute_subtree_max_size(parent)
+                break
+        return rot
+
+    def _rotate_set_parents(self, old: VmapArea, new: VmapArea, old_red: bool) -> None:
+        """``__rb_rotate_set_parents()``: ``new`` takes ``old``'s place and colour."""
+        gp = old.rb_parent
+        new.rb_parent = gp
+        new.rb_red = old.rb_red
+        old.rb_parent = new
+        old.rb_red = old_red
+        self._change_child(old, new, gp)
+
+    # -- augmentation ---------------------------------------------------
+
+    def augment_tree_propagate_from(self, va: VmapArea) -> None:
+        """``augment_tree_propagate_from()``: recompute ``subtree_max_size``
+        from ``va`` rootwards, stopping at the first unchanged value.
+
+        Counts one walk, each recomputation (``augment_updates``), each node
+        (``nodes_visited``) and its cache lines.
+        """
+        tbl = self.lines_augment
+        upd = 0
+        lines = 0
+        node: VmapArea | None = va
+        while node is not None:
+            m = node.va_end - node.va_start
+            c = node.rb_left
+            if c is not None and c.subtree_max_size > m:
+                m = c.subtree_max_size
+            c = node.rb_right
+            if c is not None and c.subtree_max_size > m:
+                m = c.subtree_max_size
+            upd += 1
+            lines += tbl[node.slab_pos]
+            if node.subtree_max_size == m:
+                break
+            node.subtree_max_size = m
+            node = node.rb_parent
+        c = self.counters
+        c.walks += 1
+        c.augment_updates += upd
+        c.nodes_visited += upd
+        c.cache_lines += lines
+
+    # -- checking -------------------------------------------------------
+
+    def check_tree(self, expected: int) -> list[VmapArea]:
+        """Verify the red-black rules, parent links, BST order without
+        overlap and (augmented) every ``subtree_max_size``; return the areas
+        in order.  ``expected`` bounds the walk so a cycle cannot hang it.
+        """
+        name = self.name
+        root = self.rb_node
+        out: list[VmapArea] = []
+        if root is None:
+            return out
+        if root.rb_parent is not None:
+            raise InvariantError(f"{name}: root {_fmt(root)} has a parent {_fmt(root.rb_parent)}")
+        if root.rb_red:
+            raise InvariantError(f"{name}: root {_fmt(root)} is red")
+        aug = self.augmented
+        # iterative post-order: black height and max size per node
+        bh: dict[int, int] = {}
+        smax: dict[int, int] = {}
+        stack: list[tuple[VmapArea, bool]] = [(root, False)]
+        seen = 0
+        while stack:
+            node, done = stack.pop()
+            if not done:
+                seen += 1
+                if seen > expected:
+                    raise InvariantError(
+                        f"{name}: more than {expected} nodes reachable (cycle or count drift)"
+                    )
+                if node.va_start >= node.va_end:
+                    raise InvariantError(f"{name}: empty or inverted area {_fmt(node)}")
+                stack.append((node, True))
+                for child in (node.rb_right, node.rb_left):
+                    if child is None:
+                        continue
+                    if child.rb_parent is not node:
+                        raise InvariantError(
+                            f"{name}: {_fmt(child)} is a child of {_fmt(node)} but its "
+                            f"parent is {_fmt(child.rb_parent) if child.rb_parent else None}"
+                        )
+                    if node.rb_red and child.rb_red:
+                        raise InvariantError(
+                            f"{name}: red node {_fmt(node)} has red child {_fmt(child)}"
+                        )
+                    stack.append((child, False))
+                continue
+            lb = bh[id(node.rb_left)] if node.rb_left is not None else 1
+            rb = bh[id(node.rb_right)] if node.rb_right is not None else 1
+            if lb != rb:
+                raise InvariantError(
+                    f"{name}: black height differs below {_fmt(node)}: left {lb}, right {rb}"
+                )
+            bh[id(node)] = lb + (0 if node.rb_red else 1)
+            if aug:
+                m = node.va_end - node.va_start
+                for child in (node.rb_left, node.rb_right):
+                    if child is not None:
+                        m = max(m, smax[id(child)])
+                smax[id(node)] = m
+                if node.subtree_max_size != m:
+                    raise InvariantError(
+                        f"{name}: subtree_max_size of {_fmt(node)} is "
+                        f"{node.subtree_max_size:#x}, expected {m:#x}"
+                    )
+        # in-order walk for order and overlap
+        node = root
+        stack2: list[VmapArea] = []
+        prev: VmapArea | None = None
+        while stack2 or node is not None:
+            while node is not None:
+                stack2.append(node)
+                node = node.rb_left
+            node = stack2.pop()
+            if prev is not None and prev.va_end > node.va_start:
+                raise InvariantError(
+                    f"{name}: {_fmt(prev)} and {_fmt(node)} are out of order or overlap"
+                )
+            out.append(node)
+            prev = node
+            node = node.rb_right
+        return out
+
+
+class RbList(RbTree):
+    """``struct rb_list``: an rb-tree plus the address-sorted list kept in step.
+
+    ``head`` is the list head (a sentinel :class:`VmapArea` never in the
+    tree); ``nr`` counts the linked areas.
+    """
+
+    __slots__ = ("head", "nr", "warn")
+
+    def __init__(
+        self,
+        counters: Counters,
+        warn: Any,
+        *,
+        augmented: bool = False,
+        layout: StructLayout | None = None,
+        name: str = "rb-list",
+    ) -> None:
+        super().__init__(counters, augmented=augmented, layout=layout, name=name)
+        head = VmapArea(0, 0)
+        head.list_next = head.list_prev = head
+        self.head = head
+        self.nr = 0
+        self.warn = warn
+
+    def find_va_links(
+        self, va: VmapArea, start: VmapArea | None = None
+    ) -> tuple[VmapArea | None, bool] | None:
+        """``find_va_links()``: where ``va`` would be linked.
+
+        Descends from the root, or from ``start`` (the kernel's ``from``):
+        left if ``va.va_end <= tmp.va_start``, right if ``va.va_start >=
+        tmp.va_end``.  Returns ``(parent, is_left)`` (``(None, True)`` for an
+        empty tree), or None after logging the kernel's overlap warning.
+        """
+        node = start if start is not None else self.rb_node
+        if node is None:
+            return None, True
+        tbl = self.lines_lookup
+        start_a = va.va_start
+        end_a = va.va_end
+        visited = 0
+        lefts = 0
+        lines = 0
+        while True:
+            visited += 1
+            lines += tbl[node.slab_pos]
+            if end_a <= node.va_start:
+                lefts += 1
+                nxt = node.rb_left
+                if nxt is None:
+                    res: tuple[VmapArea | None, bool] | None = (node, True)
+                    break
+            elif start_a >= node.va_end:
+                nxt = node.rb_right
+                if nxt is None:
+                    res = (node, False)
+                    break
+            else:
+                self.warn(OVERLAP_WARNING % (start_a, end_a, node.va_start, node.va_end))
+                res = None
+                break
+            node = nxt
+        c = self.counters
+        c.walks += 1
+        c.nodes_visited += visited
+        # one comparison to go left, two to go right or to find an overlap
+        c.comparisons += visited + visited - lefts
+        c.cache_lines += lines
+        return res
+
+    def link_va(self, va: VmapArea, parent: VmapArea | None, left: bool) -> None:
+        """``__link_va()``: rb-link ``va`` under ``parent`` and ``list_add`` it
+        after its predecessor (``parent`` for a right child, else ``parent``'s
+        list predecessor; the head for an empty tree)."""
+        if parent is None:
+            prev = self.head
+        elif left:
+            prev = parent.list_prev
+        else:
+            prev = parent
+        self.rb_insert(va, parent, left)
+        if self.augmented:
+            va.subtree_max_size = 0
+        nxt = prev.list_next
+        va.list_prev = prev
+        va.list_next = nxt
+        nxt.list_prev = va
+        prev.list_next = va
+        self.nr += 1
+        self.counters.list_ops += 1
+
+    def unlink_va(self, va: VmapArea) -> None:
+        """``__unlink_va()``: ``rb_erase`` (augmented or not) and ``list_del_init``.
+
+        An area on no list is left alone with a warning (the kernel's
+        ``WARN_ON(RB_EMPTY_NODE())``).
+        """
+        if va.list_next is None:
+            self.warn(f"WARNING: {self.name}: unlink of {_fmt(va)}, which is on no list")
+            return
+        self.rb_erase(va)
+        prev = va.list_prev
+        nxt = va.list_next
+        prev.list_next = nxt
+        nxt.list_prev = prev
+        va.list_prev = va.list_next = None
+        self.nr -= 1
+        self.counters.list_ops += 1
+
+    def lookup(self, addr: int) -> VmapArea | None:
+        """``__find_vmap_area()``: the area with ``va_start <= addr < va_end``."""
+        node = self.rb_node
+        tbl = self.lines_lookup
+        visited = 0
+        lefts = 0
+        lines = 0
+        while node is not None:
+            visited += 1
+            lines += tbl[node.slab_pos]
+            if addr < node.va_start:
+                lefts += 1
+                node = node.rb_left
+            elif addr >= node.va_end:
+                node = node.rb_right
+            else:
+                break
+        c = self.counters
+        c.walks += 1
+        c.nodes_visited += visited
+        # one comparison to go left, two to go right or to match
+        c.comparisons += visited + visited - lefts
+        c.cache_lines += lines
+        return node
+
+    def __iter__(self) -> Iterator[VmapArea]:
+        head = self.head
+        va = head.list_next
+        while va is not head:
+            nxt = va.list_next
+            yield va
+            va = nxt
+
+    def __len__(self) -> int:
+        return self.nr
+
+    def check(self) -> None:
+        """Raise :class:`vmapsim.InvariantError` unless the tree and the list agree.
+
+        Checks the red-black rules, parent links, BST order and
+        non-overlap, every ``subtree_max_size`` (augmented), that the list
+        runs in the tree's in-order sequence with consistent back links, and
+        the element count.
+        """
+        name = self.name
+        in_order = self.check_tree(self.nr)
+        if len(in_order) != self.nr:
+            raise InvariantError(
+                f"{name}: tree holds {len(in_order)} areas but the count is {self.nr}"
+            )
+        head = self.head
+        va = head.list_next
+        prev = head
+        i = 0
+        while va is not head:
+            if va is None:
+                raise InvariantError(f"{name}: list broken after {_fmt(prev)} (next is None)")
+            if va.list_prev is not prev:
+                raise InvariantError(f"{name}: list_prev of {_fmt(va)} does not point back")
+            if i >= len(in_order):
+                raise InvariantError(f"{name}: list is longer than the tree ({len(in_order)})")
+            if in_order[i] is not va:
+                raise InvariantError(
+                    f"{name}: list entry {i} is {_fmt(va)}, tree in-order entry is "
+                    f"{_fmt(in_order[i])}"
+                )
+            i += 1
+            prev = va
+            va = va.list_next
+        if head.list_prev is not prev:
+            raise InvariantError(f"{name}: list head's prev is not the last entry")
+        if i != len(in_order):
+            raise InvariantError(f"{name}: list has {i} entries, tree has {len(in_order)}")
