@@ -18,14 +18,16 @@ from .roles import ROLES
 __all__ = ["main"]
 
 
+class UsageError(Exception):
+    """A malformed command-line value (exit status 2, like argparse's own errors)."""
+
+
 def _parse_with(items: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         role, sep, name = item.partition("=")
         if not sep or not role or not name:
-            raise SystemExit(
-                f"vmapsim: --with {item!r}: expected ROLE=NAME (roles: {', '.join(ROLES)})"
-            )
+            raise UsageError(f"--with {item!r}: expected ROLE=NAME (roles: {', '.join(ROLES)})")
         out[role] = name
     return out
 
@@ -35,7 +37,7 @@ def _parse_params(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"vmapsim: --param {item!r}: expected KEY=VALUE")
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -188,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `vmapsim run --json | head`
+        sys.stderr.close()
+        return 0
+    except UsageError as exc:
+        print(f"vmapsim: {exc}", file=sys.stderr)
+        return 2
     except (UnknownStageError, UnknownComponentError, PluginError, LookupError) as exc:
         print(f"vmapsim: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2

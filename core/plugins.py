@@ -194,6 +194,7 @@ def _collect(plugin: ModuleType | object) -> dict[str, list[Any]]:
 
     pm.add_hookcall_monitoring(_count, lambda *_: None)
     pm.register(plugin)
+    pm.check_pending()  # a misspelled hook name fails the plugin instead of doing nothing
     out: dict[str, list[Any]] = {}
     for hook in (*_COMPONENT_HOOKS, "vmapsim_stages", "vmapsim_workloads"):
         results = getattr(pm.hook, hook)()
