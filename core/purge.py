@@ -46,7 +46,7 @@ class PurgeMixin:
         nr = self.nr_vmap_nodes
         vn_id = (va.flags >> 8) - 1
         if not 0 <= vn_id < nr:
-            vn_id = self.addr_to_node_id(va.va_start)
+            vn_id = (va.va_start // self.vmap_zone_size) % self.nr_vmap_nodes
         c.locks["vmap_node.lazy.lock"] += 1
         if not self.vmap_nodes[vn_id].lazy.add(va):  # pragma: no cover - model bug
             raise AssertionError(f"lazy insert refused for {va!r}")

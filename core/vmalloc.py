@@ -134,7 +134,7 @@ class VmallocMixin:
         nodes = self.vmap_nodes
         nr = self.nr_vmap_nodes
         c = self.metrics
-        i = j = self.addr_to_node_id(addr)
+        i = j = (addr // self.vmap_zone_size) % self.nr_vmap_nodes
         while True:
             c.locks["vmap_node.busy.lock"] += 1
             va = nodes[i].busy.find(addr)
@@ -150,7 +150,7 @@ class VmallocMixin:
         nodes = self.vmap_nodes
         nr = self.nr_vmap_nodes
         c = self.metrics
-        i = j = self.addr_to_node_id(addr)
+        i = j = (addr // self.vmap_zone_size) % self.nr_vmap_nodes
         while True:
             c.locks["vmap_node.busy.lock"] += 1
             va = nodes[i].busy.find_unlink(addr)
@@ -202,7 +202,9 @@ class VmallocMixin:
         if vm is None or va.va_start != addr:
             # Not something vfree() may release: put it back untouched.
             self.metrics.locks["vmap_node.busy.lock"] += 1
-            self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
+            self.vmap_nodes[(va.va_start // self.vmap_zone_size) % self.nr_vmap_nodes].busy.insert(
+                va
+            )
             if vm is not None:
                 self._printk(
                     f"WARNING: vfree({addr:#x}) is inside {va.va_start:#x}-{va.va_end:#x} "
