@@ -1,0 +1,439 @@
+"""Maple tree (allocation mode) against the augmented rb-tree free index.
+
+    python benchmarks/bench_mapletree.py [--sizes 1e3,1e4,1e5] [--repeat 5] [--ops 2000]
+
+Both structures index the same address space: ``n`` busy blocks of ``B``
+bytes, each followed by a free hole of ``B`` bytes, except the last hole,
+which is ``2B`` long.  The maple tree (``alloc_range=True``) stores the busy
+blocks and searches its gaps; the rb-tree free index holds the free holes as
+``VmapArea`` blocks (``free_vmap_area_root``).  Measured per operation:
+
+* ``fit@vstart``  lowest fit of ``B`` bytes at or above a random address
+  (``mas_empty_area`` / ``find_vmap_lowest_match``);
+* ``fit@end``     lowest fit of ``2B`` bytes from 0: only the last hole fits,
+  so the search has to follow the gap / ``subtree_max_size`` augmentation;
+* ``insert``      maple: occupy half of a random hole (``mtree_insert_range``);
+                  rb: link a free block back (``insert_vmap_area_augment``);
+* ``erase``       maple: ``mtree_erase`` of such a range;
+                  rb: unlink a random free block (``unlink_va_augment``).
+
+Counters come from the shared :class:`vmapsim.Counters` (``nodes_visited``,
+``cache_lines``, ``comparisons``; ``aug`` = ``augment_updates + gap_updates``;
+``shape`` = rotations + splits + merges + rebalances + node allocations) and
+are divided by the number of operations;
+time is the median of ``--repeat`` runs (``time.perf_counter``).  The last
+table gives ``cost@largest / cost@smallest`` for each metric.
+
+If ``vmapsim_rbtree`` cannot be imported, a ``sortedcontainers.SortedList``
+of free blocks (bisect + linear scan; no augmentation) is used instead, when
+that optional package is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vmapsim import Counters, VmapArea
+
+BLOCK = 4096  # bytes per busy block and per ordinary free hole
+ULONG_MAX = (1 << 64) - 1
+METRICS = (
+    "nodes_visited",
+    "cache_lines",
+    "comparisons",
+    "augment_updates",
+    "gap_updates",
+    "rotations",
+    "splits",
+    "merges",
+    "rebalances",
+    "node_allocs",
+)
+#: structural work: rb rotations; maple splits, merges, rebalances and node allocations
+SHAPE_METRICS = ("rotations", "splits", "merges", "rebalances", "node_allocs")
+OPS = ("fit@vstart", "fit@end", "insert", "erase")
+
+
+# ---------------------------------------------------------------------------
+@dataclass
+class OpResult:
+    """Per-operation cost of one op on one structure at one size."""
+
+    counts: dict[str, float] = field(default_factory=dict)
+    seconds_per_op: float = 0.0
+
+    @property
+    def ops_per_s(self) -> float:
+        return 1.0 / self.seconds_per_op if self.seconds_per_op else float("inf")
+
+
+@dataclass
+class SizeResult:
+    structure: str
+    n: int
+    height: int
+    build_s: float
+    ops: dict[str, OpResult] = field(default_factory=dict)
+
+
+class Subject(Protocol):
+    """One index under test, populated with ``n`` busy blocks / free holes."""
+
+    name: str
+    counters: Counters
+
+    def height(self) -> int: ...
+
+    def fit(self, size: int, vstart: int) -> int: ...
+
+    def prepare_insert_erase(self, picks: Sequence[int]) -> tuple[Callable[[], None], ...]: ...
+
+
+def hole_start(i: int) -> int:
+    """Address of hole ``i`` (the busy block ``i`` is just below it)."""
+    return 2 * i * BLOCK + BLOCK
+
+
+def space_end(n: int) -> int:
+    """One past the last hole (the last hole is ``2 * BLOCK`` long)."""
+    return hole_start(n - 1) + 2 * BLOCK
+
+
+# ---------------------------------------------------------------------------
+class MapleSubject:
+    """``MapleTree(alloc_range=True)`` holding the busy blocks."""
+
+    def __init__(self, n: int) -> None:
+        from vmapsim_mapletree import MapleState, MapleTree
+
+        self.name = "maple"
+        self.counters = Counters()
+        self.tree = MapleTree(alloc_range=True, counters=self.counters)
+        busy = object()
+        store = self.tree.store_range
+        for i in range(n):  # consecutive (appending) stores
+            store(2 * i * BLOCK, 2 * i * BLOCK + BLOCK - 1, busy)
+        # everything above the address space is taken, as vmalloc's range ends at VMALLOC_END
+        store(space_end(n), ULONG_MAX, busy)
+        self.mas = MapleState(self.tree, 0)
+        self.token = object()
+
+    def height(self) -> int:
+        return int(self.tree.height)
+
+    def fit(self, size: int, vstart: int) -> int:
+        mas = self.mas
+        mas.reset()
+        mas.empty_area(vstart, ULONG_MAX, size)
+        return int(mas.index)
+
+    def prepare_insert_erase(self, picks: Sequence[int]) -> tuple[Callable[[], None], ...]:
+        tree, token, half = self.tree, self.token, BLOCK // 2
+        starts = [hole_start(i) for i in picks]
+
+        def insert() -> None:
+            for s in starts:
+                tree.insert_range(s, s + half - 1, token)
+
+        def erase() -> None:
+            for s in starts:
+                tree.erase(s)
+
+        return insert, erase
+
+
+class RbSubject:
+    """``vmapsim_rbtree.free.RbFreeIndex`` holding the free holes."""
+
+    def __init__(self, n: int) -> None:
+        from vmapsim_rbtree.free import RbFreeIndex
+
+        self.name = "rbtree"
+        self.counters = Counters()
+        self.warnings: list[str] = []
+        self.index = RbFreeIndex(self.counters, self.warnings.append)
+        self.areas = [
+            VmapArea(hole_start(i), hole_start(i) + (2 * BLOCK if i == n - 1 else BLOCK))
+            for i in range(n)
+        ]
+        insert = self.index.insert
+        for va in self.areas:
+            insert(va)
+        if self.warnings:
+            raise RuntimeError(f"rb free index refused the layout: {self.warnings[:3]}")
+
+    def height(self) -> int:
+        root = self.index.rb_node
+        best = 0
+        stack = [(root, 1)] if root is not None else []
+        while stack:
+            node, depth = stack.pop()
+            best = max(best, depth)
+            for child in (node.rb_left, node.rb_right):
+                if child is not None:
+                    stack.append((child, depth + 1))
+        return best
+
+    def fit(self, size: int, vstart: int) -> int:
+        va = self.index.find_vmap_lowest_match(size, 1, vstart, False)
+        if va is None:
+            raise LookupError("no fit")
+        return max(va.va_start, vstart)
+
+    def prepare_insert_erase(self, picks: Sequence[int]) -> tuple[Callable[[], None], ...]:
+        index = self.index
+        areas = [self.areas[i] for i in picks]
+
+        def erase() -> None:
+            for va in areas:
+                index.unlink(va)
+
+        def insert() -> None:
+            for va in areas:
+                index.insert(va)
+
+        # a block has to be out before it can be linked back: erase runs first
+        return insert, erase
+
+
+class SortedListSubject:
+    """Fallback baseline: free holes in a ``SortedList`` (no augmentation)."""
+
+    def __init__(self, n: int) -> None:
+        from sortedcontainers import SortedList
+
+        self.name = "sortedlist"
+        self.counters = Counters()
+        self.free = SortedList(
+            (hole_start(i), hole_start(i) + (2 * BLOCK if i == n - 1 else BLOCK)) for i in range(n)
+        )
+
+    def height(self) -> int:
+        return 0
+
+    def fit(self, size: int, vstart: int) -> int:
+        free = self.free
+        k = max(free.bisect_left((vstart, 0)) - 1, 0)
+        scanned = 0
+        for start, end in free.islice(k):
+            scanned += 1
+            nva = max(start, vstart)
+            if nva + size <= end:
+                self.counters.nodes_visited += scanned
+                self.counters.comparisons += scanned
+                return nva
+        self.counters.nodes_visited += scanned
+        raise LookupError("no fit")
+
+    def prepare_insert_erase(self, picks: Sequence[int]) -> tuple[Callable[[], None], ...]:
+        free = self.free
+        blocks = [free[i] for i in picks]
+
+        def erase() -> None:
+            for b in blocks:
+                free.remove(b)
+
+        def insert() -> None:
+            for b in blocks:
+                free.add(b)
+
+        return insert, erase
+
+
+# ---------------------------------------------------------------------------
+def measure(subject: Subject, fn: Callable[[], None], nops: int) -> tuple[dict[str, int], float]:
+    c = subject.counters
+    c.reset()
+    t0 = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t0
+    return {m: c[m] for m in METRICS}, dt
+
+
+def bench_subject(make: Callable[[int], Any], n: int, repeat: int, nops: int) -> SizeResult:
+    t0 = time.perf_counter()
+    subject = make(n)
+    build = time.perf_counter() - t0
+    res = SizeResult(subject.name, n, subject.height(), build)
+    nops = min(nops, n - 1)
+    samples: dict[str, list[tuple[dict[str, int], float]]] = {op: [] for op in OPS}
+
+    for rep in range(repeat):
+        rng = random.Random(1000 * n + rep)
+        vstarts = [rng.randrange(0, hole_start(n - 1)) for _ in range(nops)]
+        picks = rng.sample(range(n - 1), nops)  # never the last (2B) hole
+
+        def fit_vstart(vs: list[int] = vstarts) -> None:
+            fit = subject.fit
+            for v in vs:
+                fit(BLOCK, v)
+
+        def fit_end() -> None:
+            fit = subject.fit
+            for _ in range(nops):
+                fit(2 * BLOCK, 0)
+
+        samples["fit@vstart"].append(measure(subject, fit_vstart, nops))
+        samples["fit@end"].append(measure(subject, fit_end, nops))
+        insert, erase = subject.prepare_insert_erase(picks)
+        if subject.name == "maple":
+            samples["insert"].append(measure(subject, insert, nops))
+            samples["erase"].append(measure(subject, erase, nops))
+        else:
+            samples["erase"].append(measure(subject, erase, nops))
+            samples["insert"].append(measure(subject, insert, nops))
+
+    # sanity: both searches must land where the layout says
+    assert subject.fit(2 * BLOCK, 0) == hole_start(n - 1), subject.name
+    probe = hole_start(n // 2) + 1
+    assert subject.fit(BLOCK, probe) == hole_start(n // 2 + 1), subject.name
+    for op, runs in samples.items():
+        r = OpResult()
+        for m in METRICS:
+            r.counts[m] = statistics.median(c[m] for c, _ in runs) / nops
+        r.seconds_per_op = statistics.median(dt for _, dt in runs) / nops
+        res.ops[op] = r
+    return res
+
+
+# ---------------------------------------------------------------------------
+def fmt_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    pairs = enumerate(zip(cells, widths, strict=True))
+    return "  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in pairs)
+
+
+def print_tables(results: list[SizeResult]) -> None:
+    head = ["structure", "n", "height", "op", "nodes/op", "lines/op", "cmps/op", "aug/op"]
+    head += ["shape/op", "ops/s", "build s"]
+    widths = [10, 9, 6, 10, 9, 9, 9, 7, 8, 10, 8]
+    print(fmt_row(head, widths))
+    print(fmt_row(["-" * w for w in widths], widths))
+    for r in results:
+        for op in OPS:
+            o = r.ops[op]
+            print(
+                fmt_row(
+                    [
+                        r.structure,
+                        f"{r.n:,}",
+                        str(r.height),
+                        op,
+                        f"{o.counts['nodes_visited']:.1f}",
+                        f"{o.counts['cache_lines']:.1f}",
+                        f"{o.counts['comparisons']:.1f}",
+                        f"{o.counts['augment_updates'] + o.counts['gap_updates']:.1f}",
+                        f"{sum(o.counts[m] for m in SHAPE_METRICS):.2f}",
+                        f"{o.ops_per_s:,.0f}",
+                        f"{r.build_s:.2f}" if op == OPS[0] else "",
+                    ],
+                    widths,
+                )
+            )
+        print()
+
+    by_struct: dict[str, list[SizeResult]] = {}
+    for r in results:
+        by_struct.setdefault(r.structure, []).append(r)
+    print("growth: cost@largest / cost@smallest")
+    gh = ["structure", "sizes", "op", "nodes", "lines", "cmps", "time/op", "height"]
+    gw = [10, 17, 10, 7, 7, 7, 8, 7]
+    print(fmt_row(gh, gw))
+    print(fmt_row(["-" * w for w in gw], gw))
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}" if b else ("-" if not a else "inf")
+
+    for name, rs in by_struct.items():
+        lo, hi = min(rs, key=lambda r: r.n), max(rs, key=lambda r: r.n)
+        if lo is hi:
+            continue
+        for op in OPS:
+            a, b = hi.ops[op], lo.ops[op]
+            print(
+                fmt_row(
+                    [
+                        name,
+                        f"{hi.n:.0e}/{lo.n:.0e}",
+                        op,
+                        ratio(a.counts["nodes_visited"], b.counts["nodes_visited"]),
+                        ratio(a.counts["cache_lines"], b.counts["cache_lines"]),
+                        ratio(a.counts["comparisons"], b.counts["comparisons"]),
+                        ratio(a.seconds_per_op, b.seconds_per_op),
+                        ratio(hi.height, lo.height),
+                    ],
+                    gw,
+                )
+            )
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = [int(float(s)) for s in text.split(",") if s.strip()]
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError("sizes must be integers >= 2, e.g. 1e3,1e4")
+    return sizes
+
+
+def baseline_factory() -> Callable[[int], Any] | None:
+    try:
+        import vmapsim_rbtree.free  # noqa: F401
+    except ImportError as exc:
+        print(f"note: vmapsim_rbtree not importable ({exc}); trying sortedcontainers")
+    else:
+        return RbSubject
+    try:
+        import sortedcontainers  # noqa: F401
+    except ImportError:
+        print("note: sortedcontainers is not installed either; maple tree only")
+        return None
+    return SortedListSubject
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1e3,1e4,1e5"))
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--ops", type=int, default=2000, help="operations per timed batch")
+    args = ap.parse_args(argv)
+
+    makers: list[Callable[[int], Any]] = []
+    try:
+        import vmapsim_mapletree
+
+        if not hasattr(vmapsim_mapletree, "MapleTree"):
+            raise ImportError("vmapsim_mapletree does not export MapleTree yet")
+    except ImportError as exc:
+        print(f"note: maple tree not available ({exc})")
+    else:
+        makers.append(MapleSubject)
+    base = baseline_factory()
+    if base is not None:
+        makers.append(base)
+    if not makers:
+        print("nothing to benchmark", file=sys.stderr)
+        return 1
+
+    print(
+        f"sizes {', '.join(f'{n:,}' for n in args.sizes)}; repeat {args.repeat}; "
+        f"{args.ops} ops per batch; block {BLOCK} B",
+        flush=True,
+    )
+    results = []
+    for n in args.sizes:
+        for make in makers:
+            results.append(bench_subject(make, n, args.repeat, args.ops))
+            r = results[-1]
+            print(f"  {r.structure} n={n:,}: built in {r.build_s:.2f}s", flush=True)
+    print()
+    print_tables(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

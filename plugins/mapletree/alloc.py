@@ -1,0 +1,78 @@
+"""The node allocator: every maple node is obtained and released here.
+
+Models the ``maple_node_cache`` kmem_cache together with the ma_state's
+allocation list (``mas_alloc_nodes`` / ``mas_pop_node`` / ``mas_destroy``):
+a writer first reserves the worst case for its store type, then takes nodes
+from the reservation while writing, and finally returns what it did not use.
+A reservation request is one bulk slab allocation, so it consults the fault
+injector once (``should_failslab``) and either gets every node or none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define
+
+from vmapsim import Counters, FaultInjector
+
+from .node import MapleNode
+
+__all__ = ["NodeAllocator"]
+
+
+@define(slots=True, eq=False, weakref_slot=False)
+class NodeAllocator:
+    """``maple_node_cache`` with failslab-style fault injection.
+
+    ``node_allocs`` counts nodes obtained from the slab (reservations, like
+    ``kmem_cache_alloc_bulk``); ``node_frees`` counts nodes given back, both
+    unused reservations (``mas_destroy``) and nodes replaced by a write
+    (``ma_free_rcu`` / ``mt_free_bulk``).
+    """
+
+    counters: Counters
+    faults: FaultInjector | None = None
+    #: Nodes linked into a tree (taken from a reservation, not yet freed).
+    live: int = 0
+    #: Nodes reserved by writers and not yet used or given back.
+    reserved: int = 0
+
+    def reserve(self, count: int, can_block: bool) -> bool:
+        """``mas_alloc_nodes()``: obtain ``count`` nodes; False on failure."""
+        if count <= 0:
+            return True
+        faults = self.faults
+        if faults is not None and faults.should_fail(can_block):
+            return False
+        self.counters.node_allocs += count
+        self.reserved += count
+        return True
+
+    def unreserve(self, count: int) -> None:
+        """``mas_destroy()`` path: give back ``count`` unused reserved nodes."""
+        if count > 0:
+            self.counters.node_frees += count
+            self.reserved -= count
+
+    def make(
+        self,
+        type_: int,
+        pivots: list[int],
+        slots: list[Any],
+        gaps: list[int] | None,
+        parent: MapleNode | None,
+    ) -> MapleNode:
+        """``mas_pop_node()`` + initialise: a node taken from a reservation.
+
+        The caller has already charged the node to its reservation.
+        """
+        self.reserved -= 1
+        self.live += 1
+        return MapleNode(type_, pivots, slots, gaps, parent)
+
+    def free(self, node: MapleNode) -> None:
+        """``ma_free_rcu()``: a node replaced by a write; marks it dead."""
+        node.parent = node
+        self.counters.node_frees += 1
+        self.live -= 1

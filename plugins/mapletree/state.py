@@ -1,0 +1,590 @@
+"""``struct ma_state``: the advanced (cursor) API of the maple tree.
+
+A state carries ``index``/``last``, a status (``ma_start``, ``ma_active``, ...),
+the leaf it is positioned on, and the nodes it has preallocated.  Moves
+within a leaf are O(1); crossing to a neighbouring leaf climbs through the
+parent pointers (``mas_next_node`` / ``mas_prev_node``).  If the tree was
+written since the state was positioned, the next move re-walks from the
+root first (the kernel requires the lock to be held across; this model
+re-walks instead of following a freed node).
+"""
+
+from __future__ import annotations
+
+import errno
+from bisect import bisect_left
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from .errors import MapleError
+from .gap import search_forward, search_reverse
+from .node import ULONG_MAX, MapleNode
+from .walk import descend, next_leaf, prev_leaf, virtual_root_leaf
+from .write import STORE_TYPE_NAMES, WR_INVALID, classify, execute
+
+if TYPE_CHECKING:
+    from .tree import MapleTree
+
+__all__ = ["MaStatus", "MapleState", "check_index"]
+
+
+class MaStatus(Enum):
+    """``enum maple_status``."""
+
+    ma_active = "ma_active"
+    ma_start = "ma_start"
+    ma_root = "ma_root"
+    ma_none = "ma_none"
+    ma_pause = "ma_pause"
+    ma_overflow = "ma_overflow"
+    ma_underflow = "ma_underflow"
+    ma_error = "ma_error"
+
+
+_ACTIVE = MaStatus.ma_active
+_START = MaStatus.ma_start
+_ROOT = MaStatus.ma_root
+_NONE = MaStatus.ma_none
+_PAUSE = MaStatus.ma_pause
+_OVERFLOW = MaStatus.ma_overflow
+_UNDERFLOW = MaStatus.ma_underflow
+_ERROR = MaStatus.ma_error
+
+
+def check_index(name: str, value: object) -> int:
+    """Validate an index argument: an int in ``[0, ULONG_MAX]`` (EINVAL)."""
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise MapleError(errno.EINVAL, f"{name}: must be an int (got {type(value).__name__})")
+    if value < 0 or value > ULONG_MAX:  # type: ignore[operator]
+        raise MapleError(errno.EINVAL, f"{name}: must be in [0, ULONG_MAX] (got {value!r})")
+    return value  # type: ignore[return-value]
+
+
+class MapleState:
+    """``MA_STATE()``: a cursor on one tree over ``[index, last]``."""
+
+    __slots__ = (
+        "error",
+        "index",
+        "last",
+        "min",
+        "node",
+        "offset",
+        "prealloc",
+        "reserved",
+        "seq",
+        "status",
+        "store_type",
+        "tree",
+        "wr_content",
+        "wr_first",
+        "wr_last",
+        "wr_min",
+        "wr_node",
+        "wr_o1",
+        "wr_o2",
+        "wr_type",
+    )
+
+    def __init__(self, tree: MapleTree, index: int = 0, last: int | None = None) -> None:
+        """``MA_STATE(name, mt, first, end)``; ``last`` defaults to ``index``."""
+        check_index("index", index)
+        if last is None:
+            last = index
+        check_index("last", last)
+        if index > last:
+            raise MapleError(errno.EINVAL, f"index: must be <= last (got {index} > {last})")
+        self.tree = tree
+        self.index = index
+        self.last = last
+        self.status = _START
+        self.node: MapleNode | None = None
+        self.offset = 0
+        self.min = 0
+        self.seq = -1
+        self.reserved = 0
+        self.prealloc = False
+        self.error = 0
+        self.store_type = STORE_TYPE_NAMES[WR_INVALID]
+        self.wr_type = WR_INVALID
+        self.wr_node: MapleNode | None = None
+        self.wr_min = 0
+        self.wr_o1 = 0
+        self.wr_o2 = 0
+        self.wr_first = 0
+        self.wr_last = 0
+        self.wr_content: Any = None
+
+    def __repr__(self) -> str:
+        return f"MapleState(index={self.index:#x}, last={self.last:#x}, status={self.status.name})"
+
+    # ------------------------------------------------------------------
+    # positioning
+
+    def reset(self) -> None:
+        """``mas_reset()``: the next operation walks from the root."""
+        self.status = _START
+        self.node = None
+
+    def set(self, index: int) -> None:
+        """``mas_set()``: ``index = last = index`` and reset."""
+        check_index("index", index)
+        self.index = self.last = index
+        self.reset()
+
+    def set_range(self, first: int, last: int) -> None:
+        """``mas_set_range()``: ``[first, last]`` and reset."""
+        check_index("first", first)
+        check_index("last", last)
+        if first > last:
+            raise MapleError(errno.EINVAL, f"first: must be <= last (got {first} > {last})")
+        self.index = first
+        self.last = last
+        self.reset()
+
+    def pause(self) -> None:
+        """``mas_pause()``: drop the position; iteration resumes after ``last``."""
+        self.status = _PAUSE
+        self.node = None
+
+    def _position(self, index: int) -> Any:
+        """Descend to ``index``: set node/offset/min and index/last; return the slot."""
+        tree = self.tree
+        if tree.root is None:
+            node = virtual_root_leaf(tree)
+            off = bisect_left(node.pivots, index)
+            mn = 0
+            tree.counters.walks += 1
+        else:
+            node, off, mn = descend(tree, index)
+        piv = node.pivots
+        self.node = node
+        self.offset = off
+        self.min = mn
+        self.index = piv[off - 1] + 1 if off else mn
+        self.last = piv[off]
+        self.seq = tree.seq
+        return node.slots[off]
+
+    def _fresh(self) -> bool:
+        return self.node is not None and self.seq == self.tree.seq
+
+    def walk(self) -> Any:
+        """``mas_walk()``: the entry at ``index`` (NULL ranges included).
+
+        Sets ``index``/``last`` to the range of the slot found; ZERO_ENTRY is
+        returned as-is.  Empty tree: NULL over ``[0, ULONG_MAX]``.
+        """
+        tree = self.tree
+        entry = self._position(self.index)
+        if tree.root is None:
+            self.status = _ROOT if entry is not None else _NONE
+        else:
+            self.status = _ACTIVE
+        return entry
+
+    # ------------------------------------------------------------------
+    # stepping
+
+    def _next_slot(self, max: int) -> Any:
+        """``mas_next_slot()``: the next non-NULL entry whose start is <= max."""
+        tree = self.tree
+        node = self.node
+        off = self.offset
+        mn = self.min
+        while True:
+            if self.last >= max:
+                self.status = _OVERFLOW
+                return None
+            piv = node.pivots
+            if off < len(piv) - 1:
+                off += 1
+                start = piv[off - 1] + 1
+            else:
+                nxt = next_leaf(tree, node)
+                if nxt is None:  # pragma: no cover - last == ULONG_MAX >= max
+                    self.status = _OVERFLOW
+                    return None
+                node, mn = nxt
+                piv = node.pivots
+                off = 0
+                start = mn
+            self.node = node
+            self.offset = off
+            self.min = mn
+            self.index = start
+            self.last = piv[off]
+            entry = node.slots[off]
+            if entry is not None:
+                self.status = _ACTIVE
+                return entry
+
+    def _prev_slot(self, min: int) -> Any:
+        """``mas_prev_slot()``: the previous non-NULL entry whose end is >= min."""
+        tree = self.tree
+        node = self.node
+        off = self.offset
+        mn = self.min
+        while True:
+            if self.index <= min:
+                self.status = _UNDERFLOW
+                return None
+            if off:
+                off -= 1
+            else:
+                prv = prev_leaf(tree, node, mn)
+                if prv is None:  # pragma: no cover - index == 0 <= min
+                    self.status = _UNDERFLOW
+                    return None
+                node, mn = prv
+                off = len(node.slots) - 1
+            piv = node.pivots
+            self.node = node
+            self.offset = off
+            self.min = mn
+            self.index = piv[off - 1] + 1 if off else mn
+            self.last = piv[off]
+            entry = node.slots[off]
+            if entry is not None:
+                self.status = _ACTIVE
+                return entry
+
+    def next(self, max: int) -> Any:
+        """``mas_next()``: the next entry after the current one whose start <= max.
+
+        From ``ma_start`` the state first walks to ``index``.  At the limit
+        returns None with status ``ma_overflow`` (``index``/``last`` are the
+        NULL range reached, if any); in a tree without a root node the status
+        is ``ma_none`` instead.
+        """
+        check_index("max", max)
+        if self.last >= max:
+            self.status = _OVERFLOW
+            return None
+        entry = self._next(max)
+        if entry is None and self.tree.root is None and self.status is _OVERFLOW:
+            self.status = _NONE
+        return entry
+
+    def _next(self, max: int) -> Any:
+        st = self.status
+        if st is _ERROR:
+            return None
+        if st is _ACTIVE or st is _ROOT:
+            if not self._fresh():
+                self._position(self.last)
+        elif st is _UNDERFLOW:
+            self.status = _ACTIVE
+            entry = self._position(self.index)
+            if entry is not None:
+                return entry
+        elif st is _OVERFLOW:
+            self.status = _ACTIVE
+            if not self._fresh():
+                self._position(self.last)
+        else:
+            self._position(self.index)
+        return self._next_slot(max)
+
+    def prev(self, min: int) -> Any:
+        """``mas_prev()``: the previous entry whose end >= min.
+
+        At the limit returns None with status ``ma_underflow``.
+        """
+        check_index("min", min)
+        if self.index <= min:
+            self.status = _UNDERFLOW
+            return None
+        st = self.status
+        if st is _ERROR:
+            return None
+        if st is _ACTIVE or st is _ROOT:
+            if not self._fresh():
+                self._position(self.index)
+        elif st is _OVERFLOW:
+            self.status = _ACTIVE
+            entry = self._position(self.index)
+            if entry is not None:
+                return entry
+        elif st is _UNDERFLOW:
+            self.status = _ACTIVE
+            if not self._fresh():
+                self._position(self.index)
+        else:
+            self._position(self.index)
+        return self._prev_slot(min)
+
+    def find(self, max: int) -> Any:
+        """``mas_find()``: first call → entry at or after ``index`` (start <= max);
+        later calls → the next entry.  None (status ``ma_overflow``, or
+        ``ma_none`` in a tree without a root node) past max."""
+        check_index("max", max)
+        entry = self._find(max)
+        if entry is None and self.tree.root is None and self.status is not _ERROR:
+            self.status = _NONE
+        return entry
+
+    def _find(self, max: int) -> Any:
+        # mas_find ignores overflow: reaching max leaves the state active on
+        # the NULL range (or entry) it stopped at; limits checked up front
+        # leave the status alone.
+        st = self.status
+        if st is _ERROR:
+            return None
+        if st is _ACTIVE or st is _ROOT or st is _OVERFLOW or (st is _NONE and self._fresh()):
+            if self.last >= max:
+                return None
+            self.status = _ACTIVE
+            if not self._fresh():
+                self._position(self.last)
+        else:
+            if st is _PAUSE:
+                if self.last >= max:
+                    return None
+                self.index = self.last + 1
+            if self.index > max:
+                return None
+            entry = self._position(self.index)
+            self.status = _ACTIVE
+            if entry is not None:
+                return entry
+        entry = self._next_slot(max)
+        if entry is None:
+            self.status = _ACTIVE
+        return entry
+
+    def find_rev(self, min: int) -> Any:
+        """``mas_find_rev()``: first call → entry at or before ``index``
+        (end >= min); later calls → the previous entry.  None (status
+        ``ma_underflow``) past min."""
+        check_index("min", min)
+        st = self.status
+        if st is _ERROR:
+            return None
+        if st is _ACTIVE or st is _ROOT or st is _UNDERFLOW:
+            if self.index <= min:
+                self.status = _UNDERFLOW
+                return None
+            self.status = _ACTIVE
+            if not self._fresh():
+                self._position(self.index)
+            return self._prev_slot(min)
+        if st is _PAUSE:
+            if self.index <= min:
+                self.status = _UNDERFLOW
+                return None
+            self.last = self.index - 1
+            self.index = self.last
+        if self.index < min:
+            self.status = _UNDERFLOW
+            return None
+        entry = self._position(self.index)
+        self.status = _ACTIVE
+        if entry is not None:
+            return entry
+        return self._prev_slot(min)
+
+    # ------------------------------------------------------------------
+    # writes
+
+    def _write(
+        self,
+        first: int,
+        last: int,
+        entry: Any,
+        *,
+        can_block: bool,
+        retry: bool,
+        insert: bool = False,
+    ) -> Any:
+        """Classify, obtain nodes (all up front), store, release leftovers."""
+        tree = self.tree
+        need = classify(tree, self, first, last, entry, insert)
+        self.store_type = STORE_TYPE_NAMES[self.wr_type]
+        if self.prealloc:
+            if need > self.reserved:
+                raise MapleError(
+                    errno.EINVAL,
+                    f"store_prealloc: the {self.store_type} needs {need} nodes but "
+                    f"{self.reserved} were preallocated (preallocate for the same "
+                    "range and entry)",
+                )
+        elif need > self.reserved:
+            alloc = tree.allocator
+            more = need - self.reserved
+            ok = alloc.reserve(more, False)
+            if not ok and retry:
+                ok = alloc.reserve(more, can_block)
+            if not ok:
+                self.status = _ERROR
+                self.error = errno.ENOMEM
+                raise MapleError(
+                    errno.ENOMEM,
+                    f"store [{first:#x}, {last:#x}]: cannot allocate {more} maple nodes",
+                )
+            self.reserved = need
+        content = self.wr_content
+        execute(tree, self, entry)
+        self.index = self.wr_first
+        self.last = self.wr_last
+        self.status = _ACTIVE
+        self.node = None
+        self.error = 0
+        if not self.prealloc and self.reserved:
+            tree.allocator.unreserve(self.reserved)
+            self.reserved = 0
+        return content
+
+    def store(self, entry: Any) -> Any:
+        """``mas_store()``: store ``entry`` over ``[index, last]``.
+
+        Returns the entry that was at ``index``.  Uses the nodes of a
+        successful ``preallocate``; otherwise allocates without blocking
+        (GFP_NOWAIT) and raises ENOMEM if that fails, with nothing changed.
+        """
+        self._check_range()
+        return self._write(self.index, self.last, entry, can_block=False, retry=False)
+
+    def store_gfp(self, entry: Any, can_block: bool = True) -> None:
+        """``mas_store_gfp()``: store, retrying a failed non-blocking allocation
+        with ``can_block`` (``mas_nomem``); ENOMEM if that fails too."""
+        self._check_range()
+        self._write(self.index, self.last, entry, can_block=can_block, retry=True)
+
+    def insert(self, entry: Any, can_block: bool = True) -> None:
+        """``mas_insert()`` with ``mas_nomem`` retry: EEXIST unless all NULL."""
+        self._check_range()
+        self._write(self.index, self.last, entry, can_block=can_block, retry=True, insert=True)
+
+    def erase(self) -> Any:
+        """``mas_erase()``: NULL over the whole range holding ``index``.
+
+        Sets ``index``/``last`` to that range (widened over NULL
+        neighbours) and returns the old entry (None if it was a gap).
+        """
+        entry = self._position(self.index)
+        self.status = _ACTIVE if self.tree.root is not None else _NONE
+        if entry is None:
+            return None
+        self._write(self.index, self.last, None, can_block=True, retry=True)
+        return entry
+
+    def preallocate(self, entry: Any, can_block: bool = True) -> None:
+        """``mas_preallocate()``: reserve the worst case for storing ``entry``
+        over ``[index, last]`` (by store type); ENOMEM leaves nothing changed."""
+        self._check_range()
+        tree = self.tree
+        need = classify(tree, self, self.index, self.last, entry, False)
+        self.store_type = STORE_TYPE_NAMES[self.wr_type]
+        more = need - self.reserved
+        if more > 0:
+            if not tree.allocator.reserve(more, can_block):
+                self.status = _ERROR
+                self.error = errno.ENOMEM
+                raise MapleError(
+                    errno.ENOMEM,
+                    f"preallocate [{self.index:#x}, {self.last:#x}]: cannot allocate "
+                    f"{more} maple nodes",
+                )
+            self.reserved = need
+        self.prealloc = True
+
+    def store_prealloc(self, entry: Any) -> None:
+        """``mas_store_prealloc()``: store with the preallocated nodes (cannot
+        fail for the range and entry that were preallocated), then
+        ``mas_destroy``."""
+        self._check_range()
+        if not self.prealloc:
+            raise MapleError(errno.EINVAL, "store_prealloc: preallocate() was not called")
+        try:
+            self._write(self.index, self.last, entry, can_block=False, retry=False)
+        finally:
+            self.destroy()
+
+    def destroy(self) -> None:
+        """``mas_destroy()``: give back unused preallocated nodes."""
+        if self.reserved:
+            self.tree.allocator.unreserve(self.reserved)
+            self.reserved = 0
+        self.prealloc = False
+
+    def _check_range(self) -> None:
+        if self.index > self.last:
+            raise MapleError(
+                errno.EINVAL, f"index: must be <= last (got {self.index} > {self.last})"
+            )
+
+    # ------------------------------------------------------------------
+    # gap search
+
+    def _area_args(self, min: int, max: int, size: int) -> None:
+        check_index("min", min)
+        check_index("max", max)
+        if type(size) is not int:
+            raise MapleError(errno.EINVAL, f"size: must be an int (got {type(size).__name__})")
+        if min > max:
+            raise MapleError(errno.EINVAL, f"min: must be <= max (got {min:#x} > {max:#x})")
+        if size <= 0:
+            raise MapleError(errno.EINVAL, f"size: must be > 0 (got {size})")
+        if max - min < size - 1:
+            raise MapleError(
+                errno.EINVAL,
+                f"size: must fit in [min, max] (got size {size:#x} > {max - min + 1:#x})",
+            )
+
+    def _sparse_area(self, min: int, max: int, size: int, fwd: bool) -> None:
+        """``mas_sparse_area()``: gap search in a tree without a root node."""
+        if self.tree.root_entry is not None and min == 0:
+            min = 1
+            if min > max or max - min < size - 1:
+                raise self._busy(min, max, size)
+        if fwd:
+            self.index = min
+            self.last = min + size - 1
+        else:
+            self.last = max
+            self.index = max - size + 1
+
+    def _busy(self, min: int, max: int, size: int) -> MapleError:
+        self.status = _ERROR
+        self.error = errno.EBUSY
+        return MapleError(errno.EBUSY, f"no free range of size {size:#x} in [{min:#x}, {max:#x}]")
+
+    def empty_area(self, min: int, max: int, size: int) -> None:
+        """``mas_empty_area()``: lowest ``[index, last]`` of ``size`` free
+        indices inside ``[min, max]``; EINVAL on bad bounds, EBUSY if none.
+
+        Sets ``index``/``last``.  Each call searches from the root (the
+        kernel continues from a non-start state; use ``reset()`` semantics).
+        """
+        self._area_args(min, max, size)
+        tree = self.tree
+        if tree.root is None:
+            self._sparse_area(min, max, size, True)
+        else:
+            if tree.height > 1 and not tree.is_alloc:
+                raise self._busy(min, max, size)
+            start = search_forward(tree, min, max, size)
+            if start < 0:
+                raise self._busy(min, max, size)
+            self.index = start
+            self.last = start + size - 1
+        self.status = _START
+        self.node = None
+
+    def empty_area_rev(self, min: int, max: int, size: int) -> None:
+        """``mas_empty_area_rev()``: the highest fit; EINVAL / EBUSY as above."""
+        self._area_args(min, max, size)
+        tree = self.tree
+        if tree.root is None:
+            self._sparse_area(min, max, size, False)
+        else:
+            if tree.height > 1 and not tree.is_alloc:
+                raise self._busy(min, max, size)
+            last = search_reverse(tree, min, max, size)
+            if last < 0:
+                raise self._busy(min, max, size)
+            self.last = last
+            self.index = last - size + 1
+        self.status = _START
+        self.node = None

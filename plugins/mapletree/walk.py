@@ -1,0 +1,168 @@
+"""Read-side walks: descent to a leaf, lookups, and slot-by-slot stepping.
+
+Models ``mtree_range_walk`` / ``mas_descend`` (one pivot scan per level),
+``mtree_load``, and the leaf-to-leaf moves of ``mas_next_node`` /
+``mas_prev_node`` used by ``mas_next_slot`` / ``mas_prev_slot``.  Counters are
+accumulated in locals and added once per call.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Any
+
+from .errors import ZERO_ENTRY
+from .node import COST_MASK, COST_SHIFT, DESCEND_COST, MAPLE_LEAF64, ULONG_MAX, MapleNode
+
+if TYPE_CHECKING:
+    from .tree import MapleTree
+
+__all__ = ["descend", "load", "next_leaf", "prev_leaf", "virtual_root_leaf"]
+
+
+def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int]:
+    """``mas_walk`` descent (``mtree_range_walk``): the leaf holding ``index``.
+
+    Returns ``(leaf, offset, leaf_min)``; the slot's range is
+    ``[pivots[offset-1]+1 or leaf_min, pivots[offset]]``.  The tree must have
+    a root node.  Counts one walk, ``height`` nodes, the pivots a linear scan
+    would compare, and the cache lines of each step.
+    """
+    node = tree.root
+    mn = 0
+    cost = 0
+    visited = 0
+    tables = DESCEND_COST
+    while True:
+        piv = node.pivots
+        off = bisect_left(piv, index)
+        cost += tables[node.type][len(piv) - 1][off]
+        visited += 1
+        if node.type == MAPLE_LEAF64:
+            break
+        if off:
+            mn = piv[off - 1] + 1
+        node = node.slots[off]
+    c = tree.counters
+    c.walks += 1
+    c.nodes_visited += visited
+    c.comparisons += cost & COST_MASK
+    c.cache_lines += cost >> COST_SHIFT
+    return node, off, mn
+
+
+def load(tree: MapleTree, index: int) -> Any:
+    """``mtree_load()``: the entry at ``index``; NULL and ZERO_ENTRY read as None."""
+    root = tree.root
+    if root is None:
+        c = tree.counters
+        c.walks += 1
+        if tree.height == 0 and index == 0:
+            return tree.root_entry
+        return None
+    node = root
+    cost = 0
+    visited = 0
+    tables = DESCEND_COST
+    while True:
+        piv = node.pivots
+        off = bisect_left(piv, index)
+        cost += tables[node.type][len(piv) - 1][off]
+        visited += 1
+        if node.type == MAPLE_LEAF64:
+            break
+        node = node.slots[off]
+    c = tree.counters
+    c.walks += 1
+    c.nodes_visited += visited
+    c.comparisons += cost & COST_MASK
+    c.cache_lines += cost >> COST_SHIFT
+    entry = node.slots[off]
+    if entry is ZERO_ENTRY:
+        return None
+    return entry
+
+
+def virtual_root_leaf(tree: MapleTree) -> MapleNode:
+    """A throw-away leaf describing a tree with no root node.
+
+    An empty tree is one NULL range; a root-pointer tree (``ma_root`` holding
+    the entry at index 0) is ``[0,0] = entry`` then NULL.  Used so iteration
+    code handles height 0 like any other leaf; it is never linked in.
+    """
+    if tree.root_entry is None:
+        return MapleNode(MAPLE_LEAF64, [ULONG_MAX], [None])
+    return MapleNode(MAPLE_LEAF64, [0, ULONG_MAX], [tree.root_entry, None])
+
+
+def next_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
+    """``mas_next_node()``: the leaf after ``leaf`` and its minimum, or None."""
+    node = leaf
+    visited = 0
+    while True:
+        parent = node.parent
+        if parent is None:
+            tree.counters.nodes_visited += visited
+            return None
+        visited += 1
+        piv = parent.pivots
+        off = bisect_left(piv, node.pivots[-1])
+        if off < len(piv) - 1:
+            mn = piv[off] + 1
+            node = parent.slots[off + 1]
+            break
+        node = parent
+    while node.type != MAPLE_LEAF64:
+        visited += 1
+        node = node.slots[0]
+    visited += 1
+    c = tree.counters
+    c.nodes_visited += visited
+    c.cache_lines += 2 * visited
+    return node, mn
+
+
+def prev_leaf(tree: MapleTree, leaf: MapleNode, leaf_min: int) -> tuple[MapleNode, int] | None:
+    """``mas_prev_node()``: the leaf before ``leaf`` and its minimum, or None."""
+    if leaf_min == 0:
+        return None
+    node = leaf
+    visited = 0
+    while True:
+        parent = node.parent
+        if parent is None:
+            tree.counters.nodes_visited += visited
+            return None
+        visited += 1
+        piv = parent.pivots
+        off = bisect_left(piv, node.pivots[-1])
+        if off:
+            mn = piv[off - 2] + 1 if off > 1 else _node_min(parent)
+            node = parent.slots[off - 1]
+            break
+        node = parent
+    while node.type != MAPLE_LEAF64:
+        visited += 1
+        piv = node.pivots
+        if len(piv) > 1:
+            mn = piv[-2] + 1
+        node = node.slots[-1]
+    visited += 1
+    c = tree.counters
+    c.nodes_visited += visited
+    c.cache_lines += 2 * visited
+    return node, mn
+
+
+def _node_min(node: MapleNode) -> int:
+    """The implied minimum of ``node`` (from its ancestors' pivots)."""
+    while node.parent is not None:
+        parent = node.parent
+        off = bisect_left(parent.pivots, node.pivots[-1])
+        if off:
+            return parent.pivots[off - 1] + 1
+        node = parent
+    return 0
+
+
+node_min = _node_min
