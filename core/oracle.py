@@ -1,0 +1,535 @@
+"""The reference allocator: the oracle for differential tests.
+
+:class:`ReferenceAllocator` models the same vmalloc semantics as the allocator
+flow, written independently of it and as plainly as possible: free space is a
+sorted Python list of ``(start, end)`` intervals searched linearly, busy and
+lazy areas live in dicts and lists, the per-node pools in deques.  It is slow
+and meant to be read, not run in benchmarks.
+
+What it stands for (mm/vmalloc.c, v6.9+ per-node design):
+
+* one global free set, initially ``[1, ULONG_MAX)``, for every window;
+* ``__alloc_vmap_area`` placement: the lowest free block that
+  ``is_within_this_va`` accepts (``vend`` is not part of the search), then
+  ``-ERANGE`` if the aligned range crosses ``vend``.  When
+  ``adjust_search_size`` is on (``align > PAGE_SIZE`` and not an exact-fit
+  window) the kernel's pruned tree search may pick another block; the oracle
+  then only knows :class:`PlacementBounds`, and a caller-supplied *choose*
+  function tells it which allowed block the model took;
+* vmap nodes, zones and ``vn_id`` encoding; per-node pools (``node_alloc``,
+  ``node_pool_del_va``, ``node_pool_add_va``, ``decay_va_pool_node``);
+* lazy freeing (``free_vmap_area_noflush``) with the ``lazy_max_pages()``
+  drain run synchronously, and ``__purge_vmap_area_lazy`` with and without
+  full pool decay;
+* ``alloc_vmap_area``'s failure path (one purge and retry, then ``-EBUSY``
+  and the kernel's warning), ``vmalloc``/``__vmalloc_node``/``vfree``.
+
+It imports nothing from the flow or from any plugin.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+from collections import deque
+from collections.abc import Callable
+
+from attrs import define, frozen
+
+from .constants import MAX_VA_SIZE_PAGES, arch_by_name
+from .errors import VmapArgumentError, VmapError
+
+__all__ = ["OracleArea", "OracleMismatch", "PlacementBounds", "ReferenceAllocator"]
+
+#: 2**64: every address and every ``start + size`` must stay below it.
+ADDRESS_LIMIT = 1 << 64
+ULONG_MAX = ADDRESS_LIMIT - 1
+#: ``32 MiB / PAGE_SIZE`` pages per ``fls(nr_cpus)`` step of ``lazy_max_pages()``.
+LAZY_MAX_BYTES_PER_STEP = 32 * 1024 * 1024
+
+Block = tuple[int, int]
+#: ``choose(bounds, vend) -> address or None``: which allowed outcome the model took.
+Chooser = Callable[["PlacementBounds", int], "int | None"]
+
+
+class OracleMismatch(AssertionError):
+    """A choice handed to the oracle breaks the kernel's placement rules."""
+
+
+def _c_hex(value: int) -> str:
+    """printf ``%#lx``: ``0x``-prefixed hex, but plain ``0`` for zero."""
+    return f"{value:#x}" if value else "0"
+
+
+def _is_power_of_2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def _fls(n: int) -> int:
+    """``fls()``: the 1-based index of the highest set bit, 0 for 0."""
+    return n.bit_length()
+
+
+@define(eq=False)
+class OracleArea:
+    """A ``struct vmap_area`` as the oracle sees it: range, flags, whether a ``vm`` is bound."""
+
+    va_start: int
+    va_end: int
+    flags: int = 0
+    has_vm: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.va_end - self.va_start
+
+    def as_tuple(self) -> Block:
+        return (self.va_start, self.va_end)
+
+
+@frozen
+class PlacementBounds:
+    """What the kernel's ``find_vmap_lowest_match`` may return for one request.
+
+    ``lowest_fit`` is the lowest free block ``is_within_this_va`` accepts.
+    ``limit`` is the lowest *accepted* block of at least ``size + align - 1``
+    bytes: the pruned search never skips a subtree that holds one, so the
+    block it returns is never above ``limit``, and it returns NULL only when
+    there is no ``limit``.  Without ``adjust`` the search is exact: it returns
+    ``lowest_fit``.
+    """
+
+    size: int
+    align: int
+    vstart: int
+    adjust: bool
+    lowest_fit: Block | None
+    limit: Block | None
+
+    def nva(self, block: Block) -> int:
+        """The aligned start ``is_within_this_va`` and ``va_alloc`` compute in *block*."""
+        return _aligned_start(block, self.align, self.vstart)
+
+    def allows_block(self, block: Block) -> bool:
+        """May the search return *block* (a current free block)?"""
+        if not _is_within_this_va(block, self.size, self.align, self.vstart):
+            return False
+        if not self.adjust:
+            return block == self.lowest_fit
+        return self.limit is None or block[0] <= self.limit[0]
+
+    def may_fail(self, vend: int) -> bool:
+        """May ``__alloc_vmap_area`` fail (-ENOENT or -ERANGE) for this window end?"""
+        if self.adjust:
+            # Every allowed block is at or below ``limit`` and has an aligned start
+            # no higher than limit's, so only ``limit`` itself decides -ERANGE.
+            return self.limit is None or self.nva(self.limit) + self.size > vend
+        return self.lowest_fit is None or self.nva(self.lowest_fit) + self.size > vend
+
+
+def _aligned_start(block: Block, align: int, vstart: int) -> int:
+    """``ALIGN(max(va_start, vstart), align)`` in unsigned 64-bit arithmetic."""
+    base = max(block[0], vstart)
+    return ((base + align - 1) // align * align) % ADDRESS_LIMIT
+
+
+def _gfp_semantics(gfp: int | None) -> tuple[bool, bool]:
+    """``(gfpflags_allow_blocking(gfp), gfp & __GFP_NOWARN)``; None is GFP_KERNEL."""
+    if gfp is None:
+        return True, False
+    from . import gfp as gfp_flags  # imported late: only callers passing gfp need it
+
+    return bool(gfp_flags.gfpflags_allow_blocking(gfp)), bool(gfp & gfp_flags.__GFP_NOWARN)
+
+
+def _is_within_this_va(block: Block, size: int, align: int, vstart: int) -> bool:
+    """``is_within_this_va()``: does an aligned ``size`` fit in *block* at or above vstart?"""
+    nva = _aligned_start(block, align, vstart)
+    if nva + size >= ADDRESS_LIMIT or nva < vstart:
+        return False
+    return nva + size <= block[1]
+
+
+class ReferenceAllocator:
+    """An obviously-correct model of mm/vmalloc.c's VA allocator (the oracle).
+
+    ``nr_cpus`` is ``num_possible_cpus()`` and ``num_online_cpus()`` alike.
+    """
+
+    def __init__(self, *, arch: str = "x86_64", nr_cpus: int = 1) -> None:
+        self.arch = arch_by_name(arch)
+        self.page_size = self.arch.page_size
+        self.vmalloc_start = self.arch.vmalloc_start
+        self.vmalloc_end = self.arch.vmalloc_end
+        self.nr_cpus = nr_cpus
+        # vmap_init_nodes()
+        self.nr_vmap_nodes = min(max(nr_cpus, 1), 128)
+        self.vmap_zone_size = 16 * self.page_size if self.nr_vmap_nodes > 1 else 1
+        # vmap_init_free_space(): the whole KVA space, no early vmlist areas.
+        self._free: list[Block] = [(1, ULONG_MAX)]
+        nodes = range(self.nr_vmap_nodes)
+        self._busy: list[dict[int, OracleArea]] = [{} for _ in nodes]
+        self._lazy: list[list[OracleArea]] = [[] for _ in nodes]
+        self._pools: list[dict[int, deque[OracleArea]]] = [{} for _ in nodes]
+        self.vmap_lazy_nr = 0
+        self.log: list[str] = []
+        self._warned_once: set[str] = set()
+
+    def _warn_once(self, what: str) -> None:
+        """``WARN_ON_ONCE()``: log the first time only."""
+        if what not in self._warned_once:
+            self._warned_once.add(what)
+            self.log.append(f"WARNING: {what}")
+
+    # -- nodes ---------------------------------------------------------------
+
+    def lazy_max_pages(self) -> int:
+        """``lazy_max_pages()``: ``fls(num_online_cpus()) * 32 MiB / PAGE_SIZE``."""
+        return _fls(self.nr_cpus) * (LAZY_MAX_BYTES_PER_STEP // self.page_size)
+
+    def addr_to_node(self, addr: int) -> int:
+        """``addr_to_node_id()``."""
+        return (addr // self.vmap_zone_size) % self.nr_vmap_nodes
+
+    @staticmethod
+    def encode_vn_id(node_id: int) -> int:
+        """``encode_vn_id()``: ``(id + 1) << 8``; 0 means no node."""
+        return (node_id + 1) << 8
+
+    def decode_vn_id(self, flags: int) -> int:
+        """``decode_vn_id()``: the node id, or ``nr_vmap_nodes`` (invalid) for none."""
+        encoded = flags >> 8
+        return encoded - 1 if 0 < encoded <= self.nr_vmap_nodes else self.nr_vmap_nodes
+
+    def pool_index(self, size: int) -> int | None:
+        """``size_to_va_pool()``: ``(size - 1) / PAGE_SIZE`` if below MAX_VA_SIZE_PAGES."""
+        idx = (size - 1) // self.page_size
+        return idx if idx < MAX_VA_SIZE_PAGES else None
+
+    # -- the global free set -------------------------------------------------
+
+    def _carve(self, start: int, end: int) -> None:
+        """``va_clip()``: remove ``[start, end)`` from the one free block holding it."""
+        i = bisect.bisect_right(self._free, (start, ADDRESS_LIMIT)) - 1
+        if i < 0 or not (self._free[i][0] <= start and end <= self._free[i][1]):
+            raise OracleMismatch(f"[{start:#x}, {end:#x}) is not inside one free block")
+        bstart, bend = self._free.pop(i)
+        pieces = [p for p in ((bstart, start), (end, bend)) if p[0] < p[1]]
+        self._free[i:i] = pieces
+
+    def _release(self, start: int, end: int) -> None:
+        """``merge_or_add_vmap_area()``: give ``[start, end)`` back, merging with neighbours."""
+        i = bisect.bisect_left(self._free, (start, end))
+        prev = self._free[i - 1] if i > 0 else None
+        nxt = self._free[i] if i < len(self._free) else None
+        if (prev and prev[1] > start) or (nxt and nxt[0] < end):
+            raise OracleMismatch(f"released [{start:#x}, {end:#x}) overlaps free space")
+        if nxt and nxt[0] == end:
+            end = self._free.pop(i)[1]
+        if prev and prev[1] == start:
+            start = self._free.pop(i - 1)[0]
+            i -= 1
+        self._free.insert(i, (start, end))
+
+    # -- placement -----------------------------------------------------------
+
+    def lowest_match(self, size: int, align: int, vstart: int) -> Block | None:
+        """The lowest free block ``is_within_this_va`` accepts (the exact search)."""
+        for block in self._free:
+            if _is_within_this_va(block, size, align, vstart):
+                return block
+        return None
+
+    def placement_bounds(
+        self, size: int, align: int, vstart: int, *, adjust: bool = True
+    ) -> PlacementBounds:
+        """What ``find_vmap_lowest_match`` may return (see :class:`PlacementBounds`)."""
+        fits = [b for b in self._free if _is_within_this_va(b, size, align, vstart)]
+        big = [b for b in fits if b[1] - b[0] >= size + align - 1]
+        return PlacementBounds(
+            size=size,
+            align=align,
+            vstart=vstart,
+            adjust=adjust,
+            lowest_fit=fits[0] if fits else None,
+            limit=big[0] if big else None,
+        )
+
+    def alloc_at(self, addr: int, size: int) -> None:
+        """Carve ``[addr, addr + size)`` out of free space (the model chose *addr*)."""
+        self._carve(addr, addr + size)
+
+    def try_alloc_range(
+        self,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        choose: Chooser | None = None,
+    ) -> int:
+        """``__alloc_vmap_area()``: the address, or ``-ENOENT`` / ``-ERANGE``.
+
+        ``adjust_search_size`` is off for ``align <= PAGE_SIZE`` and for an
+        exact-fit window; then the result is exact.  Otherwise *choose* (if
+        given) picks the outcome the model produced, checked against the
+        bounds; without it the oracle takes the lowest fit, one allowed outcome.
+        """
+        adjust = not (align <= self.page_size or vend - vstart == size)
+        bounds = self.placement_bounds(size, align, vstart, adjust=adjust)
+        if not adjust or choose is None:
+            block = bounds.lowest_fit
+            if block is None:
+                return -errno.ENOENT
+            nva = bounds.nva(block)
+            if nva + size > vend:
+                return -errno.ERANGE
+            self._carve(nva, nva + size)
+            return nva
+        chosen = choose(bounds, vend)
+        if chosen is None:
+            if not bounds.may_fail(vend):
+                raise OracleMismatch(
+                    f"placement of size {size:#x} align {align:#x} in "
+                    f"[{vstart:#x}, {vend:#x}) failed, but block {bounds.limit} fits"
+                )
+            return -errno.ENOENT if bounds.limit is None else -errno.ERANGE
+        i = bisect.bisect_right(self._free, (chosen, ADDRESS_LIMIT)) - 1
+        block = self._free[i] if i >= 0 else None
+        if (
+            block is None
+            or not bounds.allows_block(block)
+            or bounds.nva(block) != chosen
+            or chosen + size > vend
+        ):
+            raise OracleMismatch(
+                f"placement of size {size:#x} align {align:#x} in [{vstart:#x}, {vend:#x}) "
+                f"at {chosen:#x} is not allowed: free block {block}, "
+                f"lowest fit {bounds.lowest_fit}, limit {bounds.limit}"
+            )
+        self._carve(chosen, chosen + size)
+        return chosen
+
+    # -- pools ---------------------------------------------------------------
+
+    def node_alloc(
+        self, size: int, align: int, vstart: int, vend: int, cpu: int
+    ) -> tuple[OracleArea | None, int]:
+        """``node_alloc()`` + ``node_pool_del_va()``: a pooled area or None, and vn_id."""
+        if vstart != self.vmalloc_start or vend != self.vmalloc_end or self.nr_vmap_nodes == 1:
+            return None, 0
+        node = cpu % self.nr_vmap_nodes
+        vn_id = self.encode_vn_id(node)
+        idx = self.pool_index(size)
+        pool = self._pools[node].get(idx) if idx is not None else None
+        if not pool:
+            return None, vn_id
+        head = pool[0]
+        if head.va_start % align:
+            pool.rotate(-1)  # list_move_tail()
+            return None, vn_id
+        if head.size != size or head.va_start < vstart or head.va_end > vend:
+            self._warn_once("node_pool_del_va: pooled area fails sanity checks")
+            return None, vn_id
+        pool.popleft()
+        return head, vn_id
+
+    def pooled_areas(self) -> list[Block]:
+        """Every pooled area, all nodes and sizes, sorted by address."""
+        return sorted(a.as_tuple() for node in self._pools for p in node.values() for a in p)
+
+    def pools(self) -> dict[tuple[int, int], list[Block]]:
+        """``{(node, pool index): [areas from head to tail]}`` for the non-empty pools."""
+        return {
+            (n, idx): [a.as_tuple() for a in pool]
+            for n, node in enumerate(self._pools)
+            for idx, pool in sorted(node.items())
+            if pool
+        }
+
+    # -- lazy freeing and purging ---------------------------------------------
+
+    def free_vmap_area_noflush(self, area: OracleArea) -> None:
+        """``free_vmap_area_noflush()``, busy unlink included; drains past the threshold."""
+        self._unlink_busy(area)
+        self._queue_lazy(area)
+
+    def _queue_lazy(self, area: OracleArea) -> None:
+        self.vmap_lazy_nr += area.size // self.page_size
+        vn = self.decode_vn_id(area.flags)
+        node = vn if vn < self.nr_vmap_nodes else self.addr_to_node(area.va_start)
+        self._lazy[node].append(area)
+        if self.vmap_lazy_nr > self.lazy_max_pages():
+            # drain_vmap_area_work(), run at once by the model
+            self._purge_vmap_area_lazy(full_pool_decay=False)
+
+    def _purge_vmap_area_lazy(self, *, full_pool_decay: bool) -> None:
+        """``__purge_vmap_area_lazy()`` with ``decay_va_pool_node()`` and ``purge_vmap_node()``."""
+        for node in range(self.nr_vmap_nodes):
+            skip_populate = full_pool_decay
+            for idx in sorted(self._pools[node]):
+                pool = self._pools[node][idx]
+                n_decay = len(pool) if full_pool_decay else len(pool) >> 2
+                for _ in range(n_decay):
+                    va = pool.popleft()
+                    self._release(va.va_start, va.va_end)
+            lazy = sorted(self._lazy[node], key=lambda a: a.va_start)
+            self._lazy[node] = []
+            for va in lazy:
+                self.vmap_lazy_nr -= va.size // self.page_size
+                idx = self.pool_index(va.size)
+                vn_valid = self.decode_vn_id(va.flags) < self.nr_vmap_nodes
+                if vn_valid and not skip_populate and idx is not None:
+                    self._pools[node].setdefault(idx, deque()).appendleft(va)
+                else:
+                    self._release(va.va_start, va.va_end)
+
+    def purge_vmap_area_lazy(self) -> None:
+        """``purge_vmap_area_lazy()``: a purge with full pool decay."""
+        self._purge_vmap_area_lazy(full_pool_decay=True)
+
+    # -- busy areas ----------------------------------------------------------
+
+    def _unlink_busy(self, area: OracleArea) -> None:
+        busy = self._busy[self.addr_to_node(area.va_start)]
+        if busy.get(area.va_start) is not area:
+            raise OracleMismatch(f"{area} is not busy")
+        del busy[area.va_start]
+
+    def find_vmap_area(self, addr: int) -> OracleArea | None:
+        """``find_vmap_area()``: the busy area with ``va_start <= addr < va_end``, any node."""
+        for busy in self._busy:
+            for va in busy.values():
+                if va.va_start <= addr < va.va_end:
+                    return va
+        return None
+
+    # -- allocation ----------------------------------------------------------
+
+    def alloc_vmap_area(
+        self,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        *,
+        gfp: int | None = None,
+        cpu: int = 0,
+        choose: Chooser | None = None,
+        has_vm: bool = False,
+    ) -> OracleArea:
+        """``alloc_vmap_area()``: pool, placement, one purge-and-retry, ``-EBUSY``.
+
+        *gfp* None means ``GFP_KERNEL``.  Raises :class:`VmapError` with the errno.
+        """
+        if size <= 0 or size % self.page_size:
+            raise VmapArgumentError("size", "must be a non-zero multiple of PAGE_SIZE", size)
+        if not _is_power_of_2(align):
+            raise VmapArgumentError("align", "must be a power of two", align)
+        allow_block, nowarn = _gfp_semantics(gfp)
+        pooled, vn_id = self.node_alloc(size, align, vstart, vend, cpu)
+        if pooled is not None:
+            addr = pooled.va_start
+        else:
+            addr = self.try_alloc_range(size, align, vstart, vend, choose)
+            if addr < 0 and allow_block:
+                # reclaim_and_purge_vmap_areas()
+                self._purge_vmap_area_lazy(full_pool_decay=True)
+                addr = self.try_alloc_range(size, align, vstart, vend, choose)
+            if addr < 0:
+                if allow_block and not nowarn:
+                    self.log.append(
+                        f"vmalloc_node_range for size {size} failed: Address range "
+                        f"restricted to {_c_hex(vstart)} - {_c_hex(vend)}"
+                    )
+                raise VmapError(errno.EBUSY, f"no free range of {size:#x} bytes")
+        area = OracleArea(addr, addr + size, flags=vn_id, has_vm=has_vm)
+        self._busy[self.addr_to_node(addr)][addr] = area
+        return area
+
+    def vmalloc_node(
+        self,
+        size: int,
+        align: int,
+        *,
+        gfp: int | None = None,
+        cpu: int = 0,
+        choose: Chooser | None = None,
+    ) -> int | None:
+        """``__vmalloc_node()``: page-rounded size plus a guard page in the vmalloc window."""
+        if size == 0:
+            self._warn_once("__vmalloc_node_range: size 0")
+            return None
+        real = -(-size // self.page_size) * self.page_size + self.page_size
+        try:
+            area = self.alloc_vmap_area(
+                real,
+                align,
+                self.vmalloc_start,
+                self.vmalloc_end,
+                gfp=gfp,
+                cpu=cpu,
+                choose=choose,
+                has_vm=True,
+            )
+        except VmapError:
+            self.log.append(f"vmalloc error: size {size}, vm_struct allocation failed")
+            return None
+        return area.va_start
+
+    def vmalloc(self, size: int, *, cpu: int = 0, choose: Chooser | None = None) -> int | None:
+        """``vmalloc()``: ``__vmalloc_node(size, 1, GFP_KERNEL, ...)``."""
+        return self.vmalloc_node(size, 1, cpu=cpu, choose=choose)
+
+    def vfree(self, addr: int | None, *, cpu: int = 0) -> None:
+        """``vfree()`` -> ``remove_vm_area()`` -> ``free_unmap_vmap_area()``.
+
+        Like the model, and stricter than the kernel: an address inside a busy
+        area that is not its start, or the start of an area without a
+        ``vm_struct``, only warns (the kernel would unlink that area).
+        """
+        if not addr:
+            return
+        if addr % self.page_size:
+            self.log.append(f"Trying to vfree() bad address ({addr:#x})")
+            self.log.append(f"Trying to vfree() nonexistent vm area ({addr:#x})")
+            return
+        area = self.find_vmap_area(addr)
+        if area is None or not area.has_vm:
+            self.log.append(f"Trying to vfree() nonexistent vm area ({addr:#x})")
+            return
+        if area.va_start != addr:
+            self.log.append(
+                f"Trying to vfree() bad address ({addr:#x}): inside vm area "
+                f"{area.va_start:#x}-{area.va_end:#x}"
+            )
+            return
+        self._unlink_busy(area)
+        self._queue_lazy(area)
+
+    # -- views ---------------------------------------------------------------
+
+    def free_areas(self) -> list[Block]:
+        """The global free set, sorted, fully coalesced."""
+        return list(self._free)
+
+    def busy_areas(self) -> list[Block]:
+        """Every busy area (all nodes), sorted by address."""
+        return sorted(va.as_tuple() for busy in self._busy for va in busy.values())
+
+    def lazy_areas(self) -> list[Block]:
+        """Every lazily freed, not yet purged area (all nodes), sorted by address."""
+        return sorted(va.as_tuple() for lazy in self._lazy for va in lazy)
+
+    def busy_node(self, addr: int) -> int | None:
+        """The node whose busy tree holds the area starting at *addr*."""
+        for node, busy in enumerate(self._busy):
+            if addr in busy:
+                return node
+        return None
+
+    def lazy_node(self, addr: int) -> int | None:
+        """The node whose lazy tree holds the area starting at *addr*."""
+        for node, lazy in enumerate(self._lazy):
+            if any(va.va_start == addr for va in lazy):
+                return node
+        return None

@@ -1,0 +1,440 @@
+"""Stage 0 against the reference allocator, in lockstep (Hypothesis state machine).
+
+Every rule runs one kernel entry point on the model (``vmapsim.build(stage=0,
+debug=True)``) and on :class:`vmapsim.oracle.ReferenceAllocator`, then
+compares what came back (address, None or errno, warnings) and, after every
+step, the free / busy / lazy / pooled sets, ``vmap_lazy_nr`` and the model's
+own ``check_invariants()``.
+
+Where the kernel's pruned search leaves the choice open (``align >
+PAGE_SIZE`` outside an exact-fit window), the oracle checks the model's
+choice against :class:`vmapsim.oracle.PlacementBounds` and follows it.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+import vmapsim
+from vmapsim.constants import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from vmapsim.errors import VmapError
+from vmapsim.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
+from vmapsim.oracle import OracleArea, PlacementBounds, ReferenceAllocator
+
+P = PAGE_SIZE
+VS = VMALLOC_START
+VE = VMALLOC_END
+ULONG_MAX = (1 << 64) - 1
+
+#: A few sizes used again and again (2, 3 and 6 pages with the guard): pool hits.
+REPEATED_SIZES = st.sampled_from([P, 2 * P, 5 * P - 1])
+#: vmalloc() byte sizes: sub-page, repeated, pool-sized (<= 256 pages), big.
+VMALLOC_SIZES = st.one_of(
+    st.integers(1, 3 * P),
+    REPEATED_SIZES,
+    st.integers(1, 256).map(lambda n: n * P),
+    st.integers(257, 4096).map(lambda n: n * P - P // 2),
+)
+#: Big short-lived vmalloc()s, the fastest way past lazy_max_pages().
+CHURN_SIZES = st.integers(2048, 8192).map(lambda n: n * P)
+#: alloc_vmap_area() sizes (page multiples, guard already included by callers).
+VA_SIZES = st.one_of(
+    st.integers(1, 8).map(lambda n: n * P),
+    st.sampled_from([2 * P, 3 * P]),
+    st.integers(1, 512).map(lambda n: n * P),
+)
+ALIGNS = st.sampled_from([1, P] + [P << k for k in range(1, 7)])
+GFPS = st.sampled_from(
+    [GFP_KERNEL, GFP_KERNEL, GFP_KERNEL, GFP_KERNEL | __GFP_NOWARN, GFP_NOWAIT, GFP_ATOMIC]
+)
+CPUS = st.integers(0, 7)
+PICK = st.integers(0, 1 << 16)
+
+
+def blocks(areas: object) -> list[tuple[int, int]]:
+    """The model's iterator of areas as sorted ``(va_start, va_end)`` tuples."""
+    return sorted((va.va_start, va.va_end) for va in areas)  # type: ignore[attr-defined]
+
+
+def chooser(result: int | None, purged: bool) -> Callable[[PlacementBounds, int], int | None]:
+    """Tell the oracle which allowed outcome the model took on each placement attempt.
+
+    The model shows only its final result; whether its first attempt failed
+    shows in the purge it then ran (lazy and pooled areas all gone).
+    """
+    attempts = 0
+
+    def choose(bounds: PlacementBounds, vend: int) -> int | None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1 and purged:
+            return None
+        lowest = bounds.lowest_fit
+        if result is not None and lowest is not None and result != bounds.nva(lowest):
+            event("pruned search skipped the lowest fit")
+        return result
+
+    return choose
+
+
+class Stage0Machine(RuleBasedStateMachine):
+    """``vmapsim.build(stage=0)`` and the oracle, driven in lockstep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: object = None
+        self.oracle: ReferenceAllocator = ReferenceAllocator()
+        self.vm_live: list[int] = []
+        self.va_live: list[tuple[object, OracleArea]] = []
+        self.freed: list[int] = []
+        self._pools_before: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    @initialize(nr_cpus=st.sampled_from([1, 2, 4]))
+    def setup(self, nr_cpus: int) -> None:
+        self.nr_cpus = nr_cpus
+        self.model = vmapsim.build(stage=0, nr_cpus=nr_cpus, debug=True)
+        self.oracle = ReferenceAllocator(nr_cpus=nr_cpus)
+        event(f"nr_cpus={nr_cpus}")
+
+    # -- helpers -------------------------------------------------------------
+
+    @property
+    def m(self) -> Any:
+        """The model allocator (whatever ``vmapsim.build`` returns)."""
+        return self.model
+
+    def _log_mark(self) -> tuple[int, int]:
+        return len(self.m.log), len(self.oracle.log)
+
+    def _check_log(self, mark: tuple[int, int], what: str) -> None:
+        """Each new oracle message appears in the matching new model message."""
+        new_m, new_o = self.m.log[mark[0] :], self.oracle.log[mark[1] :]
+        assert len(new_m) == len(new_o), f"{what}: model logged {new_m}, oracle {new_o}"
+        for got, want in zip(new_m, new_o, strict=True):
+            assert want in got, f"{what}: model logged {got!r}, kernel text is {want!r}"
+
+    def _something_pending(self) -> bool:
+        return bool(self.oracle.lazy_areas() or self.oracle.pooled_areas())
+
+    def _model_purged(self, pending_before: bool) -> bool:
+        return pending_before and not (any(True for _ in self.m.lazy_areas()) or self._pooled_m())
+
+    def _pooled_m(self) -> list[tuple[int, int]]:
+        return blocks(self.m.pooled_areas())
+
+    def _note_pool(self, pooled_before: list[tuple[int, int]]) -> None:
+        after = self.oracle.pooled_areas()
+        if len(after) < len(pooled_before):
+            event("pool hit")
+        elif after != pooled_before or self.oracle.pools() != self._pools_before:
+            event("pool rotate")
+
+    def _note_drain(self, lazy_nr_before: int, pages: int) -> None:
+        if self.oracle.vmap_lazy_nr < lazy_nr_before + pages:
+            event("lazy_max_pages drain")
+
+    def _vmalloc_both(self, size: int, align: int | None, cpu: int, gfp: int) -> int | None:
+        pending = self._something_pending()
+        pooled = self.oracle.pooled_areas()
+        self._pools_before = self.oracle.pools()
+        mark = self._log_mark()
+        if align is None:
+            got = self.m.vmalloc(size, cpu=cpu)
+        else:
+            got = self.m.vmalloc_node(size, align, gfp=gfp, cpu=cpu)
+        choose = chooser(got, self._model_purged(pending))
+        if align is None:
+            want = self.oracle.vmalloc(size, cpu=cpu, choose=choose)
+        else:
+            want = self.oracle.vmalloc_node(size, align, gfp=gfp, cpu=cpu, choose=choose)
+        assert got == want, f"vmalloc({size:#x}, align={align}, cpu={cpu}): {got} != {want}"
+        if size == 0:  # WARN_ON_ONCE(!size): a backtrace, no fixed text
+            new_m, new_o = self.m.log[mark[0] :], self.oracle.log[mark[1] :]
+            assert len(new_m) == len(new_o), f"vmalloc(0): model logged {new_m}, oracle {new_o}"
+        else:
+            self._check_log(mark, "vmalloc")
+        self._note_pool(pooled)
+        if got is not None:
+            self.vm_live.append(got)
+        return got
+
+    def _vfree_both(self, addr: int | None, cpu: int = 0) -> None:
+        lazy_nr = self.oracle.vmap_lazy_nr
+        area = self.oracle.find_vmap_area(addr) if addr else None
+        mark = self._log_mark()
+        self.m.vfree(addr, cpu=cpu)
+        self.oracle.vfree(addr, cpu=cpu)
+        if area is not None and area.va_start == addr and area.has_vm:
+            self._check_log(mark, "vfree")
+            self._note_drain(lazy_nr, area.size // P)
+            self.vm_live.remove(addr)
+            self.freed.append(addr)
+        elif area is not None and area.has_vm:
+            # inside a busy area, not its start: the model warns and changes nothing
+            new = self.m.log[mark[0] :]
+            assert any(f"{addr:#x}" in line for line in new), f"vfree({addr:#x}) did not warn"
+        else:
+            self._check_log(mark, "vfree")
+
+    # -- rules ---------------------------------------------------------------
+
+    @rule(size=VMALLOC_SIZES | st.just(0), cpu=CPUS)
+    def vmalloc(self, size: int, cpu: int) -> None:
+        self._vmalloc_both(size, None, cpu % self.nr_cpus, GFP_KERNEL)
+
+    @rule(size=REPEATED_SIZES | VMALLOC_SIZES, align=ALIGNS, cpu=CPUS)
+    def vmalloc_node(self, size: int, align: int, cpu: int) -> None:
+        self._vmalloc_both(size, align, cpu % self.nr_cpus, GFP_KERNEL)
+
+    @precondition(lambda self: self.oracle.pooled_areas())
+    @rule(pick=PICK, align=ALIGNS, via_vmalloc=st.booleans())
+    def alloc_pooled_size(self, pick: int, align: int, via_vmalloc: bool) -> None:
+        """Ask a pool's node for its size: a hit, or a rotation if the head is misaligned."""
+        node, idx = sorted(self.oracle.pools())[pick % len(self.oracle.pools())]
+        cpu = node  # nr_vmap_nodes == nr_cpus here: CPU n uses node n
+        if via_vmalloc and idx > 0:
+            self._vmalloc_both(idx * P, align, cpu, GFP_KERNEL)  # + guard: idx + 1 pages
+        else:
+            self._alloc_vmap_area_both((idx + 1) * P, align, VS, VE, GFP_KERNEL, cpu)
+
+    @rule(size=REPEATED_SIZES, n=st.integers(2, 24), cpu=CPUS)
+    def vmalloc_batch(self, size: int, n: int, cpu: int) -> None:
+        """Many equal areas from one CPU (test_vmalloc's full_fit pattern)."""
+        for _ in range(n):
+            self._vmalloc_both(size, None, cpu % self.nr_cpus, GFP_KERNEL)
+            self.compare()
+
+    @rule(size=REPEATED_SIZES, k=st.integers(1, 16), cpu=CPUS)
+    def full_fit(self, size: int, k: int, cpu: int) -> None:
+        """test_vmalloc's full_fit pattern, scaled down: holes, a drain, then reuse.
+
+        Interleave k kept and k junk areas, free the junk, push vmap_lazy_nr
+        past lazy_max_pages() with one big lazy area, then allocate and free
+        k times: each is a pool hit (several nodes) or an exact hole fit.
+        """
+        cpu %= self.nr_cpus
+        junk = []
+        for _ in range(k):
+            self._vmalloc_both(size, None, cpu, GFP_KERNEL)
+            junk.append(self._vmalloc_both(size, None, cpu, GFP_KERNEL))
+            self.compare()
+        for addr in junk:
+            self._vfree_both(addr, cpu)
+        big = self._vmalloc_both(self.oracle.lazy_max_pages() * P, None, cpu, GFP_KERNEL)
+        self._vfree_both(big, cpu)
+        self.compare()
+        for _ in range(k):
+            addr = self._vmalloc_both(size, None, cpu, GFP_KERNEL)
+            self._vfree_both(addr, cpu)
+            self.compare()
+
+    @precondition(lambda self: self.vm_live)
+    @rule(n=st.integers(2, 24), stride=st.integers(1, 3), newest=st.booleans())
+    def vfree_batch(self, n: int, stride: int, newest: bool) -> None:
+        """Free every stride-th of the newest (or oldest) live areas."""
+        live = self.vm_live[::-1] if newest else list(self.vm_live)
+        for addr in live[: n * stride : stride]:
+            self._vfree_both(addr)
+            self.compare()
+
+    @rule(size=CHURN_SIZES | REPEATED_SIZES, n=st.integers(1, 8), cpu=CPUS)
+    def vmalloc_then_vfree(self, size: int, n: int, cpu: int) -> None:
+        """test_vmalloc's fix_size loop: allocate and free at once, n times."""
+        for _ in range(n):
+            addr = self._vmalloc_both(size, None, cpu % self.nr_cpus, GFP_KERNEL)
+            self.compare()
+            self._vfree_both(addr, cpu % self.nr_cpus)
+            self.compare()
+
+    @rule(size=VA_SIZES, align=ALIGNS, gfp=GFPS, cpu=CPUS, data=st.data())
+    def alloc_vmap_area(
+        self, size: int, align: int, gfp: int, cpu: int, data: st.DataObject
+    ) -> None:
+        vstart, vend = data.draw(self.windows(size), label="window")
+        self._alloc_vmap_area_both(size, align, vstart, vend, gfp, cpu % self.nr_cpus)
+
+    def _alloc_vmap_area_both(
+        self, size: int, align: int, vstart: int, vend: int, gfp: int, cpu: int
+    ) -> None:
+        pending = self._something_pending()
+        pooled = self.oracle.pooled_areas()
+        self._pools_before = self.oracle.pools()
+        mark = self._log_mark()
+        call = f"alloc_vmap_area({size:#x}, {align:#x}, {vstart:#x}, {vend:#x}, cpu={cpu})"
+        try:
+            got = self.m.alloc_vmap_area(size, align, vstart, vend, gfp=gfp, cpu=cpu)
+        except VmapError as exc:
+            got_err: int | None = exc.errno
+            got = None
+        else:
+            got_err = None
+        purged = self._model_purged(pending)
+        choose = chooser(got.va_start if got is not None else None, purged)
+        try:
+            want = self.oracle.alloc_vmap_area(
+                size, align, vstart, vend, gfp=gfp, cpu=cpu, choose=choose
+            )
+        except VmapError as exc:
+            want_err: int | None = exc.errno
+            want = None
+        else:
+            want_err = None
+        assert got_err == want_err, f"{call}: errno {got_err} != {want_err}"
+        if want is not None:
+            assert got is not None
+            assert (got.va_start, got.va_end) == want.as_tuple(), f"{call}: {got} != {want}"
+            self.va_live.append((got, want))
+            event("alloc_vmap_area ok")
+        else:
+            event(f"alloc_vmap_area {errno.errorcode[want_err or 0]}")
+        if purged:
+            event("alloc_vmap_area purged")
+        self._check_log(mark, call)
+        self._note_pool(pooled)
+
+    @precondition(lambda self: self.vm_live)
+    @rule(pick=PICK, cpu=CPUS)
+    def vfree(self, pick: int, cpu: int) -> None:
+        self._vfree_both(self.vm_live[pick % len(self.vm_live)], cpu % self.nr_cpus)
+
+    @rule(kind=st.sampled_from(["unaligned", "inside", "freed", "never", "null"]), pick=PICK)
+    def vfree_junk(self, kind: str, pick: int) -> None:
+        addr: int | None
+        if kind == "unaligned" and self.vm_live:
+            addr = self.vm_live[pick % len(self.vm_live)] + 1 + pick % (P - 1)
+        elif kind == "inside" and self.vm_live:
+            base = self.vm_live[pick % len(self.vm_live)]
+            area = self.oracle.find_vmap_area(base)
+            assert area is not None
+            addr = base + P * (1 + pick % (area.size // P - 1))
+        elif kind == "freed" and self.freed:
+            addr = self.freed[pick % len(self.freed)]
+        elif kind == "null":
+            addr = None if pick % 2 else 0
+        else:
+            addr = VS + (1 << 40) + pick * P
+        hit = self.oracle.find_vmap_area(addr) if addr else None
+        if hit is not None and not hit.has_vm:
+            return  # an alloc_vmap_area() area: vfree() is not its free path
+        event(f"vfree junk {kind}")
+        self._vfree_both(addr)
+
+    @precondition(lambda self: self.va_live)
+    @rule(pick=PICK)
+    def free_vmap_area_noflush(self, pick: int) -> None:
+        got, want = self.va_live.pop(pick % len(self.va_live))
+        lazy_nr = self.oracle.vmap_lazy_nr
+        mark = self._log_mark()
+        self.m.free_vmap_area_noflush(got)
+        self.oracle.free_vmap_area_noflush(want)
+        self._check_log(mark, "free_vmap_area_noflush")
+        self._note_drain(lazy_nr, want.size // P)
+
+    @rule()
+    def purge_vmap_area_lazy(self) -> None:
+        mark = self._log_mark()
+        self.m.purge_vmap_area_lazy()
+        self.oracle.purge_vmap_area_lazy()
+        self._check_log(mark, "purge_vmap_area_lazy")
+
+    @rule(where=st.sampled_from(["busy", "lazy", "free", "random"]), pick=PICK)
+    def find_vmap_area(self, where: str, pick: int) -> None:
+        pools = {
+            "busy": self.oracle.busy_areas(),
+            "lazy": self.oracle.lazy_areas(),
+            "free": self.oracle.free_areas(),
+        }.get(where) or [(VS, VS + (1 << 32))]
+        start, end = pools[pick % len(pools)]
+        span = min(end - start, 1 << 32)
+        addr = start + [0, span - 1, pick % span, span][pick % 4]
+        got = self.m.find_vmap_area(addr)
+        want = self.oracle.find_vmap_area(addr)
+        got_t = None if got is None else (got.va_start, got.va_end)
+        want_t = None if want is None else want.as_tuple()
+        assert got_t == want_t, f"find_vmap_area({addr:#x}): {got_t} != {want_t}"
+
+    # -- windows ---------------------------------------------------------------
+
+    def windows(self, size: int) -> st.SearchStrategy[tuple[int, int]]:
+        """``[vstart, vend)`` windows inside and around the vmalloc range."""
+        # page offsets covering the part of the vmalloc range the machine uses
+        low = st.integers(0, 60000).map(lambda k: VS + k * P)
+        below = st.integers(1, 1 << 19).map(lambda k: VS - k * P)
+        slack = st.sampled_from([0, 0, P, 2 * P, 64 * P]) | st.integers(0, 4096).map(
+            lambda k: k * P
+        )
+        # the edges of the current free, lazy and busy areas in the vmalloc range
+        edges = sorted(
+            s
+            for s, _ in self.oracle.free_areas()
+            + self.oracle.lazy_areas()
+            + self.oracle.busy_areas()
+            if VS <= s < VE
+        ) or [VS]
+        at_edge = st.sampled_from(edges)
+
+        def ending(vstart: int) -> st.SearchStrategy[tuple[int, int]]:
+            return st.one_of(
+                st.just((vstart, vstart + size)),  # exact fit
+                slack.map(lambda s: (vstart, vstart + size + s)),
+                st.just((vstart, VE)),
+                st.just((vstart, vstart + max(size // 2, 1))),  # too small
+            )
+
+        top = ULONG_MAX + 1 - P
+
+        return st.one_of(
+            st.just((VS, VE)),
+            low.flatmap(ending),
+            at_edge.flatmap(ending),
+            below.flatmap(ending),
+            st.just((top - size, ULONG_MAX)),  # the last fitting range
+            st.just((top - size // 2 // P * P, ULONG_MAX)),  # overflows: -ENOENT
+        )
+
+    # -- comparison ------------------------------------------------------------
+
+    @invariant()
+    def compare(self) -> None:
+        if self.model is None:
+            return
+        self.m.check_invariants()
+        o = self.oracle
+        assert blocks(self.m.busy_areas()) == o.busy_areas(), "busy areas differ"
+        assert blocks(self.m.lazy_areas()) == o.lazy_areas(), "lazy areas differ"
+        assert self._pooled_m() == o.pooled_areas(), "pooled areas differ"
+        assert blocks(self.m.free_areas()) == o.free_areas(), "free areas differ"
+        assert self.m.vmap_lazy_nr == o.vmap_lazy_nr, "vmap_lazy_nr differs"
+        assert self.m.lazy_max_pages() == o.lazy_max_pages()
+
+
+Stage0Machine.TestCase.settings = settings(
+    max_examples=200,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+TestStage0Machine = Stage0Machine.TestCase
+
+
+@pytest.mark.soak
+class TestStage0MachineSoak(Stage0Machine.TestCase):
+    settings = settings(
+        max_examples=3000,
+        stateful_step_count=100,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
