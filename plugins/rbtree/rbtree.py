@@ -239,6 +239,8 @@ class RbTree:
         """
         aug = self.augmented
         upd = 0
+        visited = 0  # nodes read by the successor search
+        lines = 0
         child = node.rb_right
         tmp = node.rb_left
         pnode = node.rb_parent
@@ -264,6 +266,9 @@ class RbTree:
         else:
             # two children: splice in the in-order successor
             successor = child
+            tbl = self.lines_lookup
+            visited = 1
+            lines = tbl[child.slab_pos]
             tmp = child.rb_left
             if tmp is None:
                 # the successor is node's right child
@@ -275,6 +280,8 @@ class RbTree:
                 while tmp is not None:
                     parent = successor
                     successor = tmp
+                    visited += 1
+                    lines += tbl[tmp.slab_pos]
                     tmp = tmp.rb_left
                 child2 = successor.rb_right
                 parent.rb_left = child2
@@ -317,10 +324,12 @@ class RbTree:
         node.rb_parent = node.rb_left = node.rb_right = None
         node.rb_red = False
         rot = self._erase_color(rebalance) if rebalance is not None else 0
-        if rot or upd:
+        if rot or upd or visited:
             c = self.counters
             c.rotations += rot
             c.augment_updates += upd + (rot if aug else 0)
+            c.nodes_visited += visited
+            c.cache_lines += lines
 
     def _erase_color(self, parent: VmapArea) -> int:
         """``____rb_erase_color()``: restore the black height below ``parent``.
