@@ -126,34 +126,26 @@ class VmallocMixin:
 
     # -- lookup ------------------------------------------------------------------
     def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
-        """``find_vmap_area()``: the busy area containing ``addr``, or None.
-
-        Starts at ``addr``'s node and walks the nodes backwards, because an area
-        can span zones."""
-        addr = check_ulong("addr", addr)
-        nodes = self.vmap_nodes
-        nr = self.nr_vmap_nodes
-        c = self.metrics
-        i = j = (addr // self.vmap_zone_size) % self.nr_vmap_nodes
-        while True:
-            c.locks["vmap_node.busy.lock"] += 1
-            va = nodes[i].busy.find(addr)
-            if va is not None:
-                return va
-            i = (i + nr - 1) % nr
-            if i == j:
-                return None
+        """``find_vmap_area()``: the busy area containing ``addr``, or None."""
+        return self._busy_walk(check_ulong("addr", addr), False)
 
     def find_unlink_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
         """``find_unlink_vmap_area()``: find the busy area containing ``addr`` and
         unlink it, in one locked pass per node."""
+        return self._busy_walk(addr, True)
+
+    def _busy_walk(self: VmapAllocator, addr: int, unlink: bool) -> VmapArea | None:
+        """The node walk both lookups share: start at ``addr``'s node, then step
+        backwards through every node (an area can span zones), taking each
+        node's busy lock once."""
         nodes = self.vmap_nodes
         nr = self.nr_vmap_nodes
-        c = self.metrics
-        i = j = (addr // self.vmap_zone_size) % self.nr_vmap_nodes
+        locks = self.metrics.locks
+        i = j = (addr // self.vmap_zone_size) % nr
         while True:
-            c.locks["vmap_node.busy.lock"] += 1
-            va = nodes[i].busy.find_unlink(addr)
+            locks["vmap_node.busy.lock"] += 1
+            busy = nodes[i].busy
+            va = busy.find_unlink(addr) if unlink else busy.find(addr)
             if va is not None:
                 return va
             i = (i + nr - 1) % nr
