@@ -12,12 +12,36 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
-from .node import MAPLE_LEAF64, ULONG_MAX, MapleNode, scan_lines
+from .node import GAP_SCAN_LINES, MAPLE_LEAF64, ULONG_MAX, MapleNode
 
 if TYPE_CHECKING:
     from .tree import MapleTree
 
 __all__ = ["gap_up", "leaf_max_gap", "node_max_gap", "search_forward", "search_reverse"]
+
+#: _ENTER_COST[type][used slots][offset]: the cost of a gap-search step that
+#: enters the child at the first offset it examines, packed as
+#: ``1 << _VISIT_SHIFT | lines << _LINE_SHIFT | comparisons`` (one node
+#: visited; 24-bit fields, far more than one search can use).
+_LINE_SHIFT = 24
+_VISIT_SHIFT = 48
+_FIELD = (1 << 24) - 1
+_ENTER_COST: tuple[tuple[tuple[int, ...], ...], ...] = tuple(
+    (
+        (),  # indexed by the number of used slots: no row for 0
+        *(
+            tuple(
+                (1 << _VISIT_SHIFT) | (per_end[off][off] << _LINE_SHIFT) | (off + 1)
+                for off in range(len(per_end))
+            )
+            for per_end in per_type
+        ),
+    )
+    for per_type in GAP_SCAN_LINES
+)
+
+
+_LEAF_SCAN = GAP_SCAN_LINES[MAPLE_LEAF64]
 
 
 def leaf_max_gap(pivots: list[int], slots: list[object], mn: int) -> int:
@@ -71,113 +95,219 @@ def search_forward(tree: MapleTree, lo: int, hi: int, size: int) -> int:
     ``size``; a child whose gap lies outside ``[lo, hi]`` is left again (the
     kernel's ``mas_skip_node``).  A NULL run never crosses a leaf boundary, so
     a fit is always a single NULL slot of one leaf.
+
+    The depth-first search is a loop: a failed child resumes its parent's
+    scan after that child (found through the parent pointer, as
+    ``mas_ascend`` does).  For each node the comparisons are ``offset + 1``
+    of the last slot examined and the cache lines those of the offsets from
+    the first examined (or the last child entered) up to the last examined
+    (:data:`GAP_SCAN_LINES`).
     """
-    counts = [0, 0, 0]  # nodes visited, comparisons, cache lines
-    res = _fwd(tree.root, 0, lo, hi, size, counts)
+    table = GAP_SCAN_LINES
+    ltab = _LEAF_SCAN
+    idiag = _ENTER_COST[tree.itype]
+    node = tree.root
+    nmin = 0
+    visited = cmps = lines = 0
+    cost = 0
+    res = -1
+    while True:
+        # Enter ``node`` (minimum ``nmin``).
+        piv = node.pivots
+        off = bisect_left(piv, lo)  # 0 when lo <= nmin (nmin <= piv[0])
+        if node.type != MAPLE_LEAF64 and node.gaps[off] >= size:
+            # Common case: enter the child holding ``lo`` straight away.
+            cost += idiag[len(piv)][off]
+            if off:
+                nmin = piv[off - 1] + 1
+            node = node.slots[off]
+            continue
+        visited += 1
+        n = len(piv)
+        i = off
+        if node.type == MAPLE_LEAF64:
+            slots = node.slots
+            prev = piv[off - 1] if off else nmin - 1
+            while i < n:
+                p = piv[i]
+                if slots[i] is None:
+                    start = prev + 1 if prev >= lo else lo
+                    stop = p if p < hi else hi
+                    if stop - start + 1 >= size:
+                        res = start
+                        break
+                if p >= hi:
+                    break
+                prev = p
+                i += 1
+            cmps += i + 1
+            lines += ltab[n - 1][off][i if i < n else n - 1]
+            if res >= 0:
+                break
+        else:
+            gaps = node.gaps
+            while i < n:
+                if gaps[i] >= size:
+                    break
+                if piv[i] >= hi:
+                    i = -1 - i  # stop here, nothing entered
+                    break
+                i += 1
+            if 0 <= i < n:
+                cmps += i + 1
+                lines += table[node.type][n - 1][off][i]
+                nmin = piv[i - 1] + 1
+                node = node.slots[i]
+                continue
+            if i < 0:
+                i = -1 - i
+            cmps += i + 1
+            lines += table[node.type][n - 1][off][i if i < n else n - 1]
+        # ``node`` failed: resume the nearest ancestor with another candidate.
+        while True:
+            parent = node.parent
+            if parent is None:
+                break
+            piv = parent.pivots
+            n = len(piv)
+            off = i = bisect_left(piv, node.pivots[-1])
+            node = parent
+            gaps = node.gaps
+            p = piv[i]
+            while p < hi:
+                i += 1
+                if i == n:
+                    break
+                if gaps[i] >= size:
+                    p = -1
+                    break
+                p = piv[i]
+            if p < 0:  # enter child ``i``
+                cmps += i + 1
+                lines += table[node.type][n - 1][off][i]
+                break
+            cmps += i + 1
+            lines += table[node.type][n - 1][off][i if i < n else n - 1]
+        if parent is None:
+            break
+        nmin = piv[i - 1] + 1
+        node = node.slots[i]
     c = tree.counters
     c.walks += 1
-    c.nodes_visited += counts[0]
-    c.comparisons += counts[1]
-    c.cache_lines += counts[2]
+    c.nodes_visited += visited + (cost >> _VISIT_SHIFT)
+    c.comparisons += cmps + (cost & _FIELD)
+    c.cache_lines += lines + ((cost >> _LINE_SHIFT) & _FIELD)
     return res
-
-
-def _fwd(node: MapleNode, nmin: int, lo: int, hi: int, size: int, counts: list[int]) -> int:
-    piv = node.pivots
-    slots = node.slots
-    n = len(piv)
-    off = bisect_left(piv, lo) if lo > nmin else 0
-    counts[0] += 1
-    i = off
-    if node.type == MAPLE_LEAF64:
-        prev = piv[off - 1] if off else nmin - 1
-        while i < n:
-            p = piv[i]
-            if slots[i] is None:
-                start = prev + 1 if prev >= lo else lo
-                stop = p if p < hi else hi
-                if stop - start + 1 >= size:
-                    counts[1] += i + 1
-                    counts[2] += scan_lines(node, off, i)
-                    return start
-            if p >= hi:
-                break
-            prev = p
-            i += 1
-        counts[1] += i + 1
-        counts[2] += scan_lines(node, off, i)
-        return -1
-    gaps = node.gaps
-    cmin = piv[off - 1] + 1 if off else nmin
-    while i < n:
-        p = piv[i]
-        if gaps[i] >= size:
-            counts[1] += i + 1
-            counts[2] += scan_lines(node, off, i, gaps=True)
-            off = i
-            res = _fwd(slots[i], cmin, lo, hi, size, counts)
-            if res >= 0:
-                return res
-        if p >= hi:
-            break
-        cmin = p + 1
-        i += 1
-    counts[1] += i + 1
-    counts[2] += scan_lines(node, off, i, gaps=True)
-    return -1
 
 
 def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
-    """``mas_empty_area_rev()`` core: highest fit; returns its last index or -1."""
-    counts = [0, 0, 0]
-    res = _rev(tree.root, 0, ULONG_MAX, lo, hi, size, counts)
+    """``mas_empty_area_rev()`` core: highest fit; returns its last index or -1.
+
+    The mirror image of :func:`search_forward`: children are tried from the
+    one holding ``hi`` downwards, comparisons are the offsets examined from
+    the first (or the last child entered) down to the last, plus one.
+    """
+    table = GAP_SCAN_LINES
+    node = tree.root
+    nmin = 0
+    nmax = ULONG_MAX
+    stack: list[tuple[MapleNode, list[int], list[int], int, int]] = []
+    visited = cmps = lines = 0
+    res = -1
+    while True:
+        # Enter ``node`` (range ``[nmin, nmax]``).
+        piv = node.pivots
+        off = bisect_left(piv, hi) if hi < nmax else len(piv) - 1
+        visited += 1
+        i = off
+        ntype = node.type
+        if ntype == MAPLE_LEAF64:
+            slots = node.slots
+            while i >= 0:
+                start = piv[i - 1] + 1 if i else nmin
+                if slots[i] is None:
+                    lo2 = start if start > lo else lo
+                    p = piv[i]
+                    stop = p if p < hi else hi
+                    if stop - lo2 + 1 >= size:
+                        res = stop
+                        break
+                if start <= lo:
+                    break
+                i -= 1
+            if i < 0:
+                i = 0
+            cmps += off - i + 1
+            lines += table[ntype][len(piv) - 1][i][off]
+            if res >= 0:
+                break
+            found = False
+            while stack:
+                node, piv, gaps, nmin, off = stack.pop()
+                i = off
+                start = piv[i - 1] + 1 if i else nmin
+                while start > lo:
+                    i -= 1
+                    if i < 0:
+                        break
+                    start = piv[i - 1] + 1 if i else nmin
+                    if gaps[i] >= size:
+                        found = True
+                        break
+                if found:
+                    break
+                if i < 0:
+                    i = 0
+                cmps += off - i + 1
+                lines += table[node.type][len(piv) - 1][i][off]
+            if not found:
+                break
+        else:
+            gaps = node.gaps
+            found = False
+            while i >= 0:
+                start = piv[i - 1] + 1 if i else nmin
+                if gaps[i] >= size:
+                    found = True
+                    break
+                if start <= lo:
+                    break
+                i -= 1
+            if not found:
+                if i < 0:
+                    i = 0
+                cmps += off - i + 1
+                lines += table[ntype][len(piv) - 1][i][off]
+                while stack:
+                    node, piv, gaps, nmin, off = stack.pop()
+                    i = off
+                    start = piv[i - 1] + 1 if i else nmin
+                    while start > lo:
+                        i -= 1
+                        if i < 0:
+                            break
+                        start = piv[i - 1] + 1 if i else nmin
+                        if gaps[i] >= size:
+                            found = True
+                            break
+                    if found:
+                        break
+                    if i < 0:
+                        i = 0
+                    cmps += off - i + 1
+                    lines += table[node.type][len(piv) - 1][i][off]
+                if not found:
+                    break
+        # Enter child ``i`` of ``node`` (range ``[start, piv[i]]``).
+        cmps += off - i + 1
+        lines += table[node.type][len(piv) - 1][i][off]
+        stack.append((node, piv, gaps, nmin, i))
+        nmin = start
+        nmax = piv[i]
+        node = node.slots[i]
     c = tree.counters
     c.walks += 1
-    c.nodes_visited += counts[0]
-    c.comparisons += counts[1]
-    c.cache_lines += counts[2]
+    c.nodes_visited += visited
+    c.comparisons += cmps
+    c.cache_lines += lines
     return res
-
-
-def _rev(
-    node: MapleNode, nmin: int, nmax: int, lo: int, hi: int, size: int, counts: list[int]
-) -> int:
-    piv = node.pivots
-    slots = node.slots
-    off = bisect_left(piv, hi) if hi < nmax else len(piv) - 1
-    counts[0] += 1
-    i = off
-    if node.type == MAPLE_LEAF64:
-        while i >= 0:
-            start = piv[i - 1] + 1 if i else nmin
-            if slots[i] is None:
-                lo2 = start if start > lo else lo
-                stop = piv[i] if piv[i] < hi else hi
-                if stop - lo2 + 1 >= size:
-                    counts[1] += off - i + 1
-                    counts[2] += scan_lines(node, i, off)
-                    return stop
-            if start <= lo:
-                break
-            i -= 1
-        i = max(i, 0)
-        counts[1] += off - i + 1
-        counts[2] += scan_lines(node, i, off)
-        return -1
-    gaps = node.gaps
-    while i >= 0:
-        start = piv[i - 1] + 1 if i else nmin
-        if gaps[i] >= size:
-            counts[1] += off - i + 1
-            counts[2] += scan_lines(node, i, off, gaps=True)
-            off = i
-            res = _rev(slots[i], start, piv[i], lo, hi, size, counts)
-            if res >= 0:
-                return res
-        if start <= lo:
-            break
-        i -= 1
-    i = max(i, 0)
-    counts[1] += off - i + 1
-    counts[2] += scan_lines(node, i, off, gaps=True)
-    return -1

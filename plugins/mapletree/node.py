@@ -180,3 +180,29 @@ def scan_lines(node: MapleNode, lo: int, hi: int, *, gaps: bool = False) -> int:
     """
     end = len(node.slots) - 1
     return _lines_for(node.type, end, lo, min(hi, end), gaps=gaps)
+
+
+#: Hot-path table GAP_SCAN_LINES[type][end][lo][hi] (``lo <= hi <= end``):
+#: ``scan_lines(node, lo, hi, gaps=True)``, the lines a gap search reads when
+#: it scans offsets lo..hi (the gap array only counts for arange_64).
+GAP_SCAN_LINES: tuple[tuple[tuple[tuple[int, ...], ...], ...], ...] = tuple(
+    tuple(
+        tuple(
+            tuple(_lines_for(t, end, lo, hi, gaps=True) if lo <= hi else 0 for hi in range(end + 1))
+            for lo in range(end + 1)
+        )
+        for end in range(MT_SLOTS[t] if t else 1)
+    )
+    if t
+    else ()
+    for t in range(4)
+)
+
+#: FULL_SCAN_LINES[type][end]: ``scan_lines(node, 0, end)``, a whole-node scan
+#: (``mas_leaf_max_gap`` rescanning a leaf).
+FULL_SCAN_LINES: tuple[tuple[int, ...], ...] = tuple(
+    tuple(_lines_for(t, end, 0, end, gaps=False) for end in range(MT_SLOTS[t] if t else 1))
+    if t
+    else ()
+    for t in range(4)
+)

@@ -392,15 +392,28 @@ class MapleState:
         first: int,
         last: int,
         entry: Any,
-        *,
         can_block: bool,
         retry: bool,
         insert: bool = False,
+        pos: tuple[MapleNode, int, int] | None = None,
     ) -> Any:
-        """Classify, obtain nodes (all up front), store, release leftovers."""
+        """Classify, obtain nodes (all up front), store, release leftovers.
+
+        ``pos`` is the caller's ``descend(tree, first)`` when it has walked
+        already (see :func:`classify`)."""
         tree = self.tree
-        need = classify(tree, self, first, last, entry, insert)
+        need = classify(tree, self, first, last, entry, insert, pos)
         self.store_type = STORE_TYPE_NAMES[self.wr_type]
+        if not need and not self.reserved:
+            # In-place store: nothing to reserve or give back.
+            content = self.wr_content
+            execute(tree, self, entry)
+            self.index = self.wr_first
+            self.last = self.wr_last
+            self.status = _ACTIVE
+            self.node = None
+            self.error = 0
+            return content
         if self.prealloc:
             if need > self.reserved:
                 raise MapleError(
@@ -443,18 +456,18 @@ class MapleState:
         (GFP_NOWAIT) and raises ENOMEM if that fails, with nothing changed.
         """
         self._check_range()
-        return self._write(self.index, self.last, entry, can_block=False, retry=False)
+        return self._write(self.index, self.last, entry, False, False)
 
     def store_gfp(self, entry: Any, can_block: bool = True) -> None:
         """``mas_store_gfp()``: store, retrying a failed non-blocking allocation
         with ``can_block`` (``mas_nomem``); ENOMEM if that fails too."""
         self._check_range()
-        self._write(self.index, self.last, entry, can_block=can_block, retry=True)
+        self._write(self.index, self.last, entry, can_block, True)
 
     def insert(self, entry: Any, can_block: bool = True) -> None:
         """``mas_insert()`` with ``mas_nomem`` retry: EEXIST unless all NULL."""
         self._check_range()
-        self._write(self.index, self.last, entry, can_block=can_block, retry=True, insert=True)
+        self._write(self.index, self.last, entry, can_block, True, True)
 
     def erase(self) -> Any:
         """``mas_erase()``: NULL over the whole range holding ``index``.
@@ -466,7 +479,7 @@ class MapleState:
         self.status = _ACTIVE if self.tree.root is not None else _NONE
         if entry is None:
             return None
-        self._write(self.index, self.last, None, can_block=True, retry=True)
+        self._write(self.index, self.last, None, True, True)
         return entry
 
     def preallocate(self, entry: Any, can_block: bool = True) -> None:
@@ -497,7 +510,7 @@ class MapleState:
         if not self.prealloc:
             raise MapleError(errno.EINVAL, "store_prealloc: preallocate() was not called")
         try:
-            self._write(self.index, self.last, entry, can_block=False, retry=False)
+            self._write(self.index, self.last, entry, False, False)
         finally:
             self.destroy()
 
@@ -557,7 +570,14 @@ class MapleState:
         Sets ``index``/``last``.  Each call searches from the root (the
         kernel continues from a non-start state; use ``reset()`` semantics).
         """
-        self._area_args(min, max, size)
+        if not (
+            type(min) is int
+            and type(max) is int
+            and type(size) is int
+            and 0 <= min <= max <= ULONG_MAX
+            and 0 < size <= max - min + 1
+        ):
+            self._area_args(min, max, size)
         tree = self.tree
         if tree.root is None:
             self._sparse_area(min, max, size, True)
@@ -574,7 +594,14 @@ class MapleState:
 
     def empty_area_rev(self, min: int, max: int, size: int) -> None:
         """``mas_empty_area_rev()``: the highest fit; EINVAL / EBUSY as above."""
-        self._area_args(min, max, size)
+        if not (
+            type(min) is int
+            and type(max) is int
+            and type(size) is int
+            and 0 <= min <= max <= ULONG_MAX
+            and 0 < size <= max - min + 1
+        ):
+            self._area_args(min, max, size)
         tree = self.tree
         if tree.root is None:
             self._sparse_area(min, max, size, False)

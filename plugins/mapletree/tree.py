@@ -12,10 +12,14 @@ from .alloc import NodeAllocator
 from .check import check_tree
 from .errors import ZERO_ENTRY, MapleError
 from .node import MAPLE_ARANGE64, MAPLE_LEAF64, MAPLE_RANGE64, ULONG_MAX, MapleNode
-from .state import MapleState, check_index
-from .walk import load
+from .state import MapleState, MaStatus, check_index
+from .walk import descend, load
+from .write import exists_error, store_exact_fit
 
 __all__ = ["MapleTree"]
+
+_START = MaStatus.ma_start
+_ACTIVE = MaStatus.ma_active
 
 
 class MapleTree:
@@ -74,7 +78,8 @@ class MapleTree:
         mas = self._mas
         mas.index = first
         mas.last = last
-        mas.reset()
+        mas.status = _START  # mas_reset()
+        mas.node = None
         return mas
 
     @staticmethod
@@ -90,8 +95,14 @@ class MapleTree:
     def store_range(self, first: int, last: int, entry: Any, *, can_block: bool = True) -> None:
         """``mtree_store_range()``: overwrite ``[first, last]`` with ``entry``
         (None erases); partially covered neighbours keep the rest."""
-        self._range_args(first, last)
-        self._state(first, last)._write(first, last, entry, can_block=can_block, retry=True)
+        if type(first) is not int or type(last) is not int or not 0 <= first <= last <= ULONG_MAX:
+            self._range_args(first, last)
+        mas = self._mas  # self._state(first, last), inlined
+        mas.index = first
+        mas.last = last
+        mas.status = _START
+        mas.node = None
+        mas._write(first, last, entry, can_block, True, False)
 
     def store(self, index: int, entry: Any, *, can_block: bool = True) -> None:
         """``mtree_store()``: ``store_range(index, index, entry)``."""
@@ -100,10 +111,31 @@ class MapleTree:
     def insert_range(self, first: int, last: int, entry: Any, *, can_block: bool = True) -> None:
         """``mtree_insert_range()``: store only if all of ``[first, last]`` is
         NULL, else EEXIST."""
-        self._range_args(first, last)
-        self._state(first, last)._write(
-            first, last, entry, can_block=can_block, retry=True, insert=True
-        )
+        if type(first) is not int or type(last) is not int or not 0 <= first <= last <= ULONG_MAX:
+            self._range_args(first, last)
+        mas = self._mas  # self._state(first, last), inlined
+        mas.index = first
+        mas.last = last
+        mas.status = _START
+        mas.node = None
+        if self.root is None or entry is None or mas.reserved:
+            mas._write(first, last, entry, can_block, True, True)
+            return
+        leaf, o1, mn = pos = descend(self, first)
+        piv = leaf.pivots
+        p1 = piv[o1]
+        content = leaf.slots[o1]
+        if content is not None or last > p1:
+            mas.wr_content = content  # as classify leaves them
+            mas.wr_node = leaf
+            mas.wr_min = mn
+            raise exists_error(first, last)
+        if last == p1 and first == (piv[o1 - 1] + 1 if o1 else mn):
+            # Fast path: inserting into exactly one NULL slot (wr_exact_fit).
+            store_exact_fit(self, mas, leaf, o1, mn, first, last, entry)
+            mas.status = _ACTIVE
+            return
+        mas._write(first, last, entry, can_block, True, True, pos)
 
     def insert(self, index: int, entry: Any, *, can_block: bool = True) -> None:
         """``mtree_insert()``."""
@@ -118,9 +150,43 @@ class MapleTree:
     def erase(self, index: int) -> Any:
         """``mtree_erase()``: NULL over the whole range holding ``index``;
         returns the old entry (None if none)."""
-        check_index("index", index)
-        mas = self._state(index, index)
-        return mas.erase()
+        if type(index) is not int or index < 0 or index > ULONG_MAX:
+            check_index("index", index)
+        mas = self._mas  # self._state(index, index), inlined
+        if self.root is None or mas.reserved:
+            mas.index = mas.last = index
+            mas.status = _START
+            mas.node = None
+            return mas.erase()
+        # mas.erase() inlined: position the state on the slot holding index ...
+        leaf, off, mn = descend(self, index)
+        piv = leaf.pivots
+        slots = leaf.slots
+        first = piv[off - 1] + 1 if off else mn
+        last = piv[off]
+        mas.node = leaf
+        mas.offset = off
+        mas.min = mn
+        mas.index = first
+        mas.last = last
+        mas.seq = self.seq
+        mas.status = _ACTIVE
+        entry = slots[off]
+        if entry is None:
+            return None
+        if (
+            off < len(slots) - 1
+            and slots[off + 1] is not None
+            and (not off or slots[off - 1] is not None)
+        ):
+            # ... fast path: NULL over one slot between two entries, not at the
+            # leaf's end (wr_exact_fit; the write reuses the walk, counting the
+            # comparisons of mas_wr_store_setup's re-scan of the leaf).
+            self.counters.comparisons += off + 1
+            store_exact_fit(self, mas, leaf, off, mn, first, last, None)
+            return entry
+        mas._write(first, last, None, True, True)
+        return entry
 
     def _alloc_args(self, entry: Any, size: int, min: int, max: int) -> MapleState:
         if not self.is_alloc:

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = ["descend", "load", "next_leaf", "prev_leaf", "virtual_root_leaf"]
 
+#: DESCEND_COST rows indexed by the number of used slots (``len(pivots)``)
+#: rather than ``end``, saving a subtraction per level.
+_COST_BY_LEN = tuple(((), *per_type) for per_type in DESCEND_COST)
+_LEAF_COST = _COST_BY_LEN[MAPLE_LEAF64]
+
 
 def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int]:
     """``mas_walk`` descent (``mtree_range_walk``): the leaf holding ``index``.
@@ -27,25 +32,30 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int]:
     ``[pivots[offset-1]+1 or leaf_min, pivots[offset]]``.  The tree must have
     a root node.  Counts one walk, ``height`` nodes, the pivots a linear scan
     would compare, and the cache lines of each step.
+
+    Every leaf sits at depth ``height`` and every internal node has the
+    tree's internal type, so the loop runs ``height - 1`` internal steps with
+    one cost table and then reads the leaf.
     """
     node = tree.root
     mn = 0
     cost = 0
-    visited = 0
-    tables = DESCEND_COST
-    while True:
-        piv = node.pivots
-        off = bisect_left(piv, index)
-        cost += tables[node.type][len(piv) - 1][off]
-        visited += 1
-        if node.type == MAPLE_LEAF64:
-            break
-        if off:
-            mn = piv[off - 1] + 1
-        node = node.slots[off]
+    height = tree.height
+    if height > 1:
+        itab = _COST_BY_LEN[tree.itype]
+        for _ in range(height - 1):
+            piv = node.pivots
+            off = bisect_left(piv, index)
+            cost += itab[len(piv)][off]
+            if off:
+                mn = piv[off - 1] + 1
+            node = node.slots[off]
+    piv = node.pivots
+    off = bisect_left(piv, index)
+    cost += _LEAF_COST[len(piv)][off]
     c = tree.counters
     c.walks += 1
-    c.nodes_visited += visited
+    c.nodes_visited += height
     c.comparisons += cost & COST_MASK
     c.cache_lines += cost >> COST_SHIFT
     return node, off, mn
@@ -53,28 +63,28 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int]:
 
 def load(tree: MapleTree, index: int) -> Any:
     """``mtree_load()``: the entry at ``index``; NULL and ZERO_ENTRY read as None."""
-    root = tree.root
-    if root is None:
+    node = tree.root
+    if node is None:
         c = tree.counters
         c.walks += 1
         if tree.height == 0 and index == 0:
             return tree.root_entry
         return None
-    node = root
     cost = 0
-    visited = 0
-    tables = DESCEND_COST
-    while True:
-        piv = node.pivots
-        off = bisect_left(piv, index)
-        cost += tables[node.type][len(piv) - 1][off]
-        visited += 1
-        if node.type == MAPLE_LEAF64:
-            break
-        node = node.slots[off]
+    height = tree.height
+    if height > 1:
+        itab = _COST_BY_LEN[tree.itype]
+        for _ in range(height - 1):
+            piv = node.pivots
+            off = bisect_left(piv, index)
+            cost += itab[len(piv)][off]
+            node = node.slots[off]
+    piv = node.pivots
+    off = bisect_left(piv, index)
+    cost += _LEAF_COST[len(piv)][off]
     c = tree.counters
     c.walks += 1
-    c.nodes_visited += visited
+    c.nodes_visited += height
     c.comparisons += cost & COST_MASK
     c.cache_lines += cost >> COST_SHIFT
     entry = node.slots[off]

@@ -26,12 +26,12 @@ from .errors import ZERO_ENTRY, MapleError
 from .gap import gap_up, leaf_max_gap
 from .node import (
     DESCEND_LINES,
+    FULL_SCAN_LINES,
     MAPLE_LEAF64,
     MT_MIN_SLOTS,
     MT_SLOTS,
     ULONG_MAX,
     MapleNode,
-    scan_lines,
 )
 from .walk import descend, node_min
 
@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from .state import MapleState
     from .tree import MapleTree
 
-__all__ = ["STORE_TYPE_NAMES", "classify", "execute"]
+__all__ = ["STORE_TYPE_NAMES", "classify", "execute", "exists_error", "store_exact_fit"]
+
+_LEAF_SCAN_LINES = FULL_SCAN_LINES[MAPLE_LEAF64]
 
 # enum store_type
 WR_INVALID = 0
@@ -67,25 +69,33 @@ STORE_TYPE_NAMES = (
 )
 
 
-def _exists(first: int, last: int) -> MapleError:
+def exists_error(first: int, last: int) -> MapleError:
     return MapleError(errno.EEXIST, f"insert [{first:#x}, {last:#x}]: range is not empty")
 
 
 def classify(
-    tree: MapleTree, mas: MapleState, first: int, last: int, entry: Any, insert: bool
+    tree: MapleTree,
+    mas: MapleState,
+    first: int,
+    last: int,
+    entry: Any,
+    insert: bool,
+    pos: tuple[MapleNode, int, int] | None = None,
 ) -> int:
     """``mas_wr_store_type()`` + ``mas_prealloc_calc()``.
 
     Walks to the leaf holding ``first``, records the store plan in ``mas``
     (``wr_*`` fields) and returns the worst-case number of nodes the store
     needs.  With ``insert`` raises EEXIST if any index of the range is
-    occupied (``mas_insert``).  Changes nothing in the tree.
+    occupied (``mas_insert``).  Changes nothing in the tree.  ``pos`` is the
+    ``descend(tree, first)`` result when the caller has already walked (a
+    tree with a root node and a reset state).
     """
     root = tree.root
     if root is None:
         cur = tree.root_entry
         if insert and cur is not None and first == 0:
-            raise _exists(first, last)
+            raise exists_error(first, last)
         mas.wr_type = WR_STORE_ROOT
         mas.wr_content = cur if first == 0 else None
         mas.wr_first = first
@@ -94,7 +104,9 @@ def classify(
             return 0
         return 1
     leaf = mas.node
-    if (
+    if pos is not None:
+        leaf, o1, mn = pos
+    elif (
         leaf is not None
         and mas.seq == tree.seq
         and mas.min <= first <= leaf.pivots[-1]
@@ -114,38 +126,52 @@ def classify(
     mas.wr_node = leaf
     mas.wr_min = mn
     lmax = piv[-1]
-    height = tree.height
-    if insert and (content is not None or last > piv[o1]):
-        raise _exists(first, last)
+    p1 = piv[o1]
+    if insert and (content is not None or last > p1):
+        raise exists_error(first, last)
     if last > lmax or (entry is None and last == lmax and lmax != ULONG_MAX):
         mas.wr_type = WR_SPANNING_STORE
         mas.wr_o1 = o1
         mas.wr_first = first
         mas.wr_last = last
-        return 3 * height + 1
-    end = len(piv) - 1
-    o2 = bisect_left(piv, last, o1) if last > piv[o1] else o1
-    tree.counters.comparisons += o2 - o1
-    if entry is None:
-        # mas_wr_extend_null: absorb neighbouring NULL ranges.
-        if slots[o1] is None:
-            first = piv[o1 - 1] + 1 if o1 else mn
-        elif o1 and slots[o1 - 1] is None and first == piv[o1 - 1] + 1:
-            o1 -= 1
-            first = piv[o1 - 1] + 1 if o1 else mn
-        if slots[o2] is None:
-            last = piv[o2]
-        elif o2 < end and slots[o2 + 1] is None and last == piv[o2]:
-            o2 += 1
-            last = piv[o2]
-    mas.wr_o1 = o1
-    mas.wr_o2 = o2
-    mas.wr_first = first
-    mas.wr_last = last
-    s1 = piv[o1 - 1] + 1 if o1 else mn
-    if o1 == o2 and first == s1 and last == piv[o2]:
-        mas.wr_type = WR_EXACT_FIT
-        return 0
+        return 3 * tree.height + 1
+    if last == p1 and entry is not None:
+        # Fast path: the write ends in the slot it starts in, nothing to widen.
+        s1 = piv[o1 - 1] + 1 if o1 else mn
+        mas.wr_o1 = mas.wr_o2 = o1
+        mas.wr_first = first
+        mas.wr_last = last
+        if first == s1:
+            mas.wr_type = WR_EXACT_FIT
+            return 0
+        o2 = o1
+        end = len(piv) - 1
+    else:
+        end = len(piv) - 1
+        o2 = bisect_left(piv, last, o1) if last > p1 else o1
+        if o2 != o1:
+            tree.counters.comparisons += o2 - o1
+        if entry is None:
+            # mas_wr_extend_null: absorb neighbouring NULL ranges.
+            if slots[o1] is None:
+                first = piv[o1 - 1] + 1 if o1 else mn
+            elif o1 and slots[o1 - 1] is None and first == piv[o1 - 1] + 1:
+                o1 -= 1
+                first = piv[o1 - 1] + 1 if o1 else mn
+            if slots[o2] is None:
+                last = piv[o2]
+            elif o2 < end and slots[o2 + 1] is None and last == piv[o2]:
+                o2 += 1
+                last = piv[o2]
+        mas.wr_o1 = o1
+        mas.wr_o2 = o2
+        mas.wr_first = first
+        mas.wr_last = last
+        s1 = piv[o1 - 1] + 1 if o1 else mn
+        if o1 == o2 and first == s1 and last == piv[o2]:
+            mas.wr_type = WR_EXACT_FIT
+            return 0
+    height = tree.height
     if first == 0 and last == ULONG_MAX:
         mas.wr_type = WR_NEW_ROOT
         return 1
@@ -171,9 +197,12 @@ def classify(
 def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     """``mas_wr_store_entry()``: carry out the plan ``classify`` recorded."""
     t = mas.wr_type
-    tree.counters.stores += 1
+    c = tree.counters
+    c.stores += 1
     tree.seq += 1
-    if t >= WR_APPEND or t == WR_EXACT_FIT:
+    if t == WR_EXACT_FIT:
+        _exact_fit(tree, mas.wr_node, mas.wr_o1, mas.wr_min, entry)
+    elif t >= WR_APPEND:
         _store_in_place(tree, mas, entry)
     elif t == WR_SPLIT_STORE:
         bp, bs = _leaf_bnode(mas, entry)
@@ -189,6 +218,59 @@ def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
         _store_root(tree, mas, entry)
     else:  # pragma: no cover - classify never leaves WR_INVALID
         raise AssertionError("maple write without a store plan")
+
+
+def _exact_fit(tree: MapleTree, leaf: MapleNode, o1: int, mn: int, entry: Any) -> None:
+    """``mas_wr_slot_store`` of one whole slot, then ``mas_update_gap``."""
+    slots = leaf.slots
+    old = slots[o1]
+    slots[o1] = entry
+    c = tree.counters
+    c.cache_lines += 1
+    parent = leaf.parent
+    if tree.is_alloc and parent is not None and (old is None) != (entry is None):
+        piv = leaf.pivots
+        c.cache_lines += _LEAF_SCAN_LINES[len(slots) - 1]
+        size = piv[o1] - (piv[o1 - 1] + 1 if o1 else mn) + 1
+        recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
+        if entry is None:
+            if size > recorded:
+                gap_up(tree, leaf, size)
+        elif size >= recorded and not _has_gap(piv, slots, mn, recorded):
+            # The filled NULL was the only one as large as the recorded
+            # maximum: rescan for the new, smaller one.
+            gap_up(tree, leaf, leaf_max_gap(piv, slots, mn))
+
+
+def store_exact_fit(
+    tree: MapleTree,
+    mas: MapleState,
+    leaf: MapleNode,
+    o1: int,
+    mn: int,
+    first: int,
+    last: int,
+    entry: Any,
+) -> None:
+    """Fast path of ``mas._write`` for a write its caller has already walked
+    to and found to be a ``wr_exact_fit`` (``[first, last]`` is exactly slot
+    ``o1`` of ``leaf``, nothing to widen): records the same plan ``classify``
+    would, stores, and leaves ``mas`` as ``_write`` does except for its
+    status, which the caller sets to ``ma_active``.  It needs no nodes.
+    """
+    mas.wr_content = leaf.slots[o1]
+    mas.wr_node = leaf
+    mas.wr_min = mn
+    mas.wr_o1 = mas.wr_o2 = o1
+    mas.wr_first = mas.index = first
+    mas.wr_last = mas.last = last
+    mas.wr_type = WR_EXACT_FIT
+    mas.store_type = STORE_TYPE_NAMES[WR_EXACT_FIT]
+    tree.counters.stores += 1
+    tree.seq += 1
+    _exact_fit(tree, leaf, o1, mn, entry)
+    mas.node = None
+    mas.error = 0
 
 
 # ---------------------------------------------------------------------------
@@ -357,8 +439,9 @@ def _segment(
 
 
 def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
-    """``mas_wr_slot_store`` / ``mas_wr_node_store`` / ``mas_wr_append`` /
-    exact fit, all in place (no RCU mode), then ``mas_update_gap``."""
+    """``mas_wr_slot_store`` / ``mas_wr_node_store`` / ``mas_wr_append``, all
+    in place (no RCU mode), then ``mas_update_gap``.  (The exact fit is done
+    in :func:`execute`.)"""
     leaf = mas.wr_node
     piv = leaf.pivots
     slots = leaf.slots
@@ -366,23 +449,6 @@ def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     o2 = mas.wr_o2
     mn = mas.wr_min
     parent = leaf.parent
-    if mas.wr_type == WR_EXACT_FIT:
-        old = slots[o1]
-        slots[o1] = entry
-        c = tree.counters
-        c.cache_lines += 1
-        if tree.is_alloc and parent is not None and (old is None) != (entry is None):
-            c.cache_lines += scan_lines(leaf, 0, len(slots) - 1)
-            size = piv[o1] - (piv[o1 - 1] + 1 if o1 else mn) + 1
-            recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
-            if entry is None:
-                if size > recorded:
-                    gap_up(tree, leaf, size)
-            elif size >= recorded:
-                gap = leaf_max_gap(piv, slots, mn)
-                if gap != recorded:
-                    gap_up(tree, leaf, gap)
-        return
     s1 = piv[o1 - 1] + 1 if o1 else mn
     np_, ns = _segment(piv, slots, o1, o2, s1, mas.wr_first, mas.wr_last, entry)
     if tree.is_alloc and parent is not None:
@@ -405,18 +471,32 @@ def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
         # rescan is skipped here when the recorded maximum cannot have
         # changed, but its cache lines are charged all the same.
         c = tree.counters
-        c.cache_lines += 2 + scan_lines(leaf, 0, len(slots) - 1)
+        c.cache_lines += 2 + _LEAF_SCAN_LINES[len(slots) - 1]
         recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
         if created > recorded:
             gap_up(tree, leaf, created)
-        elif removed >= recorded:
-            gap = leaf_max_gap(piv, slots, mn)
-            if gap != recorded:
-                gap_up(tree, leaf, gap)
+        elif removed >= recorded and not _has_gap(piv, slots, mn, recorded):
+            # No NULL exceeds the recorded maximum now; it changed only if
+            # none reaches it any more.
+            gap_up(tree, leaf, leaf_max_gap(piv, slots, mn))
         return
     piv[o1 : o2 + 1] = np_
     slots[o1 : o2 + 1] = ns
     tree.counters.cache_lines += 2
+
+
+def _has_gap(pivots: list[int], slots: list[Any], mn: int, size: int) -> bool:
+    """Whether the leaf has a NULL range of at least ``size`` indices.
+
+    The early-exit form of ``leaf_max_gap(...) >= size`` used when the
+    recorded maximum can only have stayed or shrunk.
+    """
+    prev = mn - 1
+    for p, s in zip(pivots, slots, strict=True):
+        if s is None and p - prev >= size:
+            return True
+        prev = p
+    return False
 
 
 def _leaf_bnode(mas: MapleState, entry: Any) -> tuple[list[int], list[Any]]:
