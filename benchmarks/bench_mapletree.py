@@ -15,7 +15,11 @@ blocks and searches its gaps; the rb-tree free index holds the free holes as
 * ``insert``      maple: occupy half of a random hole (``mtree_insert_range``);
                   rb: link a free block back (``insert_vmap_area_augment``);
 * ``erase``       maple: ``mtree_erase`` of such a range;
-                  rb: unlink a random free block (``unlink_va_augment``).
+                  rb: unlink a random free block (``unlink_va_augment``);
+* ``pair``        one exact-fit allocation and its release, as a vmalloc+vfree
+                  of a hole-sized area does to the index: maple, insert a whole
+                  hole then erase it; rb, unlink a whole hole (FL fit) then link
+                  it back.  Counts and ops/s are per pair.
 
 Counters come from the shared :class:`vmapsim.Counters` (``nodes_visited``,
 ``cache_lines``, ``comparisons``; ``aug`` = ``augment_updates + gap_updates``;
@@ -58,7 +62,7 @@ METRICS = (
 )
 #: structural work: rb rotations; maple splits, merges, rebalances and node allocations
 SHAPE_METRICS = ("rotations", "splits", "merges", "rebalances", "node_allocs")
-OPS = ("fit@vstart", "fit@end", "insert", "erase")
+OPS = ("fit@vstart", "fit@end", "insert", "erase", "pair")
 
 
 # ---------------------------------------------------------------------------
@@ -94,6 +98,8 @@ class Subject(Protocol):
     def fit(self, size: int, vstart: int) -> int: ...
 
     def prepare_insert_erase(self, picks: Sequence[int]) -> tuple[Callable[[], None], ...]: ...
+
+    def prepare_pair(self, picks: Sequence[int]) -> Callable[[], None]: ...
 
 
 def hole_start(i: int) -> int:
@@ -147,6 +153,18 @@ class MapleSubject:
                 tree.erase(s)
 
         return insert, erase
+
+    def prepare_pair(self, picks: Sequence[int]) -> Callable[[], None]:
+        tree, token = self.tree, self.token
+        starts = [hole_start(i) for i in picks]
+
+        def pair() -> None:
+            insert, erase = tree.insert_range, tree.erase
+            for s in starts:
+                insert(s, s + BLOCK - 1, token)
+                erase(s)
+
+        return pair
 
 
 class RbSubject:
@@ -202,6 +220,18 @@ class RbSubject:
         # a block has to be out before it can be linked back: erase runs first
         return insert, erase
 
+    def prepare_pair(self, picks: Sequence[int]) -> Callable[[], None]:
+        index = self.index
+        areas = [self.areas[i] for i in picks]
+
+        def pair() -> None:
+            unlink, insert = index.unlink, index.insert
+            for va in areas:
+                unlink(va)
+                insert(va)
+
+        return pair
+
 
 class SortedListSubject:
     """Fallback baseline: free holes in a ``SortedList`` (no augmentation)."""
@@ -246,6 +276,17 @@ class SortedListSubject:
 
         return insert, erase
 
+    def prepare_pair(self, picks: Sequence[int]) -> Callable[[], None]:
+        free = self.free
+        blocks = [free[i] for i in picks]
+
+        def pair() -> None:
+            for b in blocks:
+                free.remove(b)
+                free.add(b)
+
+        return pair
+
 
 # ---------------------------------------------------------------------------
 def measure(subject: Subject, fn: Callable[[], None], nops: int) -> tuple[dict[str, int], float]:
@@ -289,6 +330,7 @@ def bench_subject(make: Callable[[int], Any], n: int, repeat: int, nops: int) ->
         else:
             samples["erase"].append(measure(subject, erase, nops))
             samples["insert"].append(measure(subject, insert, nops))
+        samples["pair"].append(measure(subject, subject.prepare_pair(picks), nops))
 
     # sanity: both searches must land where the layout says
     assert subject.fit(2 * BLOCK, 0) == hole_start(n - 1), subject.name
