@@ -29,17 +29,8 @@ class RbBusyIndex(RbList):
     ) -> None:
         super().__init__(counters, warn, augmented=False, layout=layout, name=name)
 
-    def insert(self, va: VmapArea) -> bool:
-        """``insert_vmap_area()``: ``find_va_links`` + ``__link_va``.
-
-        False, with the kernel's overlap warning logged and nothing changed,
-        if ``va`` overlaps a busy area.
-        """
-        links = self.find_va_links(va)
-        if links is None:
-            return False
-        self.link_va(va, links[0], links[1])
-        return True
+    #: ``insert_vmap_area()`` into the busy tree
+    insert = RbList.insert_vmap_area
 
     def find(self, addr: int) -> VmapArea | None:
         """``__find_vmap_area()``: the busy area with ``va_start <= addr < va_end``."""
@@ -75,16 +66,8 @@ class RbLazyQueue(RbList):
     ) -> None:
         super().__init__(counters, warn, augmented=False, layout=layout, name=name)
 
-    def add(self, va: VmapArea) -> bool:
-        """``insert_vmap_area()`` into the lazy tree (``free_vmap_area_noflush``).
-
-        False, with the overlap warning logged and nothing changed, on overlap.
-        """
-        links = self.find_va_links(va)
-        if links is None:
-            return False
-        self.link_va(va, links[0], links[1])
-        return True
+    #: ``insert_vmap_area()`` into the lazy tree (``free_vmap_area_noflush``)
+    add = RbList.insert_vmap_area
 
     def detach_all(self) -> list[VmapArea]:
         """``list_replace_init(&vn->lazy.head, &vn->purge_list)`` with

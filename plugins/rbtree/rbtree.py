@@ -654,6 +654,18 @@ class RbList(RbTree):
         c.cache_lines += lines
         return res
 
+    def insert_vmap_area(self, va: VmapArea) -> bool:
+        """``insert_vmap_area()``: ``find_va_links`` + ``__link_va`` (no augment).
+
+        False, with the kernel's overlap warning logged and nothing changed,
+        if ``va`` overlaps an area already linked.
+        """
+        links = self.find_va_links(va)
+        if links is None:
+            return False
+        self.link_va(va, links[0], links[1])
+        return True
+
     def link_va(self, va: VmapArea, parent: VmapArea | None, left: bool) -> None:
         """``__link_va()``: rb-link ``va`` under ``parent`` and ``list_add`` it
         after its predecessor (``parent`` for a right child, else ``parent``'s
