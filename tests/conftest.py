@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 import vmapsim
 from vmapsim import PAGE_SIZE
@@ -26,3 +29,9 @@ def a0() -> vmapsim.VmapAllocator:
 
 
 P = PAGE_SIZE
+
+# CI runs the same examples every time (derandomized, no example database), so a
+# red CI is reproducible; developers' runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
