@@ -63,6 +63,14 @@ class PurgeMixin:
         self.metrics.locks["vmap_purge_lock"] += 1
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, True)
 
+    def vm_unmap_aliases(self: VmapAllocator) -> None:
+        """``vm_unmap_aliases()``: purge every lazily freed area now, decaying the
+        pools by ~25% only (``__purge_vmap_area_lazy(..., false)``).  With no
+        vmap blocks modelled there is no dirty block range to flush besides."""
+        self.metrics.locks["vmap_purge_lock"] += 1
+        self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
+        self._debug_check()
+
     def purge_vmap_area_lazy(self: VmapAllocator) -> None:
         """Purge every lazily freed area now, as the allocation-failure path does
         (``reclaim_and_purge_vmap_areas()``: full pool decay)."""

@@ -289,6 +289,20 @@ def test_normal_purge_decays_a_quarter_full_purge_decays_all():
     assert ranges(a.free_areas()) == [(1, ULONG_MAX)]
 
 
+def test_vm_unmap_aliases_purges_lazy_but_decays_pools_by_a_quarter():
+    a = vmapsim.build(0, nr_cpus=2, debug=True)
+    addrs = [a.vmalloc(P, cpu=0) for _ in range(9)]
+    for addr in addrs[:8]:
+        a.vfree(addr)
+    a.drain_vmap_area_work()  # 8 areas into node 0's pool[1]
+    a.vfree(addrs[8])
+    a.vm_unmap_aliases()
+    assert list(a.lazy_areas()) == []
+    # 8 >> 2 = 2 decayed first, then the lazily freed one joins the pool
+    assert len(a.vmap_nodes[0].pools[1]) == 7
+    assert a.metrics["lock.vmap_purge_lock"] == 2
+
+
 # -- lazy freeing -------------------------------------------------------------------
 
 
