@@ -13,6 +13,7 @@ from .area import VmapArea, VmStruct
 from .constants import PAGE_SIZE
 from .errors import VmapError
 from .gfp import GFP_RECLAIM_MASK, Gfp
+from .vmap_node import encode_vn_id
 
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
@@ -176,7 +177,7 @@ class AllocMixin:
             self.metrics.pool_misses += 1
         else:
             self.metrics.pool_hits += 1
-        return va, (node_id + 1) << 8
+        return va, encode_vn_id(node_id, nr)
 
     # -- alloc_vmap_area -------------------------------------------------------
     def _alloc_vmap_area(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .constants import MAX_VA_SIZE_PAGES, PAGE_SHIFT, ULONG_MAX
 from .errors import InvariantError
+from .vmap_node import decode_vn_id
 
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
@@ -53,8 +54,8 @@ class InvariantsMixin:
                     )
                 ranges.append((va.va_start, va.va_end, f"busy[{vn.id}]"))
             for va in vn.lazy:
-                vn_id = (va.flags >> 8) - 1
-                want = vn_id if 0 <= vn_id < nr else self.addr_to_node_id(va.va_start)
+                vn_id = decode_vn_id(va.flags, nr)
+                want = vn_id if vn_id < nr else self.addr_to_node_id(va.va_start)
                 if want != vn.id:
                     raise InvariantError(f"lazy area {va!r} is in node {vn.id}, expected {want}")
                 lazy_pages += (va.va_end - va.va_start) >> PAGE_SHIFT

@@ -44,7 +44,7 @@ class PurgeMixin:
         c.lazy_frees += 1
         nr_lazy = self.vmap_lazy_nr = self.vmap_lazy_nr + ((va.va_end - va.va_start) >> PAGE_SHIFT)
         nr = self.nr_vmap_nodes
-        vn_id = (va.flags >> 8) - 1
+        vn_id = (va.flags >> 8) - 1  # decode_vn_id(), inline on the hot path
         if not 0 <= vn_id < nr:
             vn_id = (va.va_start // self.vmap_zone_size) % self.nr_vmap_nodes
         c.locks["vmap_node.lazy.lock"] += 1
@@ -125,7 +125,7 @@ class PurgeMixin:
             size = va.va_end - va.va_start
             nr_purged_pages += size >> PAGE_SHIFT
             vn.nr_purged += 1
-            vn_id = (va.flags >> 8) - 1
+            vn_id = (va.flags >> 8) - 1  # decode_vn_id()
             if 0 <= vn_id < nr and not skip:
                 idx = (size - 1) >> PAGE_SHIFT
                 if idx < MAX_VA_SIZE_PAGES:  # node_pool_add_va()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import deque
 
 from .area import VmapArea
-from .constants import MAX_VA_SIZE_PAGES, PAGE_SHIFT
 from .roles import BusyIndex, LazyQueue
 
 __all__ = ["VmapNode", "decode_vn_id", "encode_vn_id"]
@@ -40,13 +39,3 @@ class VmapNode:
         self.skip_populate = False
         self.purge_list: list[VmapArea] = []
         self.nr_purged = 0
-
-    @staticmethod
-    def size_to_pool_idx(size: int) -> int | None:
-        """``size_to_va_pool()``: pool index ``(size - 1) / PAGE_SIZE`` if below 256."""
-        idx = (size - 1) >> PAGE_SHIFT
-        return idx if idx < MAX_VA_SIZE_PAGES else None
-
-    def pooled(self) -> int:
-        """Total number of areas in this node's pools."""
-        return sum(len(p) for p in self.pools.values())
