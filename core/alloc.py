@@ -205,16 +205,11 @@ class AllocMixin:
             va, vn_id = None, 0
         if va is not None:
             addr = va.va_start
-        elif self.faults.enabled:
+        else:
             va = self._kmem_cache_alloc_va(allow_block)
             if va is None:
                 c.alloc_failures += 1
                 raise VmapError(errno.ENOMEM, "alloc_vmap_area: vmap_area_cachep allocation failed")
-            addr = -errno.EINVAL
-        else:  # kmem_cache_alloc_node() that cannot fail: the common case, inline
-            va = VmapArea(0, 0)
-            va.slab_pos = self.va_cache.alloc()
-            c.va_allocs += 1
             addr = -errno.EINVAL
 
         purged = False

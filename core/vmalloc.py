@@ -194,9 +194,7 @@ class VmallocMixin:
         if vm is None or va.va_start != addr:
             # Not something vfree() may release: put it back untouched.
             self.metrics.locks["vmap_node.busy.lock"] += 1
-            self.vmap_nodes[(va.va_start // self.vmap_zone_size) % self.nr_vmap_nodes].busy.insert(
-                va
-            )
+            self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
             if vm is not None:
                 self._printk(
                     f"WARNING: vfree({addr:#x}) is inside {va.va_start:#x}-{va.va_end:#x} "
