@@ -12,22 +12,32 @@ from .rbtree import RbList
 __all__ = ["RbBusyIndex", "RbLazyQueue"]
 
 
-class RbBusyIndex(RbList):
-    """One vmap node's busy tree ``vn->busy``: plain rb-tree + sorted list.
-
-    ``RbBusyIndex(counters, warn, layout=None, name="busy")``.
-    """
+class _PlainRbList(RbList):
+    """A ``struct rb_list`` whose tree is not augmented (busy and lazy trees)."""
 
     __slots__ = ()
+    default_name = "rb-list"
 
     def __init__(
         self,
         counters: Counters,
         warn: Any,
         layout: StructLayout | None = None,
-        name: str = "busy",
+        name: str | None = None,
     ) -> None:
-        super().__init__(counters, warn, augmented=False, layout=layout, name=name)
+        super().__init__(
+            counters, warn, augmented=False, layout=layout, name=name or self.default_name
+        )
+
+
+class RbBusyIndex(_PlainRbList):
+    """One vmap node's busy tree ``vn->busy``: plain rb-tree + sorted list.
+
+    ``RbBusyIndex(counters, warn, layout=None, name="busy")``.
+    """
+
+    __slots__ = ()
+    default_name = "busy"
 
     #: ``insert_vmap_area()`` into the busy tree
     insert = RbList.insert_vmap_area
@@ -49,22 +59,14 @@ class RbBusyIndex(RbList):
         return va
 
 
-class RbLazyQueue(RbList):
+class RbLazyQueue(_PlainRbList):
     """One vmap node's lazy tree ``vn->lazy``: plain rb-tree + sorted list.
 
     ``RbLazyQueue(counters, warn, layout=None, name="lazy")``.
     """
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        counters: Counters,
-        warn: Any,
-        layout: StructLayout | None = None,
-        name: str = "lazy",
-    ) -> None:
-        super().__init__(counters, warn, augmented=False, layout=layout, name=name)
+    default_name = "lazy"
 
     #: ``insert_vmap_area()`` into the lazy tree (``free_vmap_area_noflush``)
     add = RbList.insert_vmap_area
