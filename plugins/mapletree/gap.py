@@ -62,18 +62,20 @@ def node_max_gap(node: MapleNode, mn: int) -> int:
     return max(node.gaps)  # type: ignore[arg-type]
 
 
-def gap_up(tree: MapleTree, node: MapleNode, gap: int) -> None:
+def gap_up(tree: MapleTree, node: MapleNode, gap: int, off: int = -1) -> None:
     """``mas_update_gap()`` → ``mas_parent_gap()``: push ``gap`` upward.
 
     ``gap`` is the new maximum gap of ``node``.  Each parent's gap slot for
     the child is rewritten if it differs, then the parent's own maximum is
-    carried up; the walk stops at the first unchanged slot.
+    carried up; the walk stops at the first unchanged slot.  ``off`` is
+    ``node``'s slot in its parent when the caller knows it, else -1.
     """
     updates = 0
     parent = node.parent
     while parent is not None:
         gaps = parent.gaps
-        off = bisect_left(parent.pivots, node.pivots[-1])
+        if off < 0:
+            off = bisect_left(parent.pivots, node.pivots[-1])
         if gaps[off] == gap:
             break
         gaps[off] = gap
@@ -81,6 +83,7 @@ def gap_up(tree: MapleTree, node: MapleNode, gap: int) -> None:
         gap = max(gaps)
         node = parent
         parent = node.parent
+        off = -1
     if updates:
         c = tree.counters
         c.gap_updates += updates

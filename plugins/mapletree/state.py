@@ -74,7 +74,6 @@ class MapleState:
         "reserved",
         "seq",
         "status",
-        "store_type",
         "tree",
         "wr_content",
         "wr_first",
@@ -105,7 +104,6 @@ class MapleState:
         self.reserved = 0
         self.prealloc = False
         self.error = 0
-        self.store_type = STORE_TYPE_NAMES[WR_INVALID]
         self.wr_type = WR_INVALID
         self.wr_node: MapleNode | None = None
         self.wr_min = 0
@@ -114,6 +112,12 @@ class MapleState:
         self.wr_first = 0
         self.wr_last = 0
         self.wr_content: Any = None
+
+    @property
+    def store_type(self) -> str:
+        """``mas->store_type``: the kind of the last write planned on this
+        state (``wr_exact_fit``, ``wr_split_store``, …)."""
+        return STORE_TYPE_NAMES[self.wr_type]
 
     def __repr__(self) -> str:
         return f"MapleState(index={self.index:#x}, last={self.last:#x}, status={self.status.name})"
@@ -156,7 +160,7 @@ class MapleState:
             mn = 0
             tree.counters.walks += 1
         else:
-            node, off, mn = descend(tree, index)
+            node, off, mn, _ = descend(tree, index)
         piv = node.pivots
         self.node = node
         self.offset = off
@@ -395,7 +399,7 @@ class MapleState:
         can_block: bool,
         retry: bool,
         insert: bool = False,
-        pos: tuple[MapleNode, int, int] | None = None,
+        pos: tuple[MapleNode, int, int, int] | None = None,
     ) -> Any:
         """Classify, obtain nodes (all up front), store, release leftovers.
 
@@ -403,7 +407,6 @@ class MapleState:
         already (see :func:`classify`)."""
         tree = self.tree
         need = classify(tree, self, first, last, entry, insert, pos)
-        self.store_type = STORE_TYPE_NAMES[self.wr_type]
         if not need and not self.reserved:
             # In-place store: nothing to reserve or give back.
             content = self.wr_content
@@ -488,7 +491,6 @@ class MapleState:
         self._check_range()
         tree = self.tree
         need = classify(tree, self, self.index, self.last, entry, False)
-        self.store_type = STORE_TYPE_NAMES[self.wr_type]
         more = need - self.reserved
         if more > 0:
             if not tree.allocator.reserve(more, can_block):

@@ -113,15 +113,11 @@ class MapleTree:
         NULL, else EEXIST."""
         if type(first) is not int or type(last) is not int or not 0 <= first <= last <= ULONG_MAX:
             self._range_args(first, last)
-        mas = self._mas  # self._state(first, last), inlined
-        mas.index = first
-        mas.last = last
-        mas.status = _START
-        mas.node = None
+        mas = self._mas
         if self.root is None or entry is None or mas.reserved:
-            mas._write(first, last, entry, can_block, True, True)
+            self._state(first, last)._write(first, last, entry, can_block, True, True)
             return
-        leaf, o1, mn = pos = descend(self, first)
+        leaf, o1, mn, poff = pos = descend(self, first)
         piv = leaf.pivots
         p1 = piv[o1]
         content = leaf.slots[o1]
@@ -132,10 +128,9 @@ class MapleTree:
             raise exists_error(first, last)
         if last == p1 and first == (piv[o1 - 1] + 1 if o1 else mn):
             # Fast path: inserting into exactly one NULL slot (wr_exact_fit).
-            store_exact_fit(self, mas, leaf, o1, mn, first, last, entry)
-            mas.status = _ACTIVE
+            store_exact_fit(self, mas, leaf, o1, mn, poff, entry)
             return
-        mas._write(first, last, entry, can_block, True, True, pos)
+        self._state(first, last)._write(first, last, entry, can_block, True, True, pos)
 
     def insert(self, index: int, entry: Any, *, can_block: bool = True) -> None:
         """``mtree_insert()``."""
@@ -152,25 +147,12 @@ class MapleTree:
         returns the old entry (None if none)."""
         if type(index) is not int or index < 0 or index > ULONG_MAX:
             check_index("index", index)
-        mas = self._mas  # self._state(index, index), inlined
+        mas = self._mas
         if self.root is None or mas.reserved:
-            mas.index = mas.last = index
-            mas.status = _START
-            mas.node = None
-            return mas.erase()
-        # mas.erase() inlined: position the state on the slot holding index ...
-        leaf, off, mn = descend(self, index)
-        piv = leaf.pivots
+            return self._state(index, index).erase()
+        # mas_erase(), with the walk done here: the slot holding index ...
+        leaf, off, mn, poff = descend(self, index)
         slots = leaf.slots
-        first = piv[off - 1] + 1 if off else mn
-        last = piv[off]
-        mas.node = leaf
-        mas.offset = off
-        mas.min = mn
-        mas.index = first
-        mas.last = last
-        mas.seq = self.seq
-        mas.status = _ACTIVE
         entry = slots[off]
         if entry is None:
             return None
@@ -183,8 +165,19 @@ class MapleTree:
             # leaf's end (wr_exact_fit; the write reuses the walk, counting the
             # comparisons of mas_wr_store_setup's re-scan of the leaf).
             self.counters.comparisons += off + 1
-            store_exact_fit(self, mas, leaf, off, mn, first, last, None)
+            store_exact_fit(self, mas, leaf, off, mn, poff, None)
             return entry
+        # ... else the general write, from a state positioned on that slot.
+        piv = leaf.pivots
+        first = piv[off - 1] + 1 if off else mn
+        last = piv[off]
+        mas.node = leaf
+        mas.offset = off
+        mas.min = mn
+        mas.index = first
+        mas.last = last
+        mas.seq = self.seq
+        mas.status = _ACTIVE
         mas._write(first, last, None, True, True)
         return entry
 

@@ -25,11 +25,13 @@ _COST_BY_LEN = tuple(((), *per_type) for per_type in DESCEND_COST)
 _LEAF_COST = _COST_BY_LEN[MAPLE_LEAF64]
 
 
-def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int]:
+def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int, int]:
     """``mas_walk`` descent (``mtree_range_walk``): the leaf holding ``index``.
 
-    Returns ``(leaf, offset, leaf_min)``; the slot's range is
-    ``[pivots[offset-1]+1 or leaf_min, pivots[offset]]``.  The tree must have
+    Returns ``(leaf, offset, leaf_min, parent_offset)``; the slot's range is
+    ``[pivots[offset-1]+1 or leaf_min, pivots[offset]]`` and
+    ``parent_offset`` is the leaf's slot in its parent (the kernel keeps it
+    in the parent pointer, ``mte_parent_slot``), -1 for a root leaf.  The tree must have
     a root node.  Counts one walk, ``height`` nodes, the pivots a linear scan
     would compare, and the cache lines of each step.
 
@@ -40,16 +42,17 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int]:
     node = tree.root
     mn = 0
     cost = 0
+    poff = -1
     height = tree.height
     if height > 1:
         itab = _COST_BY_LEN[tree.itype]
         for _ in range(height - 1):
             piv = node.pivots
-            off = bisect_left(piv, index)
-            cost += itab[len(piv)][off]
-            if off:
-                mn = piv[off - 1] + 1
-            node = node.slots[off]
+            poff = bisect_left(piv, index)
+            cost += itab[len(piv)][poff]
+            if poff:
+                mn = piv[poff - 1] + 1
+            node = node.slots[poff]
     piv = node.pivots
     off = bisect_left(piv, index)
     cost += _LEAF_COST[len(piv)][off]
@@ -58,7 +61,7 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int]:
     c.nodes_visited += height
     c.comparisons += cost & COST_MASK
     c.cache_lines += cost >> COST_SHIFT
-    return node, off, mn
+    return node, off, mn, poff
 
 
 def load(tree: MapleTree, index: int) -> Any:

@@ -80,7 +80,7 @@ def classify(
     last: int,
     entry: Any,
     insert: bool,
-    pos: tuple[MapleNode, int, int] | None = None,
+    pos: tuple[MapleNode, int, int, int] | None = None,
 ) -> int:
     """``mas_wr_store_type()`` + ``mas_prealloc_calc()``.
 
@@ -105,7 +105,7 @@ def classify(
         return 1
     leaf = mas.node
     if pos is not None:
-        leaf, o1, mn = pos
+        leaf, o1, mn, _ = pos
     elif (
         leaf is not None
         and mas.seq == tree.seq
@@ -118,7 +118,7 @@ def classify(
         o1 = bisect_left(leaf.pivots, first)
         tree.counters.comparisons += o1 + 1
     else:
-        leaf, o1, mn = descend(tree, first)
+        leaf, o1, mn, _ = descend(tree, first)
     piv = leaf.pivots
     slots = leaf.slots
     content = slots[o1]
@@ -220,57 +220,53 @@ def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
         raise AssertionError("maple write without a store plan")
 
 
-def _exact_fit(tree: MapleTree, leaf: MapleNode, o1: int, mn: int, entry: Any) -> None:
-    """``mas_wr_slot_store`` of one whole slot, then ``mas_update_gap``."""
+def _exact_fit(
+    tree: MapleTree, leaf: MapleNode, o1: int, mn: int, entry: Any, poff: int = -1
+) -> None:
+    """``mas_wr_slot_store`` of one whole slot, then ``mas_update_gap``.
+
+    ``poff`` is the leaf's slot in its parent when the caller's walk knows it
+    (the kernel reads it from the parent pointer), else -1.
+    """
     slots = leaf.slots
     old = slots[o1]
     slots[o1] = entry
     c = tree.counters
-    c.cache_lines += 1
     parent = leaf.parent
     if tree.is_alloc and parent is not None and (old is None) != (entry is None):
         piv = leaf.pivots
-        c.cache_lines += _LEAF_SCAN_LINES[len(slots) - 1]
+        c.cache_lines += 1 + _LEAF_SCAN_LINES[len(slots) - 1]
         size = piv[o1] - (piv[o1 - 1] + 1 if o1 else mn) + 1
-        recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
+        if poff < 0:
+            poff = bisect_left(parent.pivots, piv[-1])
+        recorded = parent.gaps[poff]
         if entry is None:
             if size > recorded:
-                gap_up(tree, leaf, size)
+                gap_up(tree, leaf, size, poff)
         elif size >= recorded and not _has_gap(piv, slots, mn, recorded):
             # The filled NULL was the only one as large as the recorded
             # maximum: rescan for the new, smaller one.
-            gap_up(tree, leaf, leaf_max_gap(piv, slots, mn))
+            gap_up(tree, leaf, leaf_max_gap(piv, slots, mn), poff)
+    else:
+        c.cache_lines += 1
 
 
 def store_exact_fit(
-    tree: MapleTree,
-    mas: MapleState,
-    leaf: MapleNode,
-    o1: int,
-    mn: int,
-    first: int,
-    last: int,
-    entry: Any,
+    tree: MapleTree, mas: MapleState, leaf: MapleNode, o1: int, mn: int, poff: int, entry: Any
 ) -> None:
-    """Fast path of ``mas._write`` for a write its caller has already walked
-    to and found to be a ``wr_exact_fit`` (``[first, last]`` is exactly slot
-    ``o1`` of ``leaf``, nothing to widen): records the same plan ``classify``
-    would, stores, and leaves ``mas`` as ``_write`` does except for its
-    status, which the caller sets to ``ma_active``.  It needs no nodes.
+    """Fast path of ``mas._write`` for a tree-level write (``mtree_*``) its
+    caller has already walked to and found to be a ``wr_exact_fit``: the
+    range is exactly slot ``o1`` of ``leaf`` and nothing widens it.
+
+    Counts and stores as ``classify`` + ``execute`` would and records the
+    store type in ``mas``; the ``mtree_*`` state is private to the tree, so
+    its position is not kept (the kernel's is a local of the call).  It
+    needs no nodes.
     """
-    mas.wr_content = leaf.slots[o1]
-    mas.wr_node = leaf
-    mas.wr_min = mn
-    mas.wr_o1 = mas.wr_o2 = o1
-    mas.wr_first = mas.index = first
-    mas.wr_last = mas.last = last
-    mas.wr_type = WR_EXACT_FIT
-    mas.store_type = STORE_TYPE_NAMES[WR_EXACT_FIT]
     tree.counters.stores += 1
     tree.seq += 1
-    _exact_fit(tree, leaf, o1, mn, entry)
-    mas.node = None
-    mas.error = 0
+    _exact_fit(tree, leaf, o1, mn, entry, poff)
+    mas.wr_type = WR_EXACT_FIT
 
 
 # ---------------------------------------------------------------------------
@@ -492,7 +488,7 @@ def _has_gap(pivots: list[int], slots: list[Any], mn: int, size: int) -> bool:
     recorded maximum can only have stayed or shrunk.
     """
     prev = mn - 1
-    for p, s in zip(pivots, slots, strict=True):
+    for p, s in zip(pivots, slots):  # noqa: B905 - equal lengths by construction; strict costs a check per step
         if s is None and p - prev >= size:
             return True
         prev = p
@@ -679,7 +675,7 @@ def _spanning_store(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     o1 = mas.wr_o1
     lpiv = lleaf.pivots
     lsl = lleaf.slots
-    rleaf, roff, _rmin = descend(tree, last + 1 if last < ULONG_MAX else ULONG_MAX)
+    rleaf, roff, _rmin, _ = descend(tree, last + 1 if last < ULONG_MAX else ULONG_MAX)
     tail = roff
     if entry is None:
         if lsl[o1] is None:
