@@ -28,6 +28,12 @@ are divided by the number of operations;
 time is the median of ``--repeat`` runs (``time.perf_counter``).  The last
 table gives ``cost@largest / cost@smallest`` for each metric.
 
+``--floor`` adds a reference table: per size, the time of a bare descent
+(``bisect`` per level, nothing counted, no gap test) over the same maple
+tree at random indices, beside the counted ``descend()`` and ``mtree_load``.
+The bare descent is the floor any CPython walk of that tree pays for its
+memory accesses; the difference is the cost model's bookkeeping.
+
 If ``vmapsim_rbtree`` cannot be imported, a ``sortedcontainers.SortedList``
 of free blocks (bisect + linear scan; no augmentation) is used instead, when
 that optional package is installed.
@@ -415,6 +421,58 @@ def print_tables(results: list[SizeResult]) -> None:
             )
 
 
+def print_floor(sizes: Sequence[int], repeat: int, nops: int) -> None:
+    """Bare descent vs counted walks over the benchmark's maple tree."""
+    from bisect import bisect_left
+
+    from vmapsim_mapletree.walk import descend
+
+    def bare(tree: Any, index: int) -> Any:
+        node = tree.root
+        for _ in range(tree.height - 1):
+            node = node.slots[bisect_left(node.pivots, index)]
+        return node.slots[bisect_left(node.pivots, index)]
+
+    print("floor: one walk to a random index (µs, median of --repeat batches)")
+    head = ["n", "height", "bare", "descend", "load", "counting"]
+    widths = [10, 6, 8, 8, 8, 8]
+    print(fmt_row(head, widths))
+    print(fmt_row(["-" * w for w in widths], widths))
+    for n in sizes:
+        subject = MapleSubject(n)
+        tree = subject.tree
+        rng = random.Random(n)
+        idx = [rng.randrange(0, space_end(n)) for _ in range(nops)]
+        fns: dict[str, Callable[[Any, int], Any]] = {
+            "bare": bare,
+            "descend": descend,
+            "load": type(tree).load,
+        }
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for _ in range(repeat):
+            for name, fn in fns.items():  # interleaved, so drift hits all alike
+                t0 = time.perf_counter()
+                for i in idx:
+                    fn(tree, i)
+                times[name].append((time.perf_counter() - t0) / nops)
+        med = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+        share = 1 - med["bare"] / med["descend"]
+        print(
+            fmt_row(
+                [
+                    f"{n:,}",
+                    str(tree.height),
+                    f"{med['bare']:.2f}",
+                    f"{med['descend']:.2f}",
+                    f"{med['load']:.2f}",
+                    f"{share:.0%}",
+                ],
+                widths,
+            )
+        )
+    print()
+
+
 def parse_sizes(text: str) -> list[int]:
     sizes = [int(float(s)) for s in text.split(",") if s.strip()]
     if not sizes or min(sizes) < 2:
@@ -442,6 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1e3,1e4,1e5"))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--ops", type=int, default=2000, help="operations per timed batch")
+    ap.add_argument(
+        "--floor", action="store_true", help="also time a bare, uncounted descent (reference)"
+    )
     args = ap.parse_args(argv)
 
     makers: list[Callable[[int], Any]] = []
@@ -474,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {r.structure} n={n:,}: built in {r.build_s:.2f}s", flush=True)
     print()
     print_tables(results)
+    if args.floor and MapleSubject in makers:
+        print()
+        print_floor(args.sizes, args.repeat, args.ops)
     return 0
 
 
