@@ -16,7 +16,7 @@ from attrs import define
 
 from vmapsim import Counters, FaultInjector
 
-from .node import MapleNode
+from .node import DEAD, MapleNode
 
 __all__ = ["NodeAllocator"]
 
@@ -73,6 +73,6 @@ class NodeAllocator:
 
     def free(self, node: MapleNode) -> None:
         """``ma_free_rcu()``: a node replaced by a write; marks it dead."""
-        node.parent = node
+        node.parent = DEAD
         self.counters.node_frees += 1
         self.live -= 1

@@ -20,7 +20,7 @@ from vmapsim import InvariantError
 
 from .errors import ZERO_ENTRY
 from .gap import leaf_max_gap
-from .node import MAPLE_LEAF64, MT_MIN_SLOTS, MT_SLOTS, ULONG_MAX, MapleNode
+from .node import DEAD, MAPLE_LEAF64, MT_MIN_SLOTS, MT_SLOTS, ULONG_MAX, MapleNode
 
 if TYPE_CHECKING:
     from .tree import MapleTree
@@ -73,7 +73,7 @@ def _check_node(
     """Check one subtree; return its largest gap."""
     where = _where(node, depth, mn, mx)
     state["nodes"] += 1
-    if node.parent is node:
+    if node.parent is DEAD:
         raise InvariantError(f"{where}: dead (freed) node still linked")
     if node.parent is not parent:
         raise InvariantError(f"{where}: parent pointer does not point at its parent")

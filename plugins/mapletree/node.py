@@ -22,6 +22,7 @@ from attrs import define
 from vmapsim.cachemodel import CACHE_LINE, MAPLE_NODE_LINES
 
 __all__ = [
+    "DEAD",
     "MAPLE_ARANGE64",
     "MAPLE_ARANGE64_SLOTS",
     "MAPLE_LEAF64",
@@ -59,7 +60,7 @@ class MapleNode:
     ``type`` is a ``maple_type`` value; ``pivots[i]`` is the inclusive upper
     bound of ``slots[i]``; ``gaps`` (arange_64 only) holds, per child, the
     largest run of NULL indices in that child's subtree.  A node freed by a
-    write has ``parent`` pointing at itself, like the kernel's dead-node mark.
+    write has ``parent`` set to :data:`DEAD`, the kernel's dead-node mark.
     """
 
     type: int
@@ -81,7 +82,15 @@ class MapleNode:
     @property
     def dead(self) -> bool:
         """``mte_dead_node()``: the node was replaced and freed."""
-        return self.parent is self
+        return self.parent is DEAD
+
+
+#: The dead-node mark (``mte_set_node_dead``).  The kernel points a freed
+#: node's parent at the node itself; here it points at this one sentinel, so
+#: that a freed node is not a reference cycle and CPython reclaims it (and
+#: its lists) at once by reference counting instead of leaving it to the
+#: cycle collector.
+DEAD = MapleNode(MAPLE_LEAF64, [], [])
 
 
 # ---------------------------------------------------------------------------

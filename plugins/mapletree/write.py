@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ZERO_ENTRY, MapleError
 from .gap import gap_up, leaf_max_gap
 from .node import (
+    DEAD,
     DESCEND_LINES,
     FULL_SCAN_LINES,
     MAPLE_LEAF64,
@@ -110,7 +111,7 @@ def classify(
         leaf is not None
         and mas.seq == tree.seq
         and mas.min <= first <= leaf.pivots[-1]
-        and leaf.parent is not leaf
+        and leaf.parent is not DEAD
     ):
         # mas_wr_store_setup: an active state already on the right leaf
         # writes without walking again.
@@ -295,7 +296,7 @@ def _new(
 
 
 def _free(tree: MapleTree, node: MapleNode) -> None:
-    if node.parent is node:  # pragma: no cover - would be a double free
+    if node.parent is DEAD:  # pragma: no cover - would be a double free
         raise AssertionError("maple node freed twice")
     tree.allocator.free(node)
 
