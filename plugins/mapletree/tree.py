@@ -14,7 +14,7 @@ from .errors import ZERO_ENTRY, MapleError
 from .node import MAPLE_ARANGE64, MAPLE_LEAF64, MAPLE_RANGE64, ULONG_MAX, MapleNode
 from .state import MapleState, MaStatus, check_index
 from .walk import descend, load
-from .write import exists_error, store_exact_fit
+from .write import WR_EXACT_FIT, exact_fit, exists_error
 
 __all__ = ["MapleTree"]
 
@@ -128,7 +128,10 @@ class MapleTree:
             raise exists_error(first, last)
         if last == p1 and first == (piv[o1 - 1] + 1 if o1 else mn):
             # Fast path: inserting into exactly one NULL slot (wr_exact_fit).
-            store_exact_fit(self, mas, leaf, o1, mn, poff, entry)
+            self.counters.stores += 1
+            self.seq += 1
+            exact_fit(self, leaf, o1, mn, entry, poff)
+            mas.wr_type = WR_EXACT_FIT
             return
         self._state(first, last)._write(first, last, entry, can_block, True, True, pos)
 
@@ -164,8 +167,12 @@ class MapleTree:
             # ... fast path: NULL over one slot between two entries, not at the
             # leaf's end (wr_exact_fit; the write reuses the walk, counting the
             # comparisons of mas_wr_store_setup's re-scan of the leaf).
-            self.counters.comparisons += off + 1
-            store_exact_fit(self, mas, leaf, off, mn, poff, None)
+            c = self.counters
+            c.comparisons += off + 1
+            c.stores += 1
+            self.seq += 1
+            exact_fit(self, leaf, off, mn, None, poff)
+            mas.wr_type = WR_EXACT_FIT
             return entry
         # ... else the general write, from a state positioned on that slot.
         piv = leaf.pivots

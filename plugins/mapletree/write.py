@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .state import MapleState
     from .tree import MapleTree
 
-__all__ = ["STORE_TYPE_NAMES", "classify", "execute", "exists_error", "store_exact_fit"]
+__all__ = ["STORE_TYPE_NAMES", "WR_EXACT_FIT", "classify", "exact_fit", "execute", "exists_error"]
 
 _LEAF_SCAN_LINES = FULL_SCAN_LINES[MAPLE_LEAF64]
 
@@ -202,7 +202,7 @@ def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     c.stores += 1
     tree.seq += 1
     if t == WR_EXACT_FIT:
-        _exact_fit(tree, mas.wr_node, mas.wr_o1, mas.wr_min, entry)
+        exact_fit(tree, mas.wr_node, mas.wr_o1, mas.wr_min, entry)
     elif t >= WR_APPEND:
         _store_in_place(tree, mas, entry)
     elif t == WR_SPLIT_STORE:
@@ -221,11 +221,15 @@ def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
         raise AssertionError("maple write without a store plan")
 
 
-def _exact_fit(
+def exact_fit(
     tree: MapleTree, leaf: MapleNode, o1: int, mn: int, entry: Any, poff: int = -1
 ) -> None:
     """``mas_wr_slot_store`` of one whole slot, then ``mas_update_gap``.
 
+    The store part of a ``wr_exact_fit`` (the caller counts the store and
+    bumps ``tree.seq``).  The tree-level ``insert_range`` / ``erase`` call
+    it straight after their own walk, without the state's write plan; the
+    kernel's ``mtree_*`` state is a local of the call, so nothing is lost.
     ``poff`` is the leaf's slot in its parent when the caller's walk knows it
     (the kernel reads it from the parent pointer), else -1.
     """
@@ -250,24 +254,6 @@ def _exact_fit(
             gap_up(tree, leaf, leaf_max_gap(piv, slots, mn), poff)
     else:
         c.cache_lines += 1
-
-
-def store_exact_fit(
-    tree: MapleTree, mas: MapleState, leaf: MapleNode, o1: int, mn: int, poff: int, entry: Any
-) -> None:
-    """Fast path of ``mas._write`` for a tree-level write (``mtree_*``) its
-    caller has already walked to and found to be a ``wr_exact_fit``: the
-    range is exactly slot ``o1`` of ``leaf`` and nothing widens it.
-
-    Counts and stores as ``classify`` + ``execute`` would and records the
-    store type in ``mas``; the ``mtree_*`` state is private to the tree, so
-    its position is not kept (the kernel's is a local of the call).  It
-    needs no nodes.
-    """
-    tree.counters.stores += 1
-    tree.seq += 1
-    _exact_fit(tree, leaf, o1, mn, entry, poff)
-    mas.wr_type = WR_EXACT_FIT
 
 
 # ---------------------------------------------------------------------------
