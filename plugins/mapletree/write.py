@@ -248,7 +248,7 @@ def exact_fit(
         if entry is None:
             if size > recorded:
                 gap_up(tree, leaf, size, poff)
-        elif size >= recorded and not _has_gap(piv, slots, mn, recorded):
+        elif size >= recorded and not _has_gap(piv, slots, mn, recorded, o1):
             # The filled NULL was the only one as large as the recorded
             # maximum: rescan for the new, smaller one.
             gap_up(tree, leaf, leaf_max_gap(piv, slots, mn), poff)
@@ -458,7 +458,7 @@ def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
         recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
         if created > recorded:
             gap_up(tree, leaf, created)
-        elif removed >= recorded and not _has_gap(piv, slots, mn, recorded):
+        elif removed >= recorded and not _has_gap(piv, slots, mn, recorded, o1):
             # No NULL exceeds the recorded maximum now; it changed only if
             # none reaches it any more.
             gap_up(tree, leaf, leaf_max_gap(piv, slots, mn))
@@ -468,17 +468,31 @@ def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     tree.counters.cache_lines += 2
 
 
-def _has_gap(pivots: list[int], slots: list[Any], mn: int, size: int) -> bool:
+def _has_gap(pivots: list[int], slots: list[Any], mn: int, size: int, near: int = 0) -> bool:
     """Whether the leaf has a NULL range of at least ``size`` indices.
 
     The early-exit form of ``leaf_max_gap(...) >= size`` used when the
-    recorded maximum can only have stayed or shrunk.
+    recorded maximum can only have stayed or shrunk.  The scan starts at
+    slot ``near`` (the slot just written, whose neighbours' pivots the write
+    has read already) and wraps round; the answer does not depend on it.
     """
-    prev = mn - 1
-    for p, s in zip(pivots, slots):  # noqa: B905 - equal lengths by construction; strict costs a check per step
-        if s is None and p - prev >= size:
+    n = len(slots)
+    i = near
+    prev = pivots[i - 1] if i else mn - 1
+    while i < n:
+        p = pivots[i]
+        if slots[i] is None and p - prev >= size:
             return True
         prev = p
+        i += 1
+    prev = mn - 1
+    i = 0
+    while i < near:
+        p = pivots[i]
+        if slots[i] is None and p - prev >= size:
+            return True
+        prev = p
+        i += 1
     return False
 
 
