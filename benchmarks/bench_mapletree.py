@@ -1,6 +1,7 @@
 """Maple tree (allocation mode) against the augmented rb-tree free index.
 
     python benchmarks/bench_mapletree.py [--sizes 1e3,1e4,1e5] [--repeat 5] [--ops 2000]
+                                         [--range-tree] [--floor]
 
 Both structures index the same address space: ``n`` busy blocks of ``B``
 bytes, each followed by a free hole of ``B`` bytes, except the last hole,
@@ -27,6 +28,10 @@ Counters come from the shared :class:`vmapsim.Counters` (``nodes_visited``,
 are divided by the number of operations;
 time is the median of ``--repeat`` runs (``time.perf_counter``).  The last
 table gives ``cost@largest / cost@smallest`` for each metric.
+
+``--range-tree`` adds a normal maple tree (``alloc_range=False``: range_64
+internal nodes, no gaps; what the busy and lazy indexes use) holding the
+same blocks; it has no gap search, so only insert, erase and pair run.
 
 ``--floor`` adds a reference table: per size, the time of a bare descent
 (``bisect`` per level, nothing counted, no gap test) over the same maple
@@ -98,6 +103,8 @@ class Subject(Protocol):
 
     name: str
     counters: Counters
+    #: False when the structure has no gap search (the fit ops are skipped)
+    fits: bool
 
     def height(self) -> int: ...
 
@@ -122,12 +129,15 @@ def space_end(n: int) -> int:
 class MapleSubject:
     """``MapleTree(alloc_range=True)`` holding the busy blocks."""
 
+    name = "maple"
+    alloc_range = True
+    fits = True
+
     def __init__(self, n: int) -> None:
         from vmapsim_mapletree import MapleState, MapleTree
 
-        self.name = "maple"
         self.counters = Counters()
-        self.tree = MapleTree(alloc_range=True, counters=self.counters)
+        self.tree = MapleTree(alloc_range=self.alloc_range, counters=self.counters)
         busy = object()
         store = self.tree.store_range
         for i in range(n):  # consecutive (appending) stores
@@ -173,6 +183,15 @@ class MapleSubject:
         return pair
 
 
+class MapleRangeSubject(MapleSubject):
+    """``MapleTree()`` (range_64 nodes, no gaps), as the busy and lazy
+    indexes use it: insert, erase and pair only."""
+
+    name = "maple-rng"
+    alloc_range = False
+    fits = False
+
+
 class RbSubject:
     """``vmapsim_rbtree.free.RbFreeIndex`` holding the free holes."""
 
@@ -180,6 +199,7 @@ class RbSubject:
         from vmapsim_rbtree.free import RbFreeIndex
 
         self.name = "rbtree"
+        self.fits = True
         self.counters = Counters()
         self.warnings: list[str] = []
         self.index = RbFreeIndex(self.counters, self.warnings.append)
@@ -246,6 +266,7 @@ class SortedListSubject:
         from sortedcontainers import SortedList
 
         self.name = "sortedlist"
+        self.fits = True
         self.counters = Counters()
         self.free = SortedList(
             (hole_start(i), hole_start(i) + (2 * BLOCK if i == n - 1 else BLOCK)) for i in range(n)
@@ -312,6 +333,8 @@ def bench_subject(make: Callable[[int], Any], n: int, repeat: int, nops: int) ->
     nops = min(nops, n - 1)
     samples: dict[str, list[tuple[dict[str, int], float]]] = {op: [] for op in OPS}
 
+    if not subject.fits:
+        del samples["fit@vstart"], samples["fit@end"]
     for rep in range(repeat):
         rng = random.Random(1000 * n + rep)
         vstarts = [rng.randrange(0, hole_start(n - 1)) for _ in range(nops)]
@@ -327,10 +350,11 @@ def bench_subject(make: Callable[[int], Any], n: int, repeat: int, nops: int) ->
             for _ in range(nops):
                 fit(2 * BLOCK, 0)
 
-        samples["fit@vstart"].append(measure(subject, fit_vstart, nops))
-        samples["fit@end"].append(measure(subject, fit_end, nops))
+        if subject.fits:
+            samples["fit@vstart"].append(measure(subject, fit_vstart, nops))
+            samples["fit@end"].append(measure(subject, fit_end, nops))
         insert, erase = subject.prepare_insert_erase(picks)
-        if subject.name == "maple":
+        if isinstance(subject, MapleSubject):
             samples["insert"].append(measure(subject, insert, nops))
             samples["erase"].append(measure(subject, erase, nops))
         else:
@@ -338,10 +362,10 @@ def bench_subject(make: Callable[[int], Any], n: int, repeat: int, nops: int) ->
             samples["insert"].append(measure(subject, insert, nops))
         samples["pair"].append(measure(subject, subject.prepare_pair(picks), nops))
 
-    # sanity: both searches must land where the layout says
-    assert subject.fit(2 * BLOCK, 0) == hole_start(n - 1), subject.name
-    probe = hole_start(n // 2) + 1
-    assert subject.fit(BLOCK, probe) == hole_start(n // 2 + 1), subject.name
+    if subject.fits:  # sanity: both searches must land where the layout says
+        assert subject.fit(2 * BLOCK, 0) == hole_start(n - 1), subject.name
+        probe = hole_start(n // 2) + 1
+        assert subject.fit(BLOCK, probe) == hole_start(n // 2 + 1), subject.name
     for op, runs in samples.items():
         r = OpResult()
         for m in METRICS:
@@ -364,7 +388,7 @@ def print_tables(results: list[SizeResult]) -> None:
     print(fmt_row(head, widths))
     print(fmt_row(["-" * w for w in widths], widths))
     for r in results:
-        for op in OPS:
+        for op in (op for op in OPS if op in r.ops):
             o = r.ops[op]
             print(
                 fmt_row(
@@ -379,7 +403,7 @@ def print_tables(results: list[SizeResult]) -> None:
                         f"{o.counts['augment_updates'] + o.counts['gap_updates']:.1f}",
                         f"{sum(o.counts[m] for m in SHAPE_METRICS):.2f}",
                         f"{o.ops_per_s:,.0f}",
-                        f"{r.build_s:.2f}" if op == OPS[0] else "",
+                        f"{r.build_s:.2f}" if op == next(iter(r.ops)) else "",
                     ],
                     widths,
                 )
@@ -402,7 +426,7 @@ def print_tables(results: list[SizeResult]) -> None:
         lo, hi = min(rs, key=lambda r: r.n), max(rs, key=lambda r: r.n)
         if lo is hi:
             continue
-        for op in OPS:
+        for op in (op for op in OPS if op in hi.ops):
             a, b = hi.ops[op], lo.ops[op]
             print(
                 fmt_row(
@@ -503,6 +527,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--floor", action="store_true", help="also time a bare, uncounted descent (reference)"
     )
+    ap.add_argument(
+        "--range-tree",
+        action="store_true",
+        help="also run a normal maple tree (range_64, as the busy/lazy indexes use)",
+    )
     args = ap.parse_args(argv)
 
     makers: list[Callable[[int], Any]] = []
@@ -515,6 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: maple tree not available ({exc})")
     else:
         makers.append(MapleSubject)
+        if args.range_tree:
+            makers.append(MapleRangeSubject)
     base = baseline_factory()
     if base is not None:
         makers.append(base)
