@@ -18,6 +18,7 @@ Layouts (node object with ``__slots__`` in every case):
 * ``gaps``   only the gaps are ``array('Q')``.
 
 Timings are medians (and minimums) of ``--repeat`` interleaved batches.
+Every layout's descents are first checked against a bisect over all pivots.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ LAYOUTS: dict[str, Maker] = {
 def build(n: int, make: Maker) -> tuple[Node, int]:
     """Bottom-up build; returns the root and the height."""
     pivots = [(2 * i + 1) * BLOCK - 1 for i in range(n)]
+    # leaf entry i is the range's number, so a descent can be checked
     level = [
-        make(pivots[i : i + LEAF_FILL], [object() for _ in pivots[i : i + LEAF_FILL]], None)
+        make(pivots[i : i + LEAF_FILL], list(range(i, min(n, i + LEAF_FILL))), None)
         for i in range(0, n, LEAF_FILL)
     ]
     height = 1
@@ -103,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for q in qs:
                     descend(root, height, q)
                 times[name].append((time.perf_counter() - t0) / len(qs) * 1e9)
+        want = [bisect_left(range(BLOCK - 1, (2 * n + 1) * BLOCK - 1, 2 * BLOCK), q) for q in qs]
+        for name, (root, height) in trees.items():
+            got = [descend(root, height, q) for q in qs]
+            if got != want:
+                raise AssertionError(f"layout {name}: descent reached the wrong range")
         height = next(iter(trees.values()))[1]
         cells = [f"{statistics.median(v):6.0f} ({min(v):5.0f})" for v in times.values()]
         print(f"{n:>10,}  {height:>6}  " + "  ".join(f"{c:>14}" for c in cells))
