@@ -224,6 +224,7 @@ def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
         visited += 1
         i = off
         ntype = node.type
+        found = False
         if ntype == MAPLE_LEAF64:
             slots = node.slots
             while i >= 0:
@@ -244,7 +245,24 @@ def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
             lines += table[ntype][len(piv) - 1][i][off]
             if res >= 0:
                 break
-            found = False
+        else:
+            gaps = node.gaps
+            while i >= 0:
+                start = piv[i - 1] + 1 if i else nmin
+                if gaps[i] >= size:
+                    found = True
+                    break
+                if start <= lo:
+                    break
+                i -= 1
+            if not found:
+                if i < 0:
+                    i = 0
+                cmps += off - i + 1
+                lines += table[ntype][len(piv) - 1][i][off]
+        if not found:
+            # ``node`` failed: resume the nearest ancestor with another
+            # candidate below the child it entered last.
             while stack:
                 node, piv, gaps, nmin, off = stack.pop()
                 i = off
@@ -265,42 +283,6 @@ def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
                 lines += table[node.type][len(piv) - 1][i][off]
             if not found:
                 break
-        else:
-            gaps = node.gaps
-            found = False
-            while i >= 0:
-                start = piv[i - 1] + 1 if i else nmin
-                if gaps[i] >= size:
-                    found = True
-                    break
-                if start <= lo:
-                    break
-                i -= 1
-            if not found:
-                if i < 0:
-                    i = 0
-                cmps += off - i + 1
-                lines += table[ntype][len(piv) - 1][i][off]
-                while stack:
-                    node, piv, gaps, nmin, off = stack.pop()
-                    i = off
-                    start = piv[i - 1] + 1 if i else nmin
-                    while start > lo:
-                        i -= 1
-                        if i < 0:
-                            break
-                        start = piv[i - 1] + 1 if i else nmin
-                        if gaps[i] >= size:
-                            found = True
-                            break
-                    if found:
-                        break
-                    if i < 0:
-                        i = 0
-                    cmps += off - i + 1
-                    lines += table[node.type][len(piv) - 1][i][off]
-                if not found:
-                    break
         # Enter child ``i`` of ``node`` (range ``[start, piv[i]]``).
         cmps += off - i + 1
         lines += table[node.type][len(piv) - 1][i][off]
