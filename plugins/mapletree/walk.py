@@ -31,8 +31,8 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int, int]:
     Returns ``(leaf, offset, leaf_min, parent_offset)``; the slot's range is
     ``[pivots[offset-1]+1 or leaf_min, pivots[offset]]`` and
     ``parent_offset`` is the leaf's slot in its parent (the kernel keeps it
-    in the parent pointer, ``mte_parent_slot``), -1 for a root leaf.  The tree must have
-    a root node.  Counts one walk, ``height`` nodes, the pivots a linear scan
+    in the parent pointer, ``mte_parent_slot``), -1 for a root leaf.  The
+    tree must have a root node.  Counts one walk, ``height`` nodes, the pivots a linear scan
     would compare, and the cache lines of each step.
 
     Every leaf sits at depth ``height`` and every internal node has the
