@@ -154,11 +154,7 @@ def classify(
             tree.counters.comparisons += o2 - o1
         if entry is None:
             # mas_wr_extend_null: absorb neighbouring NULL ranges.
-            if slots[o1] is None:
-                first = piv[o1 - 1] + 1 if o1 else mn
-            elif o1 and slots[o1 - 1] is None and first == piv[o1 - 1] + 1:
-                o1 -= 1
-                first = piv[o1 - 1] + 1 if o1 else mn
+            o1, first = _extend_null_left(piv, slots, o1, first, mn)
             if slots[o2] is None:
                 last = piv[o2]
             elif o2 < end and slots[o2 + 1] is None and last == piv[o2]:
@@ -193,6 +189,21 @@ def classify(
     else:
         mas.wr_type = WR_NODE_STORE
     return 0
+
+
+def _extend_null_left(
+    piv: list[int], slots: list[Any], o1: int, first: int, mn: int
+) -> tuple[int, int]:
+    """``mas_wr_extend_null`` (left side) for a NULL store starting in slot
+    ``o1`` of a leaf with minimum ``mn``: a NULL slot ``o1`` is absorbed from
+    its start, and a NULL slot just before ``first`` is absorbed whole.
+    Returns the new ``(o1, first)``."""
+    if slots[o1] is None:
+        return o1, piv[o1 - 1] + 1 if o1 else mn
+    if o1 and slots[o1 - 1] is None and first == piv[o1 - 1] + 1:
+        o1 -= 1
+        return o1, piv[o1 - 1] + 1 if o1 else mn
+    return o1, first
 
 
 def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
@@ -679,11 +690,7 @@ def _spanning_store(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     rleaf, roff, _rmin, _ = descend(tree, last + 1 if last < ULONG_MAX else ULONG_MAX)
     tail = roff
     if entry is None:
-        if lsl[o1] is None:
-            first = lpiv[o1 - 1] + 1 if o1 else lmin
-        elif o1 and lsl[o1 - 1] is None and first == lpiv[o1 - 1] + 1:
-            o1 -= 1
-            first = lpiv[o1 - 1] + 1 if o1 else lmin
+        o1, first = _extend_null_left(lpiv, lsl, o1, first, lmin)
         if last < ULONG_MAX and rleaf.slots[roff] is None:
             last = rleaf.pivots[roff]
             tail = roff + 1
