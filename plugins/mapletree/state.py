@@ -539,8 +539,10 @@ class MapleState:
             raise MapleError(errno.EINVAL, f"size: must be an int (got {type(size).__name__})")
         if min > max:
             raise MapleError(errno.EINVAL, f"min: must be <= max (got {min:#x} > {max:#x})")
-        if size <= 0:
-            raise MapleError(errno.EINVAL, f"size: must be > 0 (got {size})")
+        if size <= 0 or size > ULONG_MAX:
+            raise MapleError(
+                errno.EINVAL, f"size: must be in [1, ULONG_MAX] (an unsigned long; got {size})"
+            )
         if max - min < size - 1:
             raise MapleError(
                 errno.EINVAL,
@@ -552,7 +554,11 @@ class MapleState:
         if self.tree.root_entry is not None and min == 0:
             min = 1
             if min > max or max - min < size - 1:
-                raise self._busy(min, max, size)
+                # a plain -EBUSY: the state keeps mas_start's ma_root, no error
+                self.status = _ROOT
+                raise MapleError(
+                    errno.EBUSY, f"no free range of size {size:#x} in [{min:#x}, {max:#x}]"
+                )
         if fwd:
             self.index = min
             self.last = min + size - 1
@@ -578,12 +584,16 @@ class MapleState:
             and type(size) is int
             and 0 <= min <= max <= ULONG_MAX
             and 0 < size <= max - min + 1
+            and size <= ULONG_MAX
         ):
             self._area_args(min, max, size)
         tree = self.tree
         if tree.root is None:
             self._sparse_area(min, max, size, True)
         else:
+            # the window bounds, left in place when the search fails
+            self.index = min
+            self.last = max
             if tree.height > 1 and not tree.is_alloc:
                 raise self._busy(min, max, size)
             start = search_forward(tree, min, max, size)
@@ -602,12 +612,16 @@ class MapleState:
             and type(size) is int
             and 0 <= min <= max <= ULONG_MAX
             and 0 < size <= max - min + 1
+            and size <= ULONG_MAX
         ):
             self._area_args(min, max, size)
         tree = self.tree
         if tree.root is None:
             self._sparse_area(min, max, size, False)
         else:
+            # the window bounds, left in place when the search fails
+            self.index = min
+            self.last = max
             if tree.height > 1 and not tree.is_alloc:
                 raise self._busy(min, max, size)
             last = search_reverse(tree, min, max, size)

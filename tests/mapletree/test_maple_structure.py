@@ -9,7 +9,7 @@ import errno
 import pytest
 
 from vmapsim import Counters
-from vmapsim_mapletree import ZERO_ENTRY, MapleError, MapleNode, MapleTree
+from vmapsim_mapletree import ZERO_ENTRY, MapleError, MapleNode, MapleState, MapleTree, MaStatus
 from vmapsim_mapletree.node import MAPLE_ARANGE64, MAPLE_LEAF64, MAPLE_RANGE64, ULONG_MAX
 
 
@@ -223,6 +223,9 @@ def test_zero_entry_occupies_but_reads_as_null() -> None:
         (lambda t: t.state().empty_area(0, 10, 0), errno.EINVAL),
         (lambda t: t.state().empty_area(0, 10, 12), errno.EINVAL),
         (lambda t: t.state().empty_area_rev(0, 10, 12), errno.EINVAL),
+        # size is an unsigned long: 2**64 never fits one, even over the whole space
+        (lambda t: t.state().empty_area(0, ULONG_MAX, 1 << 64), errno.EINVAL),
+        (lambda t: t.state().empty_area_rev(0, ULONG_MAX, 1 << 64), errno.EINVAL),
     ],
 )
 def test_bad_arguments_raise_einval_and_leave_the_tree(call, code: int) -> None:
@@ -232,6 +235,14 @@ def test_bad_arguments_raise_einval_and_leave_the_tree(call, code: int) -> None:
         call(t)
     assert e.value.errno == code
     assert list(t) == [(20, 30, "keep")]
+
+
+def test_alloc_of_more_than_an_unsigned_long_is_einval() -> None:
+    t = MapleTree(True)
+    with pytest.raises(MapleError) as e:
+        t.alloc_rrange("x", 1 << 64, 0, ULONG_MAX)
+    assert e.value.errno == errno.EINVAL
+    assert list(t) == []
 
 
 def test_alloc_of_a_reserved_entry_is_einval() -> None:
@@ -250,10 +261,28 @@ def test_no_fit_is_ebusy_and_root_entry_bumps_min() -> None:
     with pytest.raises(MapleError) as e:
         mas.empty_area(0, 2, 3)
     assert e.value.errno == errno.EBUSY
+    # mas_sparse_area's -EBUSY sets no error: the state stays on the root pointer
+    assert mas.status is MaStatus.ma_root
     t.store_range(0, 1000, "busy")
     with pytest.raises(MapleError) as e:
         t.alloc_range("x", 10, 500, 1005)
     assert e.value.errno == errno.EBUSY
+
+
+@pytest.mark.parametrize("rev", [False, True])
+def test_a_failed_search_leaves_the_window_in_the_state(rev: bool) -> None:
+    # mas_empty_area(_rev) set index/last to [min, max] before walking and
+    # do not restore them when the walk finds nothing (-EBUSY, ma_error)
+    t = MapleTree(True)
+    for i in range(0, 3000, 10):
+        t.store_range(i, i + 7, i)  # two-index holes only
+    assert t.height > 1
+    mas = MapleState(t, 123, 456)
+    with pytest.raises(MapleError) as e:
+        (mas.empty_area_rev if rev else mas.empty_area)(100, 200, 3)
+    assert e.value.errno == errno.EBUSY
+    assert (mas.index, mas.last) == (100, 200)
+    assert mas.status is MaStatus.ma_error
 
 
 def test_alloc_range_and_rrange_pick_lowest_and_highest_fit() -> None:
