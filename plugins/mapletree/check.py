@@ -3,10 +3,9 @@
 Checked: node types per level, slot counts, strictly increasing pivots
 inside each node's implied ``[min, max]`` with the last pivot equal to the
 maximum, parent pointers, no dead nodes, equal leaf depth equal to the
-cached height, fill (at least ``mt_min_slots`` used slots in every non-root
-node whose maximum is not ULONG_MAX: the 1-based reading ``mab_calc_split``
-uses; ``mt_validate`` compares the 0-based end and would flag the 6-slot
-right half the kernel's own split makes in dense ranges), no two adjacent NULL
+cached height, fill (``mt_validate``'s rule: the 0-based end of every
+non-root node whose maximum is not ULONG_MAX is at least ``mt_min_slots``,
+i.e. ``mt_min_slots + 1`` used slots), no two adjacent NULL
 slots (also across leaves), no NULL ending a leaf other than the last,
 exact gap values in allocation trees, the root-pointer rules, and that the
 allocator's live-node count equals the nodes in the tree.
@@ -91,9 +90,10 @@ def _check_node(
         raise InvariantError(f"{where}: {len(piv)} pivots for {n} slots")
     if n > MT_SLOTS[node.type]:
         raise InvariantError(f"{where}: {n} slots exceed mt_slots {MT_SLOTS[node.type]}")
-    if parent is not None and mx != ULONG_MAX and n < MT_MIN_SLOTS[node.type]:
+    if parent is not None and mx != ULONG_MAX and n <= MT_MIN_SLOTS[node.type]:
         raise InvariantError(
-            f"{where}: {n} slots used, below mt_min_slots {MT_MIN_SLOTS[node.type]}"
+            f"{where}: end {n - 1} below mt_min_slots {MT_MIN_SLOTS[node.type]} "
+            "(a node that does not end at ULONG_MAX)"
         )
     if parent is not None and n < 2 and not leaf:
         raise InvariantError(f"{where}: internal node with a single child")

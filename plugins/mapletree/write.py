@@ -354,14 +354,15 @@ def _no_null_split(slots: list[Any], split: int, slot_count: int, min_slots: int
     return split
 
 
-def _calc_split(pivots: list[int], slots: list[Any], type_: int, mn: int) -> tuple[int, int]:
+def _calc_split(pivots: list[int], slots: list[Any], type_: int) -> tuple[int, int]:
     """``mab_calc_split()``: last index of the left node, and of the middle
     node for a 3-way split (0 if none).
 
-    Start at half; a 3-way split (thirds) when the data cannot fit two nodes
-    (``mab_middle_node``); otherwise move right while the left part spans
-    fewer than ``slots - 1`` indices and the right keeps more than
-    ``mt_min_slots``; finally avoid ending on a NULL entry.
+    An equal split, or thirds when the data cannot fit two nodes
+    (``mab_middle_node``); then never end a node on a NULL entry.  This is
+    the rule since 6.14 ("maple_tree: simplify split calculation", also in
+    the stable kernels): the earlier loop that moved the split right inside
+    dense ranges was given a minimum of 0 for every leaf and is gone.
     """
     slot_count = MT_SLOTS[type_]
     slot_min = MT_MIN_SLOTS[type_]
@@ -371,13 +372,6 @@ def _calc_split(pivots: list[int], slots: list[Any], type_: int, mn: int) -> tup
     if b_end >= 2 * slot_count or (slots[split] is None and b_end >= 2 * slot_count - 1):
         split = b_end // 3
         mid = split * 2
-    else:
-        while (
-            split < slot_count - 1
-            and pivots[split] - mn < slot_count - 1
-            and b_end - split > slot_min
-        ):
-            split += 1
     if type_ == MAPLE_LEAF64:
         split = _no_null_split(slots, split, slot_count, slot_min)
         if mid:
@@ -553,7 +547,7 @@ def _split(
             _replace(tree, node, new, _gap_of(tree, ctype, bp, bs, bg, nmin))
             return
         if parent is None:
-            split, _mid = _calc_split(bp, bs, ctype, nmin)
+            split, _mid = _calc_split(bp, bs, ctype)
             pieces, pgaps = _make_pieces(tree, mas, ctype, bp, bs, bg, nmin, [split, len(bp) - 1])
             _free(tree, node)
             root = _new(tree, mas, itype, [bp[split], ULONG_MAX], pieces, pgaps if alloc else None)
@@ -572,7 +566,7 @@ def _split(
             c.merges += 1
             bp, bs, bg = pushed
         else:
-            split, _mid = _calc_split(bp, bs, ctype, nmin)
+            split, _mid = _calc_split(bp, bs, ctype)
             pieces, pgaps = _make_pieces(tree, mas, ctype, bp, bs, bg, nmin, [split, len(bp) - 1])
             c.splits += 1
             _free(tree, node)
@@ -802,7 +796,7 @@ def _rebuild(
         if b_end < slot_count:
             cuts = [b_end]
         else:
-            split, mid = _calc_split(bp, bs, ctype, lmin)
+            split, mid = _calc_split(bp, bs, ctype)
             cuts = [split, mid, b_end] if mid else [split, b_end]
             c.splits += 1
         pieces, pgaps = _make_pieces(tree, mas, ctype, bp, bs, bg, lmin, cuts)

@@ -91,12 +91,24 @@ def test_sixteen_slots_fit_one_leaf_and_the_seventeenth_splits(alloc: bool) -> N
     assert root.type == (MAPLE_ARANGE64 if alloc else MAPLE_RANGE64)
     assert len(root.slots) == 2
     left, right = root.slots
-    # mab_calc_split (b_end 17): start at 8, move right while the left part
-    # spans fewer than 15 indices and the right keeps more than 6 entries
-    # (-> 11); slot 11 is NULL and moving right would starve the right node,
-    # so mab_no_null_split moves back to 10.
-    assert len(left.slots) == 11 and left.pivots[-1] == 10 and left.slots[-1] == "e5"
-    assert len(right.slots) == 7 and right.pivots[-1] == ULONG_MAX
+    # mab_calc_split since 6.14 (b_end 17): the equal split at 17 // 2 = 8;
+    # slot 8 holds e4, so mab_no_null_split leaves it.  (6.12 moved the split
+    # right while the left part spanned fewer than 15 indices, to 10.)
+    assert len(left.slots) == 9 and left.pivots[-1] == 8 and left.slots[-1] == "e4"
+    assert len(right.slots) == 9 and right.pivots[-1] == ULONG_MAX
+    t.check()
+
+
+def test_reverse_singletons_split_the_root_leaf_in_half() -> None:
+    # check_rev_seq(mt, 20) of lib/test_maple_tree.c, inserting 20, 19, ... 1.
+    # The root leaf is full (NULL, 7..20, NULL) when 6 arrives: 17 entries,
+    # b_end 16, equal split at 8 (entry 13, not NULL) -> 9 | 8 entries; the
+    # five later inserts each split the left leaf's leading NULL: 14 | 8.
+    t = MapleTree()
+    for i in range(20, 0, -1):
+        t.insert(i, i)
+    assert t.height == 2
+    assert [len(leaf.slots) for leaf in t.root.slots] == [14, 8]
     t.check()
 
 
