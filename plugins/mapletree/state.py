@@ -20,7 +20,7 @@ from .errors import MapleError
 from .gap import search_forward, search_reverse
 from .node import ULONG_MAX, MapleNode
 from .walk import descend, next_leaf, prev_leaf, virtual_root_leaf
-from .write import STORE_TYPE_NAMES, WR_INVALID, classify, execute
+from .write import STORE_TYPE_NAMES, WR_INVALID, WR_STORE_ROOT, classify, execute
 
 if TYPE_CHECKING:
     from .tree import MapleTree
@@ -177,14 +177,31 @@ class MapleState:
         """``mas_walk()``: the entry at ``index`` (NULL ranges included).
 
         Sets ``index``/``last`` to the range of the slot found; ZERO_ENTRY is
-        returned as-is.  Empty tree: NULL over ``[0, ULONG_MAX]``.
+        returned as-is.  Always walks from the root, whatever the status.
+        Without a root node: the root entry over ``[0, 0]`` (``ma_root``)
+        when ``index`` is 0, else NULL over ``[1, ULONG_MAX]`` (``ma_none``);
+        an empty tree gives NULL over ``[0, ULONG_MAX]`` (``ma_none``).
         """
         tree = self.tree
-        entry = self._position(self.index)
-        if tree.root is None:
-            self.status = _ROOT if entry is not None else _NONE
-        else:
+        if tree.root is not None:
+            entry = self._position(self.index)
             self.status = _ACTIVE
+            return entry
+        tree.counters.walks += 1
+        self.node = None
+        entry = tree.root_entry
+        if entry is None:
+            self.index = 0
+            self.last = ULONG_MAX
+            self.status = _NONE
+            return None
+        if self.index:
+            self.index = 1
+            self.last = ULONG_MAX
+            self.status = _NONE
+            return None
+        self.last = 0
+        self.status = _ROOT
         return entry
 
     # ------------------------------------------------------------------
@@ -253,140 +270,254 @@ class MapleState:
                 self.status = _ACTIVE
                 return entry
 
+    def _stale_next(self, max: int) -> Any:
+        """``mas_next_slot()`` from a state with no usable leaf.
+
+        The leaf was rewritten through another handle (the kernel finds it
+        dead and re-walks to ``last``), or the state never walked (an
+        overflow reported before any walk, where the kernel would follow a
+        NULL node).  Re-walks to ``last`` and steps from there; a tree left
+        without a root node ends in ``ma_none``, like a walk of one.
+        """
+        self._position(self.last)
+        entry = self._next_slot(max)
+        if entry is None and self.tree.root is None:
+            self.status = _NONE
+        return entry
+
+    def _stale_prev(self, min: int) -> Any:
+        """``mas_prev_slot()`` from a state with no usable leaf: re-walks to
+        ``index`` first (see :meth:`_stale_next`)."""
+        self._position(self.index)
+        return self._prev_slot(min)
+
     def next(self, max: int) -> Any:
         """``mas_next()``: the next entry after the current one whose start <= max.
 
-        From ``ma_start`` the state first walks to ``index``.  At the limit
+        ``mas_next_setup`` by status: ``ma_start``/``ma_pause``/``ma_none``
+        walk to ``index`` first; ``ma_underflow`` returns the entry at
+        ``index`` if there is one; ``ma_overflow`` resumes.  At the limit
         returns None with status ``ma_overflow`` (``index``/``last`` are the
-        NULL range reached, if any); in a tree without a root node the status
-        is ``ma_none`` instead.
+        NULL range reached, if any).  Without a root node nothing follows
+        the root entry: None over ``[1, ULONG_MAX]`` with ``ma_none`` (from
+        ``ma_none`` at index 0: ``[0, 0]``, ``ma_root``).
         """
         check_index("max", max)
         if self.last >= max:
             self.status = _OVERFLOW
             return None
-        entry = self._next(max)
-        if entry is None and self.tree.root is None and self.status is _OVERFLOW:
-            self.status = _NONE
-        return entry
-
-    def _next(self, max: int) -> Any:
         st = self.status
-        if st is _ERROR:
-            return None
-        if st is _ACTIVE or st is _ROOT:
-            if not self._fresh():
-                self._position(self.last)
-        elif st is _UNDERFLOW:
-            self.status = _ACTIVE
-            entry = self._position(self.index)
-            if entry is not None:
-                return entry
+        if st is _ACTIVE:
+            if self._fresh():
+                return self._next_slot(max)
+            return self._stale_next(max)
+        if st is _START or st is _PAUSE or st is _NONE:
+            self.walk()
         elif st is _OVERFLOW:
             self.status = _ACTIVE
-            if not self._fresh():
-                self._position(self.last)
-        else:
-            self._position(self.index)
-        return self._next_slot(max)
+        elif st is _UNDERFLOW:
+            self.status = _ACTIVE
+            entry = self.walk()
+            if entry is not None:
+                return entry
+        elif st is _ERROR:
+            return None
+        # ma_root: nothing to walk
+        now = self.status
+        if now is _ACTIVE:
+            if self._fresh():
+                return self._next_slot(max)
+            return self._stale_next(max)
+        if now is _ROOT:
+            if st is _NONE and self.index == 0:
+                self.last = 0
+                return None
+            self.index = 1
+            self.last = ULONG_MAX
+            self.status = _NONE
+        return None
 
     def prev(self, min: int) -> Any:
         """``mas_prev()``: the previous entry whose end >= min.
 
-        At the limit returns None with status ``ma_underflow``.
+        ``mas_prev_setup`` by status: ``ma_start``/``ma_pause``/``ma_none``
+        walk to ``index`` first; ``ma_overflow`` returns the entry at
+        ``index`` if there is one; ``ma_underflow`` resumes.  At the limit
+        returns None with status ``ma_underflow``.  Without a root node:
+        from an index above 0 the root entry over ``[0, 0]`` (``ma_root``;
+        the kernel does not compare it with ``min``), on an empty tree None
+        with ``ma_none``.
         """
         check_index("min", min)
         if self.index <= min:
             self.status = _UNDERFLOW
             return None
         st = self.status
-        if st is _ERROR:
-            return None
-        if st is _ACTIVE or st is _ROOT:
-            if not self._fresh():
-                self._position(self.index)
-        elif st is _OVERFLOW:
-            self.status = _ACTIVE
-            entry = self._position(self.index)
-            if entry is not None:
-                return entry
+        if st is _ACTIVE:
+            if self._fresh():
+                return self._prev_slot(min)
+            return self._stale_prev(min)
+        if st is _START or st is _PAUSE or st is _NONE:
+            self.walk()
         elif st is _UNDERFLOW:
             self.status = _ACTIVE
-            if not self._fresh():
-                self._position(self.index)
-        else:
-            self._position(self.index)
-        return self._prev_slot(min)
+        elif st is _OVERFLOW:
+            self.status = _ACTIVE
+            entry = self.walk()
+            if entry is not None:
+                return entry
+        elif st is _ERROR:
+            return None
+        now = self.status
+        if now is _ACTIVE:
+            if self._fresh():
+                return self._prev_slot(min)
+            return self._stale_prev(min)
+        if now is _ROOT:
+            if not self.index:  # pragma: no cover - index 0 is always <= min
+                self.status = _NONE
+                return None
+            self.index = self.last = 0
+            return self.tree.root_entry
+        # ma_none: walked past the root entry (or an empty tree)
+        if self.index:
+            self.index = self.last = 0
+            self.status = _ROOT
+            return self.tree.root_entry
+        return None
 
     def find(self, max: int) -> Any:
         """``mas_find()``: first call → entry at or after ``index`` (start <= max);
-        later calls → the next entry.  None (status ``ma_overflow``, or
-        ``ma_none`` in a tree without a root node) past max."""
-        check_index("max", max)
-        entry = self._find(max)
-        if entry is None and self.tree.root is None and self.status is not _ERROR:
-            self.status = _NONE
-        return entry
+        later calls → the next entry.
 
-    def _find(self, max: int) -> Any:
-        # mas_find ignores overflow: reaching max leaves the state active on
-        # the NULL range (or entry) it stopped at; limits checked up front
-        # leave the status alone.
+        ``mas_find_setup`` by status: ``ma_pause`` resumes after ``last``,
+        ``ma_none`` at ``last``; ``ma_underflow`` and ``ma_overflow`` return
+        the entry at ``index`` if there is one (``ma_underflow`` with
+        ``index >= max`` becomes ``ma_overflow``).  Past max returns None and
+        leaves the state on the NULL range reached, ``ma_active`` (overflow
+        is ignored).  Without a root node: the root entry (``ma_root``) when
+        ``index`` is 0, else None over ``[1, ULONG_MAX]`` with ``ma_none``.
+        """
+        check_index("max", max)
         st = self.status
-        if st is _ERROR:
-            return None
-        if st is _ACTIVE or st is _ROOT or st is _OVERFLOW or (st is _NONE and self._fresh()):
+        if st is _ACTIVE:
             if self.last >= max:
                 return None
-            self.status = _ACTIVE
-            if not self._fresh():
-                self._position(self.last)
-        else:
-            if st is _PAUSE:
-                if self.last >= max:
-                    return None
-                self.index = self.last + 1
-            if self.index > max:
+            if self._fresh():
+                entry = self._next_slot(max)
+            else:
+                entry = self._stale_next(max)
+            if self.status is _OVERFLOW:
+                self.status = _ACTIVE
+            return entry
+        if st is _PAUSE:
+            if self.last >= max:
                 return None
-            entry = self._position(self.index)
-            self.status = _ACTIVE
+            self.index = self.last = self.last + 1
+            st = _START
+        elif st is _NONE:
+            if self.last >= max:
+                return None
+            self.index = self.last
+            st = _START
+        elif st is _UNDERFLOW:
+            if self.index >= max:
+                self.status = _OVERFLOW
+                return None
+            entry = self.walk()
             if entry is not None:
                 return entry
-        entry = self._next_slot(max)
-        if entry is None:
+        elif st is _OVERFLOW:
+            if self.last >= max:
+                return None
+            entry = self.walk()
+            if entry is not None:
+                return entry
+        elif st is _ERROR:
+            return None
+        if st is _START:
+            if self.index > max:
+                return None
+            entry = self.walk()
+            if entry is not None:
+                return entry
+        now = self.status
+        if now is _ROOT:
+            self.index = 1
+            self.last = ULONG_MAX
+            self.status = _NONE
+            return None
+        if now is _NONE or self.index == max:
+            return None
+        if self._fresh():
+            entry = self._next_slot(max)
+        else:
+            entry = self._stale_next(max)
+        if self.status is _OVERFLOW:
             self.status = _ACTIVE
         return entry
 
     def find_rev(self, min: int) -> Any:
         """``mas_find_rev()``: first call → entry at or before ``index``
-        (end >= min); later calls → the previous entry.  None (status
-        ``ma_underflow``) past min."""
+        (end >= min); later calls → the previous entry.
+
+        ``mas_find_rev_setup`` by status: ``ma_pause`` resumes below
+        ``index``; ``ma_overflow`` and ``ma_underflow`` resume from the
+        current range.  None with status ``ma_underflow`` when stepping
+        below min; a start or current range already below min returns None
+        and keeps the status.  Without a root node: the root entry over
+        ``[0, 0]`` (``ma_root``, whatever min), then None with ``ma_none``.
+        """
         check_index("min", min)
         st = self.status
-        if st is _ERROR:
-            return None
-        if st is _ACTIVE or st is _ROOT or st is _UNDERFLOW:
-            if self.index <= min:
-                self.status = _UNDERFLOW
+        if st is _ACTIVE:
+            if self.index < min:
                 return None
-            self.status = _ACTIVE
-            if not self._fresh():
-                self._position(self.index)
-            return self._prev_slot(min)
+            if self._fresh():
+                return self._prev_slot(min)
+            return self._stale_prev(min)
         if st is _PAUSE:
             if self.index <= min:
                 self.status = _UNDERFLOW
                 return None
-            self.last = self.index - 1
-            self.index = self.last
-        if self.index < min:
-            self.status = _UNDERFLOW
+            self.index = self.last = self.index - 1
+            st = _START
+        elif st is _NONE:
+            if self.index <= min:
+                return None
+            self.last = self.index
+            st = _START
+        elif st is _OVERFLOW:
+            if self.index <= min:
+                self.status = _UNDERFLOW
+                return None
+            self.status = _ACTIVE
+        elif st is _UNDERFLOW:
+            if self.index <= min:
+                return None
+            self.status = _ACTIVE
+        elif st is _ERROR:
             return None
-        entry = self._position(self.index)
-        self.status = _ACTIVE
-        if entry is not None:
-            return entry
-        return self._prev_slot(min)
+        if st is _START:
+            if self.index < min:
+                return None
+            entry = self.walk()
+            if entry is not None:
+                return entry
+        now = self.status
+        if now is _ROOT:
+            self.status = _NONE
+            return None
+        if now is _NONE:
+            # walked to an index past the root entry (or an empty tree)
+            self.index = self.last = 0
+            self.status = _ROOT
+            return self.tree.root_entry
+        if self.index < min:
+            return None
+        if self._fresh():
+            return self._prev_slot(min)
+        return self._stale_prev(min)
 
     # ------------------------------------------------------------------
     # writes
@@ -410,10 +541,11 @@ class MapleState:
         if not need and not self.reserved:
             # In-place store: nothing to reserve or give back.
             content = self.wr_content
+            prior = tree.root_entry
             execute(tree, self, entry)
             self.index = self.wr_first
             self.last = self.wr_last
-            self.status = _ACTIVE
+            self.status = _ACTIVE if tree.root is not None else self._rootless_status(entry, prior)
             self.node = None
             self.error = 0
             return content
@@ -440,16 +572,30 @@ class MapleState:
                 )
             self.reserved = need
         content = self.wr_content
+        prior = tree.root_entry
         execute(tree, self, entry)
         self.index = self.wr_first
         self.last = self.wr_last
-        self.status = _ACTIVE
+        self.status = _ACTIVE if tree.root is not None else self._rootless_status(entry, prior)
         self.node = None
         self.error = 0
         if not self.prealloc and self.reserved:
             tree.allocator.unreserve(self.reserved)
             self.reserved = 0
         return content
+
+    def _rootless_status(self, entry: Any, prior: Any) -> MaStatus:
+        """The status a write leaves when the tree ends without a root node.
+
+        ``mas_store_root()``: a root entry stored at ``[0, 0]`` sets
+        ``ma_start``; a NULL store keeps what ``mas_start()`` found before it
+        (``ma_root`` over a root entry, ``ma_none`` on an empty tree).
+        ``mas_new_root()`` of NULL (a NULL store over the whole key space of
+        a tree with nodes) sets ``ma_start``.
+        """
+        if self.wr_type == WR_STORE_ROOT and entry is None:
+            return _ROOT if prior is not None else _NONE
+        return _START
 
     def store(self, entry: Any) -> Any:
         """``mas_store()``: store ``entry`` over ``[index, last]``.
@@ -477,11 +623,27 @@ class MapleState:
 
         Sets ``index``/``last`` to that range (widened over NULL
         neighbours) and returns the old entry (None if it was a gap).
+        Without a root node there is no range to walk (``mas_start()``):
+        ``index``/``last`` are kept, the status is ``ma_root`` over a root
+        entry and ``ma_none`` on an empty tree, and only the root entry (at
+        index 0) is erased.
         """
-        entry = self._position(self.index)
-        self.status = _ACTIVE if self.tree.root is not None else _NONE
-        if entry is None:
-            return None
+        tree = self.tree
+        if tree.root is None:
+            tree.counters.walks += 1
+            self.node = None
+            entry = tree.root_entry
+            if entry is None:
+                self.status = _NONE
+                return None
+            self.status = _ROOT
+            if self.index:
+                return None
+        else:
+            entry = self._position(self.index)
+            self.status = _ACTIVE
+            if entry is None:
+                return None
         self._write(self.index, self.last, None, True, True)
         return entry
 

@@ -198,12 +198,19 @@ class MapleMachine(RuleBasedStateMachine):
         if mas.status not in (MaStatus.ma_start, MaStatus.ma_active):
             mas.set(mas.index)
         early = mas.index <= limit
+        rootless = not early and self.tree.root is None
         cur = self._current()
         got = mas.prev(limit)
-        want = None if early else self.oracle.prev_entry(cur[0], limit)
+        if rootless:
+            # mas_prev_setup: the walk lands past the root entry and returns
+            # it over [0, 0] without comparing it with min; empty: ma_none.
+            root = self.oracle.load(0)
+            want = None if root is None else (0, 0, root)
+        else:
+            want = None if early else self.oracle.prev_entry(cur[0], limit)
         if want is None:
             assert got is None
-            assert mas.status is MaStatus.ma_underflow
+            assert mas.status is (MaStatus.ma_none if rootless else MaStatus.ma_underflow)
         else:
             assert (mas.index, mas.last, got) == want
 
@@ -239,6 +246,11 @@ class MapleMachine(RuleBasedStateMachine):
                 want = None
             elif entry is not None:
                 want = (first, last, entry)
+            elif self.tree.root is None:
+                # mas_find_rev_setup: a walk past the root entry (or of an
+                # empty tree) returns the root entry over [0, 0], whatever min.
+                root = self.oracle.load(0)
+                want = None if root is None else (0, 0, root)
             else:
                 want = self.oracle.prev_entry(first, limit)
         else:
