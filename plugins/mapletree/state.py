@@ -14,13 +14,21 @@ from __future__ import annotations
 import errno
 from bisect import bisect_left
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import MapleError
 from .gap import search_forward, search_reverse
 from .node import ULONG_MAX, MapleNode
 from .walk import descend, next_leaf, prev_leaf, virtual_root_leaf
-from .write import STORE_TYPE_NAMES, WR_INVALID, WR_STORE_ROOT, classify, execute
+from .write import (
+    STORE_TYPE_NAMES,
+    WR_INVALID,
+    WR_STORE_ROOT,
+    InsertExists,
+    classify,
+    execute,
+    exists_error,
+)
 
 if TYPE_CHECKING:
     from .tree import MapleTree
@@ -537,7 +545,10 @@ class MapleState:
         ``pos`` is the caller's ``descend(tree, first)`` when it has walked
         already (see :func:`classify`)."""
         tree = self.tree
-        need = classify(tree, self, first, last, entry, insert, pos)
+        try:
+            need = classify(tree, self, first, last, entry, insert, pos)
+        except InsertExists as exists:
+            self._insert_exists(first, last, exists.need, can_block, retry)
         if not need and not self.reserved:
             # In-place store: nothing to reserve or give back.
             content = self.wr_content
@@ -596,6 +607,34 @@ class MapleState:
         if self.wr_type == WR_STORE_ROOT and entry is None:
             return _ROOT if prior is not None else _NONE
         return _START
+
+    def _insert_exists(
+        self, first: int, last: int, need: int, can_block: bool, retry: bool
+    ) -> NoReturn:
+        """``mas_insert()`` over an occupied range, after its preallocation.
+
+        The kernel reserves the store's worst case (``mas_wr_preallocate``,
+        retried blocking by ``mas_nomem``) before it looks at the range, then
+        gives the nodes back (``mas_destroy``): EEXIST, or ENOMEM when the
+        nodes could not be obtained.  The tree is never changed.
+        """
+        more = need - self.reserved
+        if more > 0:
+            alloc = self.tree.allocator
+            ok = alloc.reserve(more, False)
+            if not ok and retry:
+                ok = alloc.reserve(more, can_block)
+            if not ok:
+                self.status = _ERROR
+                self.error = errno.ENOMEM
+                raise MapleError(
+                    errno.ENOMEM,
+                    f"insert [{first:#x}, {last:#x}]: cannot allocate {more} maple nodes",
+                )
+            alloc.unreserve(more)
+        self.status = _ERROR
+        self.error = errno.EEXIST
+        raise exists_error(first, last)
 
     def store(self, entry: Any) -> Any:
         """``mas_store()``: store ``entry`` over ``[index, last]``.

@@ -14,7 +14,7 @@ from .errors import ZERO_ENTRY, MapleError
 from .node import MAPLE_ARANGE64, MAPLE_LEAF64, MAPLE_RANGE64, ULONG_MAX, MapleNode
 from .state import MapleState, MaStatus, check_index
 from .walk import descend, load
-from .write import WR_EXACT_FIT, exact_fit, exists_error
+from .write import WR_EXACT_FIT, exact_fit
 
 __all__ = ["MapleTree"]
 
@@ -122,10 +122,9 @@ class MapleTree:
         p1 = piv[o1]
         content = leaf.slots[o1]
         if content is not None or last > p1:
-            mas.wr_content = content  # as classify leaves them
-            mas.wr_node = leaf
-            mas.wr_min = mn
-            raise exists_error(first, last)
+            # occupied: mas_insert preallocates for the store before it
+            # reports EEXIST, which the general write models
+            self._state(first, last)._write(first, last, entry, can_block, True, True, pos)
         if last == p1 and first == (piv[o1 - 1] + 1 if o1 else mn):
             # Fast path: inserting into exactly one NULL slot (wr_exact_fit).
             self.counters.stores += 1

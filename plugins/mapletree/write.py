@@ -40,7 +40,15 @@ if TYPE_CHECKING:
     from .state import MapleState
     from .tree import MapleTree
 
-__all__ = ["STORE_TYPE_NAMES", "WR_EXACT_FIT", "classify", "exact_fit", "execute", "exists_error"]
+__all__ = [
+    "STORE_TYPE_NAMES",
+    "WR_EXACT_FIT",
+    "InsertExists",
+    "classify",
+    "exact_fit",
+    "execute",
+    "exists_error",
+]
 
 _LEAF_SCAN_LINES = FULL_SCAN_LINES[MAPLE_LEAF64]
 
@@ -74,6 +82,20 @@ def exists_error(first: int, last: int) -> MapleError:
     return MapleError(errno.EEXIST, f"insert [{first:#x}, {last:#x}]: range is not empty")
 
 
+class InsertExists(Exception):
+    """Raised by :func:`classify` for an insert over an occupied range.
+
+    ``mas_insert()`` classifies and preallocates for the store first
+    (``mas_wr_preallocate``) and only then finds the range occupied, so the
+    writer still obtains ``need`` nodes and gives them back before it
+    reports EEXIST (or ENOMEM, if it could not obtain them).
+    """
+
+    def __init__(self, need: int) -> None:
+        super().__init__(need)
+        self.need = need
+
+
 def classify(
     tree: MapleTree,
     mas: MapleState,
@@ -87,8 +109,10 @@ def classify(
 
     Walks to the leaf holding ``first``, records the store plan in ``mas``
     (``wr_*`` fields) and returns the worst-case number of nodes the store
-    needs.  With ``insert`` raises EEXIST if any index of the range is
-    occupied (``mas_insert``).  Changes nothing in the tree.  ``pos`` is the
+    needs.  With ``insert``, a range holding any entry raises
+    :class:`InsertExists` carrying what the store would need (``mas_insert``
+    preallocates before it checks), or EEXIST straight away for the root
+    entry of a tree without nodes (checked before preallocation).  Changes nothing in the tree.  ``pos`` is the
     ``descend(tree, first)`` result when the caller has already walked (a
     tree with a root node and a reset state).
     """
@@ -129,7 +153,7 @@ def classify(
     lmax = piv[-1]
     p1 = piv[o1]
     if insert and (content is not None or last > p1):
-        raise exists_error(first, last)
+        raise InsertExists(classify(tree, mas, first, last, entry, False, (leaf, o1, mn, -1)))
     if last > lmax or (entry is None and last == lmax and lmax != ULONG_MAX):
         mas.wr_type = WR_SPANNING_STORE
         mas.wr_o1 = o1

@@ -151,3 +151,61 @@ def test_random_failures_match_the_oracle(alloc) -> None:
         assert list(t.ranges()) == oracle.items
     t.check()
     assert failures > 0
+
+
+# ---------------------------------------------------------------------------
+# mas_insert preallocates for the store before it checks the range (6.12+)
+
+
+@pytest.mark.parametrize("alloc", [False, True])
+def test_occupied_spanning_insert_obtains_and_returns_the_store_nodes(alloc) -> None:
+    # mtree_insert_range -> mas_insert: mas_wr_preallocate classifies the write
+    # as a store (here a spanning one: 3h+1 nodes by mas_prealloc_calc) and
+    # obtains the nodes; only then is the range found occupied (EEXIST), and
+    # mas_destroy gives them all back.
+    t = _tree(alloc, None)
+    h = t.height
+    assert h >= 2
+    before = _snapshot(t)
+    c = t.counters
+    allocs, frees = c.node_allocs, c.node_frees
+    with pytest.raises(MapleError) as e:
+        t.insert_range(1, 900, "x")
+    assert e.value.errno == errno.EEXIST
+    assert c.node_allocs - allocs == 3 * h + 1
+    assert c.node_frees - frees == 3 * h + 1
+    assert _snapshot(t) == before
+    t.check()
+
+
+def test_occupied_insert_that_needs_no_node_allocates_nothing() -> None:
+    # Over exactly one entry the store would be an exact fit: no nodes asked
+    # for, so even a failing allocator gives EEXIST.
+    t = _tree(False, None)
+    t.allocator.faults = FaultInjector(FailslabConfig(probability=100, ignore_gfp_wait=False))
+    c = t.counters
+    allocs = c.node_allocs
+    with pytest.raises(MapleError) as e:
+        t.insert_range(8, 9, "x")  # e2 lives at [8, 9]
+    assert e.value.errno == errno.EEXIST
+    assert c.node_allocs == allocs
+
+
+@pytest.mark.parametrize("alloc", [False, True])
+def test_occupied_spanning_insert_is_enomem_when_no_node_can_be_had(alloc) -> None:
+    # The preallocation fails first (non-blocking, then blocking through
+    # mas_nomem), so the insert reports ENOMEM, not EEXIST.
+    t = _tree(alloc, None)
+    t.allocator.faults = FaultInjector(FailslabConfig(probability=100, ignore_gfp_wait=False))
+    before = _snapshot(t)
+    with pytest.raises(MapleError) as e:
+        t.insert_range(1, 900, "x")
+    assert e.value.errno == errno.ENOMEM
+    assert _snapshot(t) == before
+    mas = t.state(1, 900)
+    with pytest.raises(MapleError) as e:
+        mas.insert("x")
+    assert e.value.errno == errno.ENOMEM
+    assert mas.status.name == "ma_error"
+    assert _snapshot(t) == before
+    t.check()
