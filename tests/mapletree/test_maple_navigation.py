@@ -51,7 +51,7 @@ def _at(mas: MapleState) -> tuple[int, int, MaStatus]:
 
 
 # ---------------------------------------------------------------------------
-# D1: mas_find after an overflow that left the state where it was
+# mas_find after an overflow that left the state where it was
 
 
 def test_find_after_overflow_in_place_returns_entry_at_index() -> None:
@@ -75,7 +75,7 @@ def test_find_after_overflow_before_any_walk_walks_at_index() -> None:
 
 
 # ---------------------------------------------------------------------------
-# D2: mas_find_rev after an overflow that left the state where it was
+# mas_find_rev after an overflow that left the state where it was
 
 
 def test_find_rev_after_overflow_in_place_steps_back() -> None:
@@ -100,7 +100,7 @@ def test_find_rev_after_overflow_at_min_underflows_in_place() -> None:
 
 
 # ---------------------------------------------------------------------------
-# D3: mas_find_rev below min keeps the status
+# mas_find_rev below min keeps the status
 
 
 def test_find_rev_below_min_from_active_keeps_active() -> None:
@@ -140,7 +140,7 @@ def test_check_rev_find_null_below_min_is_active() -> None:
 
 
 # ---------------------------------------------------------------------------
-# D4: mas_find from ma_underflow at or past max
+# mas_find from ma_underflow at or past max
 
 
 def test_find_from_underflow_at_max_overflows() -> None:
@@ -167,7 +167,7 @@ def test_find_from_underflow_past_max_overflows_without_walking() -> None:
 
 
 # ---------------------------------------------------------------------------
-# D5: a tree holding only a root entry (check_state_handling, "MAS_ROOT First")
+# a tree holding only a root entry (check_state_handling, "MAS_ROOT First")
 
 
 def test_state_handling_root_entry_statuses() -> None:
@@ -250,7 +250,7 @@ def test_next_from_none_at_zero_stays_on_root_entry() -> None:
 
 
 # ---------------------------------------------------------------------------
-# D6: the root entry is returned below min (mas_prev_setup / mas_find_rev_setup
+# the root entry is returned below min (mas_prev_setup / mas_find_rev_setup
 # return mas_root() after walking past it, without comparing it with min)
 
 
@@ -264,7 +264,7 @@ def test_prev_and_find_rev_return_root_entry_whatever_min() -> None:
 
 
 # ---------------------------------------------------------------------------
-# D7: an empty tree
+# an empty tree
 
 
 def test_prev_on_empty_tree_is_none() -> None:
@@ -283,7 +283,7 @@ def test_find_rev_on_empty_tree_reports_root() -> None:
 
 
 # ---------------------------------------------------------------------------
-# D10: writes and erases on a tree without a root node
+# writes and erases on a tree without a root node
 
 
 def test_store_root_entry_leaves_start_then_null_store_leaves_root() -> None:
