@@ -159,7 +159,8 @@ def classify(
         mas.wr_o1 = o1
         mas.wr_first = first
         mas.wr_last = last
-        return 3 * tree.height + 1
+        vacant, sufficient = _path_heights(tree, leaf, last, entry, True)
+        return 3 * (tree.height - min(vacant, sufficient)) + 1
     if last == p1 and entry is not None:
         # Fast path: the write ends in the slot it starts in, nothing to widen.
         s1 = piv[o1 - 1] + 1 if o1 else mn
@@ -200,12 +201,14 @@ def classify(
     if new_end < MT_MIN_SLOTS[MAPLE_LEAF64]:
         if leaf.parent is not None:
             mas.wr_type = WR_REBALANCE
-            return 2 * height - 1
+            vacant, sufficient = _path_heights(tree, leaf, last, entry, False)
+            return 2 * (height - min(vacant, sufficient)) + 1
         mas.wr_type = WR_NODE_STORE
         return 0
     if new_end >= MT_SLOTS[MAPLE_LEAF64]:
         mas.wr_type = WR_SPLIT_STORE
-        return 2 * height + 1
+        vacant, _ = _path_heights(tree, leaf, last, entry, False)
+        return 2 * (height - vacant) + 1
     if o1 == end:
         mas.wr_type = WR_APPEND
     elif new_end == end:
@@ -213,6 +216,45 @@ def classify(
     else:
         mas.wr_type = WR_NODE_STORE
     return 0
+
+
+def _path_heights(
+    tree: MapleTree, leaf: MapleNode, last: int, entry: Any, spanning: bool
+) -> tuple[int, int]:
+    """``mas_wr_walk()``'s ``vacant_height`` and ``sufficient_height`` (6.16+).
+
+    Over the internal nodes of the write's path (the root at height 1, its
+    children at 2, ...): the height of the deepest node with room for one
+    more child (fewer than ``mt_slots`` used), and of the deepest node that
+    can give one up (the root: at least 4 children; others: more than
+    ``mt_min_slots + 2``); 0 where there is none.  A spanning write's walk
+    stops at the node where it finds the write leaving the child that holds
+    ``first`` (``mas_is_span_wr``): that node and those below are not
+    counted.  Only split, rebalance and spanning stores ask, so this climbs
+    the parent pointers instead of slowing every descent.
+    """
+    path: list[tuple[MapleNode, MapleNode]] = []
+    child = leaf
+    node = leaf.parent
+    while node is not None:
+        path.append((node, child))
+        child = node
+        node = node.parent
+    itype = tree.itype
+    slot_count = MT_SLOTS[itype]
+    enough = MT_MIN_SLOTS[itype] + 2
+    vacant = sufficient = 0
+    for depth, (node, child) in enumerate(reversed(path)):
+        if spanning:
+            cmax = child.pivots[-1]
+            if last > cmax or (entry is None and last == cmax and cmax != ULONG_MAX):
+                break
+        used = len(node.slots)
+        if used < slot_count:
+            vacant = depth + 1
+        if used > (3 if depth == 0 else enough):
+            sufficient = depth + 1
+    return vacant, sufficient
 
 
 def _extend_null_left(
@@ -776,15 +818,18 @@ def _rebuild(
     bg: list[int] | None,
     level: int,
 ) -> None:
-    """``mas_spanning_rebalance()``: rewrite every level from ``level`` up.
+    """``mas_spanning_rebalance()``: rewrite the levels from ``level`` up.
 
     ``bp/bs/bg`` replace the nodes ``lnode .. rnode`` of one level.  Per
     level: pull a neighbour in if the data is insufficient (not at the full
     key range); cut the data into 1, 2 or 3 nodes; if one node covers the
     whole key space it becomes the root (the height shrinks); otherwise
     build the parent level's data (left parent's entries before ``lnode``,
-    the new nodes, right parent's entries after ``rnode``) and go up.  A root
-    cut in several nodes gets a new root above (the height grows).
+    the new nodes, right parent's entries after ``rnode``) and go up, until
+    both sides meet in one non-root parent whose new data is sufficient and
+    fits one node (6.16's break on convergence): that node replaces the
+    parent and the rebuild stops.  A root cut in several nodes gets a new
+    root above (the height grows).
     """
     itype = tree.itype
     alloc = tree.is_alloc
@@ -856,6 +901,14 @@ def _rebuild(
         bs = [*lp.slots[:loff], *pieces, *rp.slots[roff + 1 :]]
         if alloc:
             bg = [*lp.gaps[:loff], *pgaps, *rp.gaps[roff + 1 :]]
+        if lp is rp and lp.parent is not None and MT_MIN_SLOTS[itype] < len(bp) <= MT_SLOTS[itype]:
+            # 6.16+: both sides met in one parent whose new data is enough
+            # for one node and fits it; that node replaces the parent in
+            # place and the ancestors above are left alone.
+            new = _new(tree, mas, itype, bp, bs, bg)
+            c.cache_lines += 4
+            _replace(tree, lp, new, max(bg) if bg is not None else 0)
+            return
         if loff:
             lmin = node_min(lp)
         lnode, rnode = lp, rp

@@ -160,7 +160,8 @@ def test_random_failures_match_the_oracle(alloc) -> None:
 @pytest.mark.parametrize("alloc", [False, True])
 def test_occupied_spanning_insert_obtains_and_returns_the_store_nodes(alloc) -> None:
     # mtree_insert_range -> mas_insert: mas_wr_preallocate classifies the write
-    # as a store (here a spanning one: 3h+1 nodes by mas_prealloc_calc) and
+    # as a store (here a spanning one found at the root, so no vacant or
+    # sufficient node above it: 3h+1 nodes by mas_prealloc_calc) and
     # obtains the nodes; only then is the range found occupied (EEXIST), and
     # mas_destroy gives them all back.
     t = _tree(alloc, None)
