@@ -299,6 +299,30 @@ class MapleState:
         self._position(self.index)
         return self._prev_slot(min)
 
+    def _setup_move(self, st: MaStatus, turned: MaStatus) -> tuple[bool, Any]:
+        """The part of ``mas_next_setup`` / ``mas_prev_setup`` both share, for
+        a state that is not ``ma_active``.
+
+        ``ma_start``/``ma_pause``/``ma_none`` walk to ``index``; a state that
+        stopped at the other end (``turned``: underflow for next, overflow
+        for prev) walks and answers with the entry at ``index`` if there is
+        one; the state that stopped at this end resumes; ``ma_root`` has
+        nothing to walk.  Returns ``(True, entry)`` when the setup already
+        answers the call.
+        """
+        if st is _START or st is _PAUSE or st is _NONE:
+            self.walk()
+        elif st is turned:
+            self.status = _ACTIVE
+            entry = self.walk()
+            if entry is not None:
+                return True, entry
+        elif st is _ERROR:
+            return True, None
+        elif st is not _ROOT:  # stopped at this end: resume
+            self.status = _ACTIVE
+        return False, None
+
     def next(self, max: int) -> Any:
         """``mas_next()``: the next entry after the current one whose start <= max.
 
@@ -319,18 +343,9 @@ class MapleState:
             if self._fresh():
                 return self._next_slot(max)
             return self._stale_next(max)
-        if st is _START or st is _PAUSE or st is _NONE:
-            self.walk()
-        elif st is _OVERFLOW:
-            self.status = _ACTIVE
-        elif st is _UNDERFLOW:
-            self.status = _ACTIVE
-            entry = self.walk()
-            if entry is not None:
-                return entry
-        elif st is _ERROR:
-            return None
-        # ma_root: nothing to walk
+        done, entry = self._setup_move(st, _UNDERFLOW)
+        if done:
+            return entry
         now = self.status
         if now is _ACTIVE:
             if self._fresh():
@@ -365,17 +380,9 @@ class MapleState:
             if self._fresh():
                 return self._prev_slot(min)
             return self._stale_prev(min)
-        if st is _START or st is _PAUSE or st is _NONE:
-            self.walk()
-        elif st is _UNDERFLOW:
-            self.status = _ACTIVE
-        elif st is _OVERFLOW:
-            self.status = _ACTIVE
-            entry = self.walk()
-            if entry is not None:
-                return entry
-        elif st is _ERROR:
-            return None
+        done, entry = self._setup_move(st, _OVERFLOW)
+        if done:
+            return entry
         now = self.status
         if now is _ACTIVE:
             if self._fresh():
