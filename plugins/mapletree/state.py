@@ -339,26 +339,23 @@ class MapleState:
             self.status = _OVERFLOW
             return None
         st = self.status
-        if st is _ACTIVE:
-            if self._fresh():
-                return self._next_slot(max)
-            return self._stale_next(max)
-        done, entry = self._setup_move(st, _UNDERFLOW)
-        if done:
-            return entry
-        now = self.status
-        if now is _ACTIVE:
-            if self._fresh():
-                return self._next_slot(max)
-            return self._stale_next(max)
-        if now is _ROOT:
-            if st is _NONE and self.index == 0:
-                self.last = 0
+        if st is not _ACTIVE:
+            done, entry = self._setup_move(st, _UNDERFLOW)
+            if done:
+                return entry
+            if self.status is _ROOT:  # no root node: nothing follows the entry
+                if st is not _NONE or self.index:
+                    self.index = 1
+                    self.last = ULONG_MAX
+                    self.status = _NONE
+                else:
+                    self.last = 0
                 return None
-            self.index = 1
-            self.last = ULONG_MAX
-            self.status = _NONE
-        return None
+            if self.status is not _ACTIVE:
+                return None
+        if self._fresh():
+            return self._next_slot(max)
+        return self._stale_next(max)
 
     def prev(self, min: int) -> Any:
         """``mas_prev()``: the previous entry whose end >= min.
@@ -376,30 +373,27 @@ class MapleState:
             self.status = _UNDERFLOW
             return None
         st = self.status
-        if st is _ACTIVE:
-            if self._fresh():
-                return self._prev_slot(min)
-            return self._stale_prev(min)
-        done, entry = self._setup_move(st, _OVERFLOW)
-        if done:
-            return entry
-        now = self.status
-        if now is _ACTIVE:
-            if self._fresh():
-                return self._prev_slot(min)
-            return self._stale_prev(min)
-        if now is _ROOT:
-            if not self.index:  # pragma: no cover - index 0 is always <= min
-                self.status = _NONE
+        if st is not _ACTIVE:
+            done, entry = self._setup_move(st, _OVERFLOW)
+            if done:
+                return entry
+            now = self.status
+            if now is _ROOT:
+                if not self.index:  # pragma: no cover - index 0 is always <= min
+                    self.status = _NONE
+                    return None
+                self.index = self.last = 0
+                return self.tree.root_entry
+            if now is not _ACTIVE:
+                # ma_none: walked past the root entry (or an empty tree)
+                if self.index:
+                    self.index = self.last = 0
+                    self.status = _ROOT
+                    return self.tree.root_entry
                 return None
-            self.index = self.last = 0
-            return self.tree.root_entry
-        # ma_none: walked past the root entry (or an empty tree)
-        if self.index:
-            self.index = self.last = 0
-            self.status = _ROOT
-            return self.tree.root_entry
-        return None
+        if self._fresh():
+            return self._prev_slot(min)
+        return self._stale_prev(min)
 
     def find(self, max: int) -> Any:
         """``mas_find()``: first call → entry at or after ``index`` (start <= max);
@@ -418,13 +412,7 @@ class MapleState:
         if st is _ACTIVE:
             if self.last >= max:
                 return None
-            if self._fresh():
-                entry = self._next_slot(max)
-            else:
-                entry = self._stale_next(max)
-            if self.status is _OVERFLOW:
-                self.status = _ACTIVE
-            return entry
+            return self._find_step(max)
         if st is _PAUSE:
             if self.last >= max:
                 return None
@@ -464,10 +452,12 @@ class MapleState:
             return None
         if now is _NONE or self.index == max:
             return None
-        if self._fresh():
-            entry = self._next_slot(max)
-        else:
-            entry = self._stale_next(max)
+        return self._find_step(max)
+
+    def _find_step(self, max: int) -> Any:
+        """``mas_find``'s step: ``mas_next_slot``, but reaching ``max`` leaves
+        the state active on the range it stopped at (overflow is ignored)."""
+        entry = self._next_slot(max) if self._fresh() else self._stale_next(max)
         if self.status is _OVERFLOW:
             self.status = _ACTIVE
         return entry
@@ -576,18 +566,7 @@ class MapleState:
                     "range and entry)",
                 )
         elif need > self.reserved:
-            alloc = tree.allocator
-            more = need - self.reserved
-            ok = alloc.reserve(more, False)
-            if not ok and retry:
-                ok = alloc.reserve(more, can_block)
-            if not ok:
-                self.status = _ERROR
-                self.error = errno.ENOMEM
-                raise MapleError(
-                    errno.ENOMEM,
-                    f"store [{first:#x}, {last:#x}]: cannot allocate {more} maple nodes",
-                )
+            self._obtain(need - self.reserved, can_block, retry, f"store [{first:#x}, {last:#x}]")
             self.reserved = need
         content = self.wr_content
         prior = tree.root_entry
@@ -615,6 +594,19 @@ class MapleState:
             return _ROOT if prior is not None else _NONE
         return _START
 
+    def _obtain(self, more: int, can_block: bool, retry: bool, what: str) -> None:
+        """``mas_alloc_nodes(GFP_NOWAIT)``, then (with ``retry``) ``mas_nomem``'s
+        second request with the caller's ``can_block``: obtain ``more`` nodes
+        or fail with ENOMEM (state ``ma_error``), nothing obtained."""
+        alloc = self.tree.allocator
+        ok = alloc.reserve(more, False)
+        if not ok and retry:
+            ok = alloc.reserve(more, can_block)
+        if not ok:
+            self.status = _ERROR
+            self.error = errno.ENOMEM
+            raise MapleError(errno.ENOMEM, f"{what}: cannot allocate {more} maple nodes")
+
     def _insert_exists(
         self, first: int, last: int, need: int, can_block: bool, retry: bool
     ) -> NoReturn:
@@ -627,18 +619,8 @@ class MapleState:
         """
         more = need - self.reserved
         if more > 0:
-            alloc = self.tree.allocator
-            ok = alloc.reserve(more, False)
-            if not ok and retry:
-                ok = alloc.reserve(more, can_block)
-            if not ok:
-                self.status = _ERROR
-                self.error = errno.ENOMEM
-                raise MapleError(
-                    errno.ENOMEM,
-                    f"insert [{first:#x}, {last:#x}]: cannot allocate {more} maple nodes",
-                )
-            alloc.unreserve(more)
+            self._obtain(more, can_block, retry, f"insert [{first:#x}, {last:#x}]")
+            self.tree.allocator.unreserve(more)
         self.status = _ERROR
         self.error = errno.EEXIST
         raise exists_error(first, last)
