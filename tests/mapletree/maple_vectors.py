@@ -2,10 +2,14 @@
 
 The numbers below (ranges, requests, expected results and errnos) are taken
 from the kernel's maple-tree self test, ``lib/test_maple_tree.c`` (64-bit
-variants; current mainline, where ``mtree_alloc_rrange()`` takes an inclusive
-``max``).  Each table names the kernel test function it comes from.  The
-driver that runs them is ``test_maple_kernel_vectors.py``; only the data is
-ported here.
+variants), checked against the newest stored copy found:
+linux-mm/linux-mm at caf8af6a6b73da2928c8f915fe3798027fabaecb (it has
+check_range64_in_rcu() and the reworked end of check_ranges(); older copies,
+e.g. torvalds/linux 0604aa87 or ColinIanKing/linux-next 76f46d62, end
+check_ranges() differently and pass ``end - 1`` to ``mtree_alloc_rrange()``
+or lack the inclusive-max request values).  Each table names the kernel test
+function it comes from.  The driver that runs them is
+``test_maple_kernel_vectors.py``; only the data is ported here.
 
 Encoding
 --------
@@ -29,9 +33,12 @@ Ops (``mt`` = tree-level, ``mas`` = the one ``ma_state`` of the scenario):
 ``("erase", index, old)``               ``mtree_erase`` returns ``old``
 ``("load", index, v)``                  ``mtree_load``
 ``("loads", first, last, v)``           ``mtree_load`` of every index in [first, last]
-``("check",)``                          ``mt_validate``
+``("check",)``                          ``mt_validate`` plus a full content check against the model
+``("validate",)``                       ``mt_validate`` alone (inside loops)
 ``("height", cmp, n)``                  ``mt_height(mt) <cmp> n`` (shape; see §3 of the reference)
-``("set", index)`` / ``("set_range", first, last)`` / ``("reset",)``
+``("set", index)`` / ``("set_range", first, last)`` / ``("reset",)`` / ``("pause",)``
+``("set_index", index, last)``          ``mas.index = index`` (and ``mas.last``, unless None)
+``("force_status", name, offset)``      ``mas.status = name`` (and ``mas.offset``, unless None)
 ``("walk", v, index, last)``            ``mas_walk``; ``index``/``last`` None = unchecked
 ``("next", max, v, index, last)``       ``mas_next``
 ``("prev", min, v, index, last)``       ``mas_prev``
@@ -39,7 +46,10 @@ Ops (``mt`` = tree-level, ``mas`` = the one ``ma_state`` of the scenario):
 ``("find_rev", min, v, index, last)``   ``mas_find_rev``
 ``("mas_store", v)``                    ``mas_store`` / ``mas_store_gfp`` over [mas.index, mas.last]
 ``("mas_erase", old)``                  ``mas_erase``
-``("for_each", max, [(index, last, v), ...])``  ``mas_for_each`` from the current position
+``("for_each", max, [(index, last, v), ...][, pause])``  ``mas_for_each`` from the current
+                                        position (``mas_pause()`` after each entry if pause)
+``("mt_find", index, max, v)``          ``mt_find`` (skips XA_ZERO_ENTRY)
+``("mt_for_each", index, max, [(index, last, v), ...])``  ``mt_for_each``
 ``("empty_area", min, max, size, err, index, last)``      after a reset; index/last None = unchecked
 ``("empty_area_rev", min, max, size, err, index, last)``
 ``("alloc", min, max, size, err, expected, v)``           ``mtree_alloc_range``
@@ -375,6 +385,7 @@ def _check_ranges_steps() -> list[Step]:
         ("store", r[8], r[9], r[8]),
         ("height", ">=", 1),
         ("new", False),
+        ("height", "==", 0),  # mtree_destroy() leaves no height
         ("seq", 50),
         ("store", 5, 47, 47),
         ("height", ">=", 1),
@@ -524,32 +535,33 @@ def _check_ranges_steps() -> list[Step]:
     for i in range(1301):
         st.append(("store", i * 10, (i + 1) * 10, i * 10))
         st.append(("height", "<", 4))
-    st += [("store", 11450 + i, 11450 + i + 1, None) for i in range(5, 215, 10)]
-    st.append(("check",))
-    st += [("store", 11770 + i, 11770 + i + 1, None) for i in range(5, 65, 10)]
+    # mt_validate() after every store of these loops ("validate"), full content check after
+    for first in [11450 + i for i in range(5, 215, 10)] + [11770 + i for i in range(5, 65, 10)]:
+        st += [("store", first, first + 1, None), ("validate",)]
     st += [("check",), ("height", "<", 4)]
-    st += [("store", 11700 + i, 11700 + i + 1, None) for i in range(5, 45, 10)]
+    for i in range(5, 45, 10):
+        st += [("store", 11700 + i, 11700 + i + 1, None), ("validate",)]
     st += [("check",), ("height", ">=", 4)]
     # fill parents and leaves, then a triple split across multiple levels
     st.append(("new", True))
     for i in range(1201):
         st.append(("store", i * 10, (i + 1) * 10, i * 10))
         st.append(("height", "<", 4))
+        st.append(("validate",))
     st.append(("check",))
     val = 7660
     for _ in range(5, 490, 5):
         val += 5
-        st.append(("store", val, val + 1, None))
-        st.append(("height", "<", 4))
+        st += [("store", val, val + 1, None), ("validate",), ("height", "<", 4)]
     st.append(("check",))
     val = 9460
     for _ in range(1, 10):
         val += 1
-        st.append(("store", val, val + 1, val))
+        st += [("store", val, val + 1, val), ("validate",)]
     val = 8000
     for _ in range(1, 14):
         val += 1
-        st.append(("store", val, val + 1, val))
+        st += [("store", val, val + 1, val), ("validate",)]
     st += [
         ("store", 8051, 8051, 8081),
         ("store", 8052, 8052, 8082),
@@ -604,9 +616,17 @@ def _seed_steps() -> list[Step]:
         ("new", False),
     ]
     vals = {0: P, 1: T, 2: P, 3: T, 4: P, 5: T, 6: P, 7: T, 8: P, 9: T}
-    for k in range(10):
-        st.append(("insert", s[k], s[k], vals[k], 0))
-        st += [("load", s[j], vals[j]) for j in range(k + 1) if j != 8]
+    # (set[] indices inserted, then set[] indices loaded), in the kernel's order
+    for ins, lds in (
+        ((0, 1, 2, 3), (0, 1, 2, 3)),
+        ((4,), (0, 1, 2, 3, 4)),
+        ((5,), (0, 1, 2, 3, 4, 5)),
+        ((6,), (0, 1, 2, 3, 4, 5, 6)),
+        ((7,), (0,)),
+        ((8, 9), (0, 1, 2, 3, 4, 5, 6, 9)),
+    ):
+        st += [("insert", s[k], s[k], vals[k], 0) for k in ins]
+        st += [("load", s[j], vals[j]) for j in lds]
     st += [
         ("new", False),
         ("seq", 16),
@@ -638,12 +658,12 @@ def _lb_not_empty_steps() -> list[Step]:
 
 def _bound_split_steps() -> list[Step]:
     st = _lb_not_empty_steps()
-    st.append(("new", False))
+    st.append(("new", True))
     i = 4096
     while i < BOUND_SPLIT_HUGE:
         st.append(("insert", i, i, i, 0))
         i *= 2
-    st += [("new", False), ("insert", MID_SPLIT_HUGE, MID_SPLIT_HUGE, MID_SPLIT_HUGE, 0)]
+    st += [("new", True), ("insert", MID_SPLIT_HUGE, MID_SPLIT_HUGE, MID_SPLIT_HUGE, 0)]
     st.append(("insert", 0, 0, 0, 0))
     st += _lb_not_empty_steps()
     return st
@@ -701,37 +721,50 @@ def _find_token(v: int) -> Any:
 
 def _check_find_steps() -> list[Step]:
     vals = _find_values()
+    every = [(v, v, _find_token(v)) for v in vals]
+    plain = [(v, v, v) for v in vals if v != 64]  # mt_find() skips XA_ZERO_ENTRY
+    top = (ULONG_MAX, ULONG_MAX, LONG_MAX)  # mtree_insert_index(ULONG_MAX): xa_mk_value(LONG_MAX)
     st: list[Step] = [("insert", v, v, _find_token(v), 0) for v in vals]
     st.append(("set", 0))
     # mas_find() up to 268435456; XA_ZERO_ENTRY is returned as-is
     st += [("find", CHECK_FIND_MAX1, _find_token(v), v, v) for v in vals if v <= CHECK_FIND_MAX1]
     st.append(("find", CHECK_FIND_MAX1, None, None, None))
-    st.append(("set", 0))
-    st.append(("for_each", ULONG_MAX, [(v, v, _find_token(v)) for v in vals]))
     st += [
-        ("load", 64, None),  # mtree_load() hides the zero entry
+        ("set", 0),
+        ("for_each", ULONG_MAX, every),
+        ("set", 0),
+        ("for_each", ULONG_MAX, every, True),  # with mas_pause() after each entry
+        ("mt_for_each", 0, 300, [r for r in plain if r[0] <= 300]),
         ("insert", ULONG_MAX, ULONG_MAX, LONG_MAX, 0),
-        ("erase", ULONG_MAX, LONG_MAX),
+        ("mt_for_each", 0, ULONG_MAX, [*plain, top]),
+        ("erase", ULONG_MAX, LONG_MAX),  # mtree_erase_index()
         ("load", ULONG_MAX, None),
+        ("mt_find", 17, 512, 256),
+        ("mt_find", 17, 20, None),
         ("insert", ULONG_MAX, ULONG_MAX, LONG_MAX, 0),
         ("set", 0),
-        ("for_each", ULONG_MAX,
-         [(v, v, _find_token(v)) for v in vals] + [(ULONG_MAX, ULONG_MAX, LONG_MAX)]),
+        ("for_each", ULONG_MAX, [*every, top], True),
         ("set", 1048576),
         ("find", 1048576, 1048576, 1048576, 1048576),
-        # find the last value: find ULONG_MAX, then prev
-        ("set", ULONG_MAX),
+        # find the last value: mas_reset(), mas.index = ULONG_MAX, find, then prev
+        ("reset",),
+        ("set_index", ULONG_MAX, None),
         ("find", ULONG_MAX, LONG_MAX, ULONG_MAX, ULONG_MAX),
         ("prev", 0, vals[-1], vals[-1], vals[-1]),
-        ("set_range", ULONG_MAX, ULONG_MAX),
+        # erase the end entry: mas_reset(), index = last = ULONG_MAX, mas_erase()
+        ("reset",),
+        ("set_index", ULONG_MAX, ULONG_MAX),
         ("mas_erase", LONG_MAX),
+        # mas_prev() from ma_start gives the same entry and range
         ("reset",),
         ("prev", 0, vals[-1], vals[-1], vals[-1]),
-        ("set", ULONG_MAX),
+        # ... and from ma_none at ULONG_MAX
+        ("force_status", "ma_none", None),
+        ("set_index", ULONG_MAX, ULONG_MAX),
         ("prev", 0, vals[-1], None, None),
         ("set", 0),
         ("prev", 0, None, None, None),
-    ]  # fmt: skip
+    ]
     return st
 
 
@@ -781,6 +814,8 @@ def _next_prev_steps() -> list[Step]:
         # the kernel counts these without checking; entries starting <= 1000
         ("set", 0),
         ("for_each", 1000, [(i * 10, i * 10 + 5, i) for i in range(101)]),
+        ("set", 0),
+        ("for_each", 1000, [(i * 10, i * 10 + 5, i) for i in range(101)], True),
         # simple next/prev
         ("set", 686),
         ("walk", None, None, None),
@@ -830,138 +865,116 @@ def _next_prev_steps() -> list[Step]:
 
 # ---------------------------------------------------------------------------
 # check_state_handling(): index/last results and, where the state exposes ``status``, the
-# status reached (not part of the agreed API); steps that force a status directly or use
-# mas_pause() are left out.
+# status reached (``("status", ...)`` steps; ``ma_active`` is the kernel's mas_is_active()).
+# ``set_index`` / ``force_status`` write mas.index/last, mas.status (and mas.offset) directly,
+# as the kernel test does.
 def _state_handling_steps() -> list[Step]:
     M = ULONG_MAX
+    A, R, N = "ma_active", "ma_root", "ma_none"
+    OV, UN = "ma_overflow", "ma_underflow"
     st: list[Step] = [
         # single entry at 0 (root pointer)
         ("store_raw", 0, 0, "ptr", 0),
-        ("set", 0),
-        ("prev", 0, None, None, None),
-        ("status", "ma_underflow"),
-        ("set", 10),
-        ("prev", 0, "ptr", 0, 0),
-        ("status", "ma_root"),
-        ("set", 0),
-        ("next", M, None, 1, M),
-        ("status", "ma_none"),
-        ("set", 10),
-        ("next", M, None, 1, M),
-        ("status", "ma_none"),
-        ("set", 0),
-        ("find", M, "ptr", 0, 0),
-        ("status", "ma_root"),
-        ("find", M, None, 1, M),
-        ("status", "ma_none"),
-        ("find", M, None, 1, M),
-        ("status", "ma_none"),
-        ("set", 10),
-        ("find", M, None, 1, M),
-        ("status", "ma_none"),
-        ("find_rev", 0, "ptr", 0, 0),
-        ("status", "ma_root"),
-        ("set", 0),
-        ("find_rev", 0, "ptr", 0, 0),
-        ("status", "ma_root"),
-        ("find_rev", 0, None, 0, 0),
-        ("status", "ma_none"),
-        ("find_rev", 0, None, 0, 0),
-        ("status", "ma_none"),
-        ("set", 10),
-        ("find_rev", 0, "ptr", 0, 0),
-        ("status", "ma_root"),
-        ("set", 10),
-        ("walk", None, 1, M),
-        ("status", "ma_none"),
-        ("walk", None, 1, M),
-        ("status", "ma_none"),
-        ("set", 0),
-        ("walk", "ptr", 0, 0),
-        ("status", "ma_root"),
-        ("walk", "ptr", 0, 0),
-        ("status", "ma_root"),
-        ("set", 10),
-        ("walk", None, 1, M),
-        ("status", "ma_none"),
-        ("set", 0),
-        ("walk", "ptr", 0, 0),
-        ("status", "ma_root"),
+        ("set", 0),  # MA_STATE(mas, mt, 0, 0)
+        ("prev", 0, None, None, None), ("status", UN),  # prev: start -> underflow
+        ("set", 10), ("prev", 0, "ptr", 0, 0), ("status", R),  # prev: start -> root
+        ("set", 10), ("pause",), ("prev", 0, "ptr", 0, 0), ("status", R),  # pause -> root
+        ("set", 0), ("next", M, None, 1, M), ("status", N),  # next: start -> none
+        ("set", 10), ("next", M, None, 1, M), ("status", N),
+        ("set", 0), ("find", M, "ptr", 0, 0), ("status", R),  # find: start -> root
+        ("find", M, None, 1, M), ("status", N),  # find: root -> none
+        ("find", M, None, 1, M), ("status", N),  # find: none -> none
+        ("set", 10), ("find", M, None, 1, M), ("status", N),  # find: start -> none
+        ("find_rev", 0, "ptr", 0, 0), ("status", R),  # find_rev: none -> root
+        ("set", 0), ("find_rev", 0, "ptr", 0, 0), ("status", R),  # start -> root
+        ("find_rev", 0, None, 0, 0), ("status", N),  # root -> none
+        ("find_rev", 0, None, 0, 0), ("status", N),  # none -> none
+        ("set", 10), ("find_rev", 0, "ptr", 0, 0), ("status", R),  # start -> root
+        ("set", 10), ("walk", None, 1, M), ("status", N),  # walk: start -> none
+        ("set", 10), ("pause",), ("walk", None, 1, M), ("status", N),  # pause -> none
+        ("set_index", 10, 10), ("walk", None, 1, M), ("status", N),  # none -> none
+        ("walk", None, 1, M), ("status", N),  # none -> none
+        ("set", 0), ("walk", "ptr", 0, 0), ("status", R),  # start -> root
+        ("set", 0), ("pause",), ("walk", "ptr", 0, 0), ("status", R),  # pause -> root
+        ("force_status", N, None), ("walk", "ptr", 0, 0), ("status", R),  # none -> root
+        ("walk", "ptr", 0, 0), ("status", R),  # root -> root
+        ("set", 10), ("walk", None, 1, M), ("status", N),  # root -> none
+        ("set_index", 0, 0), ("walk", "ptr", 0, 0), ("status", R),  # none -> root
         # a tree with a node
         ("store_raw", 0, 0, None, 0),
         ("store_raw", 0x1000, 0x1500, "ptr", 0),
         ("store_raw", 0x2000, 0x2500, "ptr2", 0),
         ("store_raw", 0x3000, 0x3500, "ptr3", 0),
-        ("set", 0),
-        ("next", M, "ptr", 0x1000, 0x1500),
-        ("next", 0x2100, "ptr2", 0x2000, 0x2500),  # spanning limit
-        ("next", 0x2999, None, 0x2501, 0x2FFF),  # limit reached beyond data
-        ("status", "ma_overflow"),
-        ("next", M, "ptr3", 0x3000, 0x3500),  # limit changed
-        ("next", M, None, 0x3501, M),
-        ("status", "ma_overflow"),
-        ("next", M, None, 0x3501, M),
-        ("status", "ma_overflow"),
-        ("prev", 0, "ptr3", 0x3000, 0x3500),
-        ("set", 0),
-        ("next", M, "ptr", 0x1000, 0x1500),
-        ("next", M, "ptr2", 0x2000, 0x2500),
-        ("prev", 0, "ptr", 0x1000, 0x1500),
-        ("next", M, "ptr2", 0x2000, 0x2500),
-        ("prev", 0x1200, "ptr", 0x1000, 0x1500),  # spanning limit
-        ("prev", 0x1200, None, 0x1000, 0x1500),  # underflow
-        ("status", "ma_underflow"),
-        ("prev", 0x0100, None, 0, 0x0FFF),  # underflow, spanning end range
-        ("prev", 0, None, 0, 0x0FFF),
-        ("prev", 0, None, 0, 0x0FFF),
-        ("next", M, "ptr", 0x1000, 0x1500),
-        ("prev", 0x1000, None, 0x1000, 0x1500),  # first value -> underflow
-        ("find", M, "ptr", 0x1000, 0x1500),
-        ("set", 0x3600),
-        ("prev", 0, "ptr3", None, None),
-        ("prev", 0, "ptr2", 0x2000, 0x2500),
-        ("prev", 0x1600, None, 0x1501, 0x1FFF),  # underflow spanning min
-        ("prev", 0, "ptr", 0x1000, 0x1500),
-        ("set", 0),
-        ("find", M, "ptr", 0x1000, 0x1500),
-        ("set", 1200),
-        ("find", M, "ptr", 0x1000, 0x1500),
-        ("find", M, "ptr2", 0x2000, 0x2500),
-        ("find", 0x2700, None, 0x2501, 0x2FFF),
-        ("status", "ma_active"),
-        ("find", 0x5000, "ptr3", 0x3000, 0x3500),
-        ("find", M, None, 0x3501, M),
-        ("find_rev", 0, "ptr3", 0x3000, 0x3500),
-        ("find_rev", 0, "ptr2", 0x2000, 0x2500),
-        ("find_rev", 0, "ptr", 0x1000, 0x1500),
-        ("find_rev", 0, None, 0, 0x0FFF),
-        ("status", "ma_underflow"),
-        ("set", 0x1200),
-        ("find_rev", 0, "ptr", 0x1000, 0x1500),
-        ("set", 0x1200),
-        ("walk", "ptr", 0x1000, 0x1500),
-        ("set", 0x1600),
-        ("walk", None, 0x1501, 0x1FFF),
+        ("set", 0), ("next", M, "ptr", 0x1000, 0x1500), ("status", A),  # next: start -> active
+        ("set", 0), ("pause",), ("next", M, "ptr", 0x1000, 0x1500), ("status", A),  # pause
+        ("set_index", 0, 0), ("force_status", N, 0),  # next: none -> active
+        ("next", M, "ptr", 0x1000, 0x1500), ("status", A),
+        ("next", 0x2100, "ptr2", 0x2000, 0x2500), ("status", A),  # spanning limit
+        ("next", 0x2999, None, 0x2501, 0x2FFF), ("status", OV),  # limit reached beyond data
+        ("next", M, "ptr3", 0x3000, 0x3500), ("status", A),  # overflow -> active
+        ("next", M, None, 0x3501, M), ("status", OV),  # active -> overflow
+        ("next", M, None, 0x3501, M), ("status", OV),  # overflow -> overflow
+        ("prev", 0, "ptr3", 0x3000, 0x3500), ("status", A),  # prev: overflow -> active
+        # next: none -> active, skipping the value at the location
+        ("set", 0), ("next", M, ANY, None, None), ("force_status", N, 0),
+        ("next", M, "ptr2", 0x2000, 0x2500), ("status", A),
+        ("prev", 0, "ptr", 0x1000, 0x1500), ("status", A),  # prev: active -> active
+        ("next", M, ANY, None, None),
+        ("prev", 0x1200, "ptr", 0x1000, 0x1500), ("status", A),  # spanning limit
+        ("prev", 0x1200, None, 0x1000, 0x1500), ("status", UN),  # underflow
+        ("prev", 0x0100, None, 0, 0x0FFF), ("status", UN),  # underflow, spanning end range
+        ("prev", 0, None, 0, 0x0FFF), ("status", UN),
+        ("prev", 0, None, 0, 0x0FFF), ("status", UN),
+        ("next", M, "ptr", 0x1000, 0x1500), ("status", A),  # next: underflow -> active
+        ("prev", 0x1000, None, 0x1000, 0x1500), ("status", UN),  # first value -> underflow
+        ("find", M, "ptr", 0x1000, 0x1500), ("status", A),  # find: underflow -> first value
+        ("set", 0x3600), ("prev", 0, "ptr3", None, None), ("pause",),  # prev: pause -> active
+        ("prev", 0, "ptr2", 0x2000, 0x2500), ("status", A),
+        ("prev", 0x1600, None, 0x1501, 0x1FFF), ("status", UN),  # underflow spanning min
+        ("prev", 0, "ptr", 0x1000, 0x1500), ("status", A),  # active -> active, continue
+        ("set", 0), ("find", M, "ptr", 0x1000, 0x1500), ("status", A),  # find: start -> active
+        ("set", 0), ("pause",), ("find", M, "ptr", 0x1000, 0x1500), ("status", A),  # pause
+        ("set", 1200), ("find", M, "ptr", 0x1000, 0x1500), ("status", A),  # start, on value
+        ("find", M, "ptr2", 0x2000, 0x2500), ("status", A),  # active -> active
+        ("find", 0x2700, None, 0x2501, 0x2FFF), ("status", A),  # active -> active (NULL)
+        ("find", 0x5000, "ptr3", 0x3000, 0x3500), ("status", A),  # overflow -> active
+        ("find", M, None, 0x3501, M), ("status", A),  # active -> active (NULL) end
+        ("find_rev", 0, "ptr3", 0x3000, 0x3500), ("status", A),  # find_rev: active (END)
+        ("find_rev", 0, "ptr2", 0x2000, 0x2500), ("status", A),
+        ("pause",), ("find_rev", 0, "ptr", 0x1000, 0x1500), ("status", A),  # pause -> active
+        ("find_rev", 0, None, 0, 0x0FFF), ("status", UN),  # active -> underflow
+        ("set", 0x1200), ("find_rev", 0, "ptr", 0x1000, 0x1500), ("status", A),
+        ("set", 0x1200), ("walk", "ptr", 0x1000, 0x1500), ("status", A),  # walk: start
+        ("set", 0x1600), ("walk", None, 0x1501, 0x1FFF), ("status", A),
+        ("set", 0x1200), ("pause",), ("walk", "ptr", 0x1000, 0x1500), ("status", A),  # pause
+        ("set", 0x1600), ("pause",), ("walk", None, 0x1501, 0x1FFF), ("status", A),
+        ("set", 0x1200), ("force_status", N, None),  # walk: none -> active
+        ("walk", "ptr", 0x1000, 0x1500), ("status", A),
+        ("set", 0x1600), ("force_status", N, None),
+        ("walk", None, 0x1501, 0x1FFF), ("status", A),
+        ("set_index", 0x1200, 0x1200), ("force_status", A, 0),  # walk: active -> active
+        ("walk", "ptr", 0x1000, 0x1500), ("status", A),
+        ("set_index", 0x1600, 0x1600),
+        ("walk", None, 0x1501, 0x1FFF), ("status", A),
         # allocation tree with 0..29
         ("new", True),
-    ]
+    ]  # fmt: skip
     for count in range(30):
         st += [("set", count), ("mas_store", count)]
     st += [
-        ("set", 0),
-        ("walk", 0, 0, 0),
-        ("set", 0),
-        ("prev", 0, None, None, None),
-        ("status", "ma_underflow"),
-        ("find", M, 0, None, None),  # find after underflow
+        # mas_find() works from ma_underflow
+        ("set", 0), ("walk", 0, 0, 0),
+        ("set", 0), ("prev", 0, None, None, None), ("status", UN),
+        ("find", M, 0, None, None),
+        # mas_next() restores active after underflow
         ("next", M, 1, 1, 1),
-        ("prev", 1, None, None, None),
-        ("next", M, 1, None, None),  # active again after underflow
-        ("prev", 0, 0, None, None),
-        ("next", 0, None, None, None),  # overflow
-        ("status", "ma_overflow"),
+        ("prev", 1, None, None, None), ("status", UN),
         ("next", M, 1, None, None),
-    ]
+        # overflow -> active
+        ("prev", 0, ANY, None, None),
+        ("next", 0, None, None, None), ("status", OV),
+        ("next", M, 1, None, None),
+    ]  # fmt: skip
     return st
 
 
@@ -1049,6 +1062,21 @@ def _bnode_min_spanning_steps() -> list[Step]:
     for i in range(50, -1, -1):
         st += [("set_range", i * 10, i * 10 + 9), ("mas_store", "fn")]
     st += [("set_range", 240, 509), ("mas_store", None), ("check",)]
+    return st
+
+
+# check_range64_in_rcu(): fill a whole range_64 root (226 ranges), then a height-3 tree
+# (3166 ranges; root with 15 children) by mtree_insert_range() in RCU mode; every insert
+# succeeds.  (MT_FLAGS_USE_RCU only: a normal tree; the model has no RCU mode.)
+RANGE64_IN_RCU_COUNTS: Final = (226, 3166)
+
+
+def _range64_in_rcu_steps() -> list[Step]:
+    st: list[Step] = []
+    for n in RANGE64_IN_RCU_COUNTS:
+        st.append(("new", False))
+        st += [("insert", i * 10, i * 10 + 9, i, 0) for i in range(n)]
+        st.append(("check",))
     return st
 
 
@@ -1237,14 +1265,15 @@ def _fuzzer_steps(ops: tuple[tuple[Any, ...], ...]) -> list[Step]:
 def scenarios() -> list[Scenario]:
     """Every ported scenario, in kernel order."""
     out = [
+        Scenario("deficient_node", "check_deficient_node", True, _deficient_node_steps()),
         Scenario("store_null", "check_store_null", True, _store_null_steps()),
         Scenario("root_expand", "check_root_expand", True, _root_expand_steps()),
-        Scenario("deficient_node", "check_deficient_node", True, _deficient_node_steps()),
         Scenario("ranges", "check_ranges", False, _check_ranges_steps()),
         Scenario("alloc_range", "check_alloc_range", True, _alloc_range_steps()),
         Scenario("alloc_rev_range", "check_alloc_rev_range", True, _alloc_rev_range_steps()),
         Scenario("seed_set", "maple_tree_seed", False, _seed_steps()),
-        Scenario("bound_splits", "check_lower/upper_bound_split, check_mid_split", False,
+        # the tree keeps MT_FLAGS_ALLOC_RANGE from check_rev_seq() (mtree_destroy keeps flags)
+        Scenario("bound_splits", "check_lower/upper_bound_split, check_mid_split", True,
                  _bound_split_steps()),
         Scenario("next_entry", "check_next_entry", False, _next_entry_steps()),
         Scenario("find", "check_find", False, _check_find_steps()),
@@ -1263,6 +1292,7 @@ def scenarios() -> list[Scenario]:
         Scenario("empty_area_fill", "check_empty_area_fill", True, _empty_area_fill_steps(),
                  oracle_gaps=False),
         Scenario("state_handling", "check_state_handling", True, _state_handling_steps()),
+        Scenario("range64_in_rcu", "check_range64_in_rcu", False, _range64_in_rcu_steps()),
     ]  # fmt: skip
     out.append(Scenario("zero_entry", "reference §2.1 (XA_ZERO_ENTRY)", True, _zero_entry_steps()))
     out.append(Scenario("api_edges", "reference §2.2, §2.4", True, _api_edges_steps()))

@@ -34,7 +34,7 @@ from maple_vectors import (
 )
 
 try:
-    from vmapsim_mapletree import ZERO_ENTRY, MapleError, MapleState, MapleTree
+    from vmapsim_mapletree import ZERO_ENTRY, MapleError, MapleState, MapleTree, MaStatus
 except ImportError as exc:  # the implementation has not landed yet
     pytest.skip(f"vmapsim_mapletree is not importable yet: {exc}", allow_module_level=True)
 
@@ -282,21 +282,23 @@ class Runner:
     def op_new(self, alloc: bool) -> None:
         self.new(alloc)
 
-    def _insert_seq(self, indices: range) -> None:
+    def _insert_seq(self, indices: range, step: int) -> None:
+        """Insert ``i -> i``; after each, ``i`` loads and the next index to come is NULL."""
         for i in indices:
             self.tree.insert_range(i, i, entry(i))
             self.model.store(i, i, entry(i))
             assert self.tree.load(i) == entry(i), f"load({i}) after insert"
-            if i != ULONG_MAX:
-                assert self.tree.load(i + 1) == self.model.load(i + 1), f"load({i + 1})"
+            assert self.tree.load(i + step) is None, f"load({i + step}) after insert of {i}"
         for i in indices:
             assert self.tree.load(i) == entry(i), f"load({i}) after the sequence"
 
     def op_seq(self, n: int) -> None:
-        self._insert_seq(range(n + 1))
+        """check_seq(): ``check_load(i + 1, NULL)`` after each insert."""
+        self._insert_seq(range(n + 1), 1)
 
     def op_rev_seq(self, n: int) -> None:
-        self._insert_seq(range(n, 0, -1))
+        """check_rev_seq(): ``check_load(i - 1, NULL)`` after each insert."""
+        self._insert_seq(range(n, 0, -1), -1)
         assert self.tree.load(0) is None
         assert self.tree.load(n + 1) is None
 
@@ -345,6 +347,11 @@ class Runner:
         self.tree.check()
         check_contents(self.tree, self.model)
 
+    def op_validate(self) -> None:
+        """``mt_validate`` alone (inside loops, where a full content check would be slow)."""
+        if not self.heights:
+            self.tree.check()
+
     def op_height(self, cmp: str, n: int) -> None:
         if self.heights:
             self.height_checks += 1
@@ -371,6 +378,21 @@ class Runner:
 
     def op_set(self, index: int) -> None:
         self.mas.set(index)
+
+    def op_set_index(self, index: int, last: int | None) -> None:
+        """``mas.index = ...; mas.last = ...`` written directly (status kept)."""
+        self.mas.index = index
+        if last is not None:
+            self.mas.last = last
+
+    def op_force_status(self, name: str, offset: int | None) -> None:
+        """``mas.status = <name>`` (and ``mas.offset``) written directly, as the kernel test does."""
+        self.mas.status = MaStatus[name]
+        if offset is not None:
+            self.mas.offset = offset
+
+    def op_pause(self) -> None:
+        self.mas.pause()
 
     def op_set_range(self, first: int, last: int) -> None:
         self.mas.set_range(first, last)
@@ -405,12 +427,35 @@ class Runner:
         got = self.mas.erase()
         assert got == want, f"mas_erase() returned {got!r}, expected {want!r}"
 
-    def op_for_each(self, limit: int, expected: list[tuple[int, int, Any]]) -> None:
+    def op_for_each(
+        self, limit: int, expected: list[tuple[int, int, Any]], pause: bool = False
+    ) -> None:
+        """``mas_for_each``; with ``pause``, ``mas_pause()`` after every entry."""
         want = [(f, la, entry(v)) for f, la, v in expected]
         got: list[tuple[int, int, Any]] = []
         while (e := self.mas.find(limit)) is not None:
             got.append((self.mas.index, self.mas.last, e))
             assert len(got) <= len(want) + 2, f"mas_for_each runs past {want[-1:]}: {got[-3:]}"
+            if pause:
+                self.mas.pause()
+        assert got == want
+
+    def op_mt_find(self, index: int, limit: int, v: Any) -> None:
+        """``mt_find(mt, &index, max)`` (skips XA_ZERO_ENTRY)."""
+        got = self.tree.find(index, limit)
+        want = None if v is None else entry(v)
+        assert (None if got is None else got[2]) == want, f"mt_find({index}, {limit}) = {got!r}"
+
+    def op_mt_for_each(self, index: int, limit: int, expected: list[tuple[int, int, Any]]) -> None:
+        """``mt_for_each(mt, entry, index, max)``: ``mt_find`` / ``mt_find_after``."""
+        want = [(f, la, entry(v)) for f, la, v in expected]
+        got: list[tuple[int, int, Any]] = []
+        while (r := self.tree.find(index, limit)) is not None:
+            got.append(tuple(r))  # type: ignore[arg-type]
+            assert len(got) <= len(want) + 2, f"mt_for_each runs past {want[-1:]}: {got[-3:]}"
+            if r[1] == ULONG_MAX:
+                break
+            index = r[1] + 1
         assert got == want
 
     def _expected_gap(
@@ -531,6 +576,21 @@ def test_check_iteration() -> None:
         got = mas.find(ULONG_MAX)
         assert got == entry(after), (loop_max, got, mas.index, mas.last)
         tree.check()
+
+
+def test_check_mas_store_gfp() -> None:
+    """check_mas_store_gfp(): copy a tree entry by entry with ``mas_store_gfp``."""
+    tree = MapleTree(alloc_range=True)
+    for i in range(136):
+        tree.store_range(i * 10, i * 10 + 5, entry(i))
+    new = MapleTree(alloc_range=True)
+    newmas = MapleState(new, 0)
+    mas = MapleState(tree, 0)
+    while (val := mas.find(ULONG_MAX)) is not None:
+        newmas.index, newmas.last = mas.index, mas.last
+        newmas.store_gfp(val)
+    new.check()
+    assert mas_entries(new, 140) == mas_entries(tree, 140)
 
 
 def test_zero_entry_is_exported() -> None:
