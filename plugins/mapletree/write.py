@@ -112,9 +112,10 @@ def classify(
     needs.  With ``insert``, a range holding any entry raises
     :class:`InsertExists` carrying what the store would need (``mas_insert``
     preallocates before it checks), or EEXIST straight away for the root
-    entry of a tree without nodes (checked before preallocation).  Changes nothing in the tree.  ``pos`` is the
-    ``descend(tree, first)`` result when the caller has already walked (a
-    tree with a root node and a reset state).
+    entry of a tree without nodes (checked before preallocation).  Changes
+    nothing in the tree.  ``pos`` is the ``descend(tree, first)`` result
+    when the caller has already walked (a tree with a root node and a reset
+    state).
     """
     root = tree.root
     if root is None:
