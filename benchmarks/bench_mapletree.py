@@ -383,13 +383,24 @@ def fmt_row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 def print_tables(results: list[SizeResult]) -> None:
     head = ["structure", "n", "height", "op", "nodes/op", "lines/op", "cmps/op", "aug/op"]
-    head += ["shape/op", "ops/s", "build s"]
-    widths = [10, 9, 6, 10, 9, 9, 9, 7, 8, 10, 8]
+    head += ["shape/op", "ops/s", "vs rb", "build s"]
+    widths = [10, 9, 6, 10, 9, 9, 9, 7, 8, 10, 6, 8]
     print(fmt_row(head, widths))
     print(fmt_row(["-" * w for w in widths], widths))
+    # speed relative to the baseline measured in the same process (rb time /
+    # this time: > 1 is faster than the rb-tree); steadier than ops/s on a
+    # machine whose speed drifts
+    rb = {
+        (r.n, op): o.seconds_per_op
+        for r in results
+        if r.structure == "rbtree"
+        for op, o in r.ops.items()
+    }
     for r in results:
         for op in (op for op in OPS if op in r.ops):
             o = r.ops[op]
+            base = rb.get((r.n, op))
+            vs_rb = f"{base / o.seconds_per_op:.2f}" if base and o.seconds_per_op else ""
             print(
                 fmt_row(
                     [
@@ -403,6 +414,7 @@ def print_tables(results: list[SizeResult]) -> None:
                         f"{o.counts['augment_updates'] + o.counts['gap_updates']:.1f}",
                         f"{sum(o.counts[m] for m in SHAPE_METRICS):.2f}",
                         f"{o.ops_per_s:,.0f}",
+                        vs_rb,
                         f"{r.build_s:.2f}" if op == next(iter(r.ops)) else "",
                     ],
                     widths,
