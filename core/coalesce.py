@@ -46,7 +46,16 @@ class NeighbourLookupCoalescer:
         start, end = va.va_start, va.va_end
         prev = free.find_enclosing(start - 1) if start else None
         nxt = free.find_enclosing(end)
-        for blk in (prev, nxt):
+        # find_va_links() meets any block intersecting [start, end): the ones
+        # holding start - 1 and end, and whatever lies between them, which is
+        # the block after prev (or before nxt).  With neither, insert() checks.
+        if prev is not None:
+            inner = free.next_block(prev)
+        elif nxt is not None:
+            inner = free.prev_block(nxt)
+        else:
+            inner = None
+        for blk in (prev, inner, nxt):
             if blk is not None and blk.va_start < end and blk.va_end > start:
                 self.warn(OVERLAP_WARNING % (start, end, blk.va_start, blk.va_end))  # type: ignore[operator]
                 return None

@@ -121,6 +121,7 @@ class PurgeMixin:
         local_list: list[VmapArea] = []
         pools = vn.pools
         skip = vn.skip_populate
+        vn.nr_purged = 0  # this purge's count, as purge_vmap_node() restarts it
         for va in vn.purge_list:
             size = va.va_end - va.va_start
             nr_purged_pages += size >> PAGE_SHIFT
@@ -158,7 +159,10 @@ class PurgeMixin:
         self._drain_coalesced()
 
     def _decay_va_pool_node(self: VmapAllocator, vn, full_decay: bool) -> None:
-        """``decay_va_pool_node()``: return ~25% (or all) of each pool to the global tree."""
+        """``decay_va_pool_node()``: return ~25% (or all) of each pool to the global tree.
+
+        Each non-empty pool is detached under ``pool_lock`` and, if anything
+        is left after the decay, attached back under it again."""
         c = self.metrics
         decay: list[VmapArea] = []
         for idx in sorted(vn.pools):
@@ -170,7 +174,9 @@ class PurgeMixin:
             for _ in range(n_decay):
                 decay.append(pool.popleft())
             c.list_ops += n_decay
-            if not pool:
+            if pool:
+                c.locks["vmap_node.pool_lock"] += 1  # the rest is attached back
+            else:
                 del vn.pools[idx]
         if decay:
             decay.sort(key=_va_start)  # the private decay tree keeps them sorted

@@ -217,15 +217,17 @@ class VmallocMixin:
 
             raise VmapTypeError("area", "a VmapArea from alloc_vmap_area()", area)
         self.metrics.free_calls += 1
-        found = self.find_vmap_area(area.va_start) if area.va_end > area.va_start else None
-        if found is not area:
+        # one find-and-unlink, as the kernel's callers do (vm_unmap_ram)
+        va = self.find_unlink_vmap_area(area.va_start) if area.va_end > area.va_start else None
+        if va is not area:
+            if va is not None:  # another busy area holds that address: put it back
+                self.metrics.locks["vmap_node.busy.lock"] += 1
+                self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
             self._printk(
                 f"WARNING: at mm/vmalloc.c free_vmap_area_noflush: area "
                 f"{area.va_start:#x}-{area.va_end:#x} is not busy (double free?)"
             )
             self._debug_check()
             return
-        va = self.find_unlink_vmap_area(area.va_start)
-        assert va is area
         self._free_vmap_area_noflush(va)
         self._debug_check()

@@ -288,6 +288,31 @@ def test_normal_purge_decays_a_quarter_full_purge_decays_all():
     assert ranges(a.free_areas()) == [(1, ULONG_MAX)]
 
 
+def test_pool_decay_takes_pool_lock_to_detach_and_again_to_attach_back():
+    # decay_va_pool_node(): each non-empty pool is detached under pool_lock;
+    # what is left after the decay is attached back under it again.
+    a = vmapsim.build(0, nr_cpus=2, debug=True)
+    for addr in [a.vmalloc(P, cpu=0) for _ in range(8)]:
+        a.vfree(addr)
+    a.drain_vmap_area_work()  # 8 areas into node 0's pool[1]
+    before = a.metrics["lock.vmap_node.pool_lock"]
+    a.vm_unmap_aliases()  # nothing lazy: only the decay, 8 >> 2 = 2 leave
+    assert len(a.vmap_nodes[0].pools[1]) == 6
+    assert a.metrics["lock.vmap_node.pool_lock"] - before == 2
+    before = a.metrics["lock.vmap_node.pool_lock"]
+    a.purge_vmap_area_lazy()  # full decay: detached, nothing to attach back
+    assert a.metrics["lock.vmap_node.pool_lock"] - before == 1
+
+
+def test_nr_purged_counts_the_last_purge_of_the_node():
+    # purge_vmap_node() restarts vn->nr_purged for every purge
+    a = vmapsim.build(0, nr_cpus=4, seed=1)
+    for _ in range(2):
+        a.vfree(a.vmalloc(P, cpu=2))
+        a.vm_unmap_aliases()
+        assert a.vmap_nodes[2].nr_purged == 1
+
+
 def test_vm_unmap_aliases_purges_lazy_but_decays_pools_by_a_quarter():
     a = vmapsim.build(0, nr_cpus=2, debug=True)
     addrs = [a.vmalloc(P, cpu=0) for _ in range(9)]
