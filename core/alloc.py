@@ -10,7 +10,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from .area import VmapArea, VmStruct
-from .constants import PAGE_SIZE
+from .constants import PAGE_SIZE, ULONG_MAX
 from .errors import VmapError
 from .gfp import GFP_RECLAIM_MASK, Gfp
 from .vmap_node import encode_vn_id
@@ -113,8 +113,8 @@ class AllocMixin:
     ) -> int:
         """``va_alloc()``: place the request in ``va``; the address or -errno."""
         base = va.va_start if va.va_start > vstart else vstart
-        nva_start_addr = (base + align - 1) & -align
-        if nva_start_addr + size > vend:
+        nva_start_addr = ((base + align - 1) & -align) & ULONG_MAX  # ALIGN() may wrap
+        if (nva_start_addr + size) & ULONG_MAX > vend:
             return -errno.ERANGE
         ret = self._va_clip(va, nva_start_addr, size, cpu)
         if ret:

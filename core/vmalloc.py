@@ -74,7 +74,7 @@ class VmallocMixin:
             )
             return None
         real_size = size
-        size = (size + _PAGE_MASK) & ~_PAGE_MASK
+        size = ((size + _PAGE_MASK) & ~_PAGE_MASK) & ULONG_MAX  # unsigned long: may wrap to 0
         area = self.__get_vm_area_node(
             real_size,
             size,
@@ -115,9 +115,13 @@ class VmallocMixin:
         if flags & VM_IOREMAP:
             order = max(size - 1, 1).bit_length()
             align = 1 << min(max(order, PAGE_SHIFT), IOREMAP_MAX_ORDER)
+        if not size:  # the page-aligned size wrapped to 0
+            return None
         vm = VmStruct(0, 0, flags, requested_size, caller)
         if not flags & VM_NO_GUARD:
-            size += PAGE_SIZE
+            size = (size + PAGE_SIZE) & ULONG_MAX
+            if not size:  # so did the guard page: alloc_vmap_area() says -EINVAL
+                return None
         try:
             self._alloc_vmap_area(size, align, start, end, gfp & int(GFP_RECLAIM_MASK), cpu, 0, vm)
         except VmapError:

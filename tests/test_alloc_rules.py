@@ -417,6 +417,30 @@ def test_vmalloc_failure_returns_null_and_warns():
     assert "vm_struct allocation failed" in a.log[1]
 
 
+@pytest.mark.parametrize("size", [ULONG_MAX, ULONG_MAX - P + 1])
+def test_sizes_that_wrap_an_unsigned_long_fail_without_a_purge(size):
+    # __get_vm_area_node(): ALIGN(size) (or the guard page on top of it) wraps
+    # to 0, so it returns NULL before alloc_vmap_area() can purge anything.
+    a = vmapsim.build(0, nr_cpus=1)
+    a.vfree(a.vmalloc(P))  # one lazy area that a purge would take
+    assert a.vmalloc(size) is None
+    assert a.metrics["purges"] == 0
+    assert len(list(a.lazy_areas())) == 1
+    assert len(a.log) == 1 and "vm_struct allocation failed" in a.log[0]
+
+
+def test_va_alloc_align_wrapping_to_zero_warns_like_the_kernel():
+    # vstart 0 lets an ALIGN() that wrapped to 0 through is_within_this_va();
+    # va_alloc() then gives va_clip() address 0, which fits nothing: the
+    # WARN_ON_ONCE, then the failure path (EBUSY).
+    a = vmapsim.build(0, nr_cpus=1)
+    a.alloc_vmap_area(1 << 63, P, 0x1000, 0x1000 + (1 << 63))
+    with pytest.raises(vmapsim.VmapError) as e:
+        a.alloc_vmap_area(P, 1 << 63, 0, ULONG_MAX)
+    assert e.value.errno == errno.EBUSY
+    assert any("va_alloc: va_clip() returned -22" in line for line in a.log)
+
+
 def test_vfree_null_is_a_noop_and_vmalloc_zero_warns(a0):
     before = snapshot(a0)
     a0.vfree(None)
