@@ -204,13 +204,17 @@ class MapleState:
             self.status = _NONE
             return None
         if self.index:
-            self.index = 1
-            self.last = ULONG_MAX
-            self.status = _NONE
-            return None
+            return self._past_root()
         self.last = 0
         self.status = _ROOT
         return entry
+
+    def _past_root(self) -> None:
+        """A tree without a root node holds nothing above index 0: the state
+        is left on the NULL range ``[1, ULONG_MAX]`` with ``ma_none``."""
+        self.index = 1
+        self.last = ULONG_MAX
+        self.status = _NONE
 
     # ------------------------------------------------------------------
     # stepping
@@ -345,11 +349,8 @@ class MapleState:
                 return entry
             if self.status is _ROOT:  # no root node: nothing follows the entry
                 if st is not _NONE or self.index:
-                    self.index = 1
-                    self.last = ULONG_MAX
-                    self.status = _NONE
-                else:
-                    self.last = 0
+                    return self._past_root()
+                self.last = 0
                 return None
             if self.status is not _ACTIVE:
                 return None
@@ -446,10 +447,7 @@ class MapleState:
                 return entry
         now = self.status
         if now is _ROOT:
-            self.index = 1
-            self.last = ULONG_MAX
-            self.status = _NONE
-            return None
+            return self._past_root()
         if now is _NONE or self.index == max:
             return None
         return self._find_step(max)
