@@ -544,28 +544,21 @@ class MapleState:
             need = classify(tree, self, first, last, entry, insert, pos)
         except InsertExists as exists:
             self._insert_exists(first, last, exists.need, can_block, retry)
-        if not need and not self.reserved:
-            # In-place store: nothing to reserve or give back.
-            content = self.wr_content
-            prior = tree.root_entry
-            execute(tree, self, entry)
-            self.index = self.wr_first
-            self.last = self.wr_last
-            self.status = _ACTIVE if tree.root is not None else self._rootless_status(entry, prior)
-            self.node = None
-            self.error = 0
-            return content
-        if self.prealloc:
-            if need > self.reserved:
-                raise MapleError(
-                    errno.EINVAL,
-                    f"store_prealloc: the {self.store_type} needs {need} nodes but "
-                    f"{self.reserved} were preallocated (preallocate for the same "
-                    "range and entry)",
+        if need or self.reserved:
+            if self.prealloc:
+                if need > self.reserved:
+                    raise MapleError(
+                        errno.EINVAL,
+                        f"store_prealloc: the {self.store_type} needs {need} nodes but "
+                        f"{self.reserved} were preallocated (preallocate for the same "
+                        "range and entry)",
+                    )
+            elif need > self.reserved:
+                self._obtain(
+                    need - self.reserved, can_block, retry, f"store [{first:#x}, {last:#x}]"
                 )
-        elif need > self.reserved:
-            self._obtain(need - self.reserved, can_block, retry, f"store [{first:#x}, {last:#x}]")
-            self.reserved = need
+                self.reserved = need
+        # (an in-place store needs nothing: no reservation, nothing to give back)
         content = self.wr_content
         prior = tree.root_entry
         execute(tree, self, entry)
@@ -574,7 +567,7 @@ class MapleState:
         self.status = _ACTIVE if tree.root is not None else self._rootless_status(entry, prior)
         self.node = None
         self.error = 0
-        if not self.prealloc and self.reserved:
+        if self.reserved and not self.prealloc:
             tree.allocator.unreserve(self.reserved)
             self.reserved = 0
         return content

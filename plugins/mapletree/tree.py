@@ -119,19 +119,15 @@ class MapleTree:
             return
         leaf, o1, mn, poff = pos = descend(self, first)
         piv = leaf.pivots
-        p1 = piv[o1]
-        content = leaf.slots[o1]
-        if content is not None or last > p1:
-            # occupied: mas_insert preallocates for the store before it
-            # reports EEXIST, which the general write models
-            self._state(first, last)._write(first, last, entry, can_block, True, True, pos)
-        if last == p1 and first == (piv[o1 - 1] + 1 if o1 else mn):
+        if leaf.slots[o1] is None and last == piv[o1] and first == (piv[o1 - 1] + 1 if o1 else mn):
             # Fast path: inserting into exactly one NULL slot (wr_exact_fit).
             self.counters.stores += 1
             self.seq += 1
             exact_fit(self, leaf, o1, mn, entry, poff)
             mas.wr_type = WR_EXACT_FIT
             return
+        # Anything else, an occupied range included (mas_insert preallocates
+        # for the store before it reports EEXIST), is the general write.
         self._state(first, last)._write(first, last, entry, can_block, True, True, pos)
 
     def insert(self, index: int, entry: Any, *, can_block: bool = True) -> None:
