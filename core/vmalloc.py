@@ -128,6 +128,12 @@ class VmallocMixin:
             return None
         return vm
 
+    def _busy_reinsert(self: VmapAllocator, va: VmapArea) -> None:
+        """Link an area that a find-and-unlink took by mistake back into the
+        busy tree of its address's node, under that node's busy lock."""
+        self.metrics.locks["vmap_node.busy.lock"] += 1
+        self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
+
     # -- lookup ------------------------------------------------------------------
     def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
         """``find_vmap_area()``: the busy area containing ``addr``, or None."""
@@ -197,8 +203,7 @@ class VmallocMixin:
         vm = va.vm
         if vm is None or va.va_start != addr:
             # Not something vfree() may release: put it back untouched.
-            self.metrics.locks["vmap_node.busy.lock"] += 1
-            self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
+            self._busy_reinsert(va)
             if vm is not None:
                 self._printk(
                     f"WARNING: vfree({addr:#x}) is inside {va.va_start:#x}-{va.va_end:#x} "
@@ -225,8 +230,7 @@ class VmallocMixin:
         va = self.find_unlink_vmap_area(area.va_start) if area.va_end > area.va_start else None
         if va is not area:
             if va is not None:  # another busy area holds that address: put it back
-                self.metrics.locks["vmap_node.busy.lock"] += 1
-                self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
+                self._busy_reinsert(va)
             self._printk(
                 f"WARNING: at mm/vmalloc.c free_vmap_area_noflush: area "
                 f"{area.va_start:#x}-{area.va_end:#x} is not busy (double free?)"
