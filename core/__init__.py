@@ -15,7 +15,17 @@ from __future__ import annotations
 from .allocator import VmapAllocator
 from .api import build
 from .area import VmapArea, VmStruct
-from .constants import ARCHES, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX, VMALLOC_END, VMALLOC_START, Arch
+from .constants import (
+    ARCHES,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    SHRINK_EMPTY,
+    SHRINK_STOP,
+    ULONG_MAX,
+    VMALLOC_END,
+    VMALLOC_START,
+    Arch,
+)
 from .counters import Counters
 from .descriptors import Component, ComponentContext, Stage, Workload
 from .errors import (
@@ -39,6 +49,8 @@ __all__ = [
     "ARCHES",
     "PAGE_SHIFT",
     "PAGE_SIZE",
+    "SHRINK_EMPTY",
+    "SHRINK_STOP",
     "ULONG_MAX",
     "VMALLOC_END",
     "VMALLOC_START",

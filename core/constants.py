@@ -19,6 +19,11 @@ MAX_VA_SIZE_PAGES = 256
 #: ``IOREMAP_MAX_ORDER`` default: 7 + PAGE_SHIFT.
 IOREMAP_MAX_ORDER = 7 + PAGE_SHIFT
 
+#: ``SHRINK_STOP`` / ``SHRINK_EMPTY`` (include/linux/shrinker.h): a shrinker's
+#: "nothing more to scan" and "nothing to free" answers.
+SHRINK_STOP = ULONG_MAX - 1
+SHRINK_EMPTY = ULONG_MAX - 2
+
 
 @frozen
 class Arch:

@@ -387,6 +387,15 @@ class ReferenceAllocator:
         """``purge_vmap_area_lazy()``: a purge with full pool decay."""
         self._purge_vmap_area_lazy(full_pool_decay=True)
 
+    def vmap_node_shrink_scan(self) -> None:
+        """``vmap_node_shrink_scan()``: every pool is released whole; the
+        lazily freed areas stay queued."""
+        for pools in self._pools:
+            for pool in pools.values():
+                while pool:
+                    va = pool.popleft()
+                    self._release(va.va_start, va.va_end)
+
     # -- busy areas ----------------------------------------------------------
 
     def _unlink_busy(self, area: OracleArea) -> None:

@@ -1,5 +1,6 @@
 """Lazy freeing and purging: ``free_vmap_area_noflush()``, ``__purge_vmap_area_lazy()``,
-``purge_vmap_node()``, ``decay_va_pool_node()``, ``reclaim_list_global()``.
+``purge_vmap_node()``, ``decay_va_pool_node()``, ``reclaim_list_global()``, and the
+"vmap-node" shrinker (``vmap_node_shrink_count()`` / ``vmap_node_shrink_scan()``).
 
 Mixed into :class:`vmapsim.allocator.VmapAllocator`.
 
@@ -16,7 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .area import VmapArea
-from .constants import MAX_VA_SIZE_PAGES, PAGE_SHIFT, ULONG_MAX
+from .constants import MAX_VA_SIZE_PAGES, PAGE_SHIFT, SHRINK_EMPTY, SHRINK_STOP, ULONG_MAX
 
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
@@ -76,6 +77,25 @@ class PurgeMixin:
         (``reclaim_and_purge_vmap_areas()``: full pool decay)."""
         self.reclaim_and_purge_vmap_areas()
         self._debug_check()
+
+    def vmap_node_shrink_count(self: VmapAllocator) -> int:
+        """``vmap_node_shrink_count()``: the areas held in every node's pools,
+        or ``SHRINK_EMPTY`` when there are none (read without locks)."""
+        count = sum(len(pool) for vn in self.vmap_nodes for pool in vn.pools.values())
+        return count or SHRINK_EMPTY
+
+    def vmap_node_shrink_scan(self: VmapAllocator) -> int:
+        """``vmap_node_shrink_scan()``: memory pressure empties every node's
+        pools into the global free tree (``decay_va_pool_node(vn, true)``
+        under ``vmap_purge_lock``, as 7.0-stable and later take it); lazily
+        freed areas stay queued and no TLB flush is made.  Returns
+        ``SHRINK_STOP``, as the kernel's scan does."""
+        self.metrics.locks["vmap_purge_lock"] += 1
+        for vn in self.vmap_nodes:
+            if vn.pools:
+                self._decay_va_pool_node(vn, True)
+        self._debug_check()
+        return SHRINK_STOP
 
     def __purge_vmap_area_lazy(
         self: VmapAllocator, start: int, end: int, full_pool_decay: bool

@@ -327,6 +327,33 @@ def test_vm_unmap_aliases_purges_lazy_but_decays_pools_by_a_quarter():
     assert a.metrics["lock.vmap_purge_lock"] == 2
 
 
+def test_vmap_node_shrinker_empties_pools_and_leaves_lazy_areas_queued():
+    # vmap_node_shrink_count() sums the pools (SHRINK_EMPTY when none);
+    # vmap_node_shrink_scan() decays every node's pools fully under
+    # vmap_purge_lock, without purging the lazy queues or flushing the TLB.
+    a = vmapsim.build(0, nr_cpus=2, debug=True)
+    assert a.vmap_node_shrink_count() == vmapsim.SHRINK_EMPTY
+    addrs = [a.vmalloc(P, cpu=0) for _ in range(6)] + [a.vmalloc(3 * P, cpu=1) for _ in range(2)]
+    for addr in addrs:
+        a.vfree(addr)
+    a.drain_vmap_area_work()  # all eight into pools: 6 in node 0, 2 in node 1
+    lazy = a.vmalloc(5 * P, cpu=0)  # a size no pool holds: carved from the free tree
+    a.vfree(lazy)
+    assert a.vmap_node_shrink_count() == 8
+    flushes = a.metrics["tlb_flushes"]
+    purge_locks = a.metrics["lock.vmap_purge_lock"]
+    pool_locks = a.metrics["lock.vmap_node.pool_lock"]
+    assert a.vmap_node_shrink_scan() == vmapsim.SHRINK_STOP
+    assert list(a.pooled_areas()) == []
+    assert a.vmap_node_shrink_count() == vmapsim.SHRINK_EMPTY
+    assert [v.va_start for v in a.lazy_areas()] == [lazy]
+    assert a.metrics["tlb_flushes"] == flushes
+    assert a.metrics["lock.vmap_purge_lock"] - purge_locks == 1
+    assert a.metrics["lock.vmap_node.pool_lock"] - pool_locks == 2  # one per non-empty pool
+    # only the lazy area (and its guard page) is still missing from the free space
+    assert ranges(a.free_areas()) == [(1, lazy), (lazy + 6 * P, ULONG_MAX)]
+
+
 # -- lazy freeing -------------------------------------------------------------------
 
 

@@ -350,6 +350,16 @@ class Stage0Machine(RuleBasedStateMachine):
         self.oracle.purge_vmap_area_lazy()
         self._check_log(mark, "purge_vmap_area_lazy")
 
+    @rule()
+    def vmap_node_shrink_scan(self) -> None:
+        mark = self._log_mark()
+        pooled = len(self.oracle.pooled_areas())
+        count = self.m.vmap_node_shrink_count()
+        assert count == (pooled or vmapsim.SHRINK_EMPTY), "shrink_count differs"
+        assert self.m.vmap_node_shrink_scan() == vmapsim.SHRINK_STOP
+        self.oracle.vmap_node_shrink_scan()
+        self._check_log(mark, "vmap_node_shrink_scan")
+
     @rule(where=st.sampled_from(["busy", "lazy", "free", "random"]), pick=PICK)
     def find_vmap_area(self, where: str, pick: int) -> None:
         pools = {
