@@ -22,10 +22,15 @@ __all__ = ["gap_up", "leaf_max_gap", "node_max_gap", "search_forward", "search_r
 #: _ENTER_COST[type][used slots][offset]: the cost of a gap-search step that
 #: enters the child at the first offset it examines, packed as
 #: ``1 << _VISIT_SHIFT | lines << _LINE_SHIFT | comparisons`` (one node
-#: visited; 24-bit fields, far more than one search can use).
-_LINE_SHIFT = 24
-_VISIT_SHIFT = 48
-_FIELD = (1 << 24) - 1
+#: visited).  The fields are 10 bits wide so that the sum stays below 2**30,
+#: a one-digit CPython int whose additions are the fast ones.  A search takes
+#: such steps only along at most three root-to-leaf chains (towards ``lo``,
+#: into the subtree that fits, along ``hi``; a subtree inside the window
+#: whose recorded gap is large enough always holds a fit), at most 10
+#: comparisons and 4 lines each: far below 1024 for any tree height.
+_LINE_SHIFT = 10
+_VISIT_SHIFT = 20
+_FIELD = (1 << 10) - 1
 _ENTER_COST: tuple[tuple[tuple[int, ...], ...], ...] = tuple(
     (
         (),  # indexed by the number of used slots: no row for 0
@@ -143,8 +148,10 @@ def search_forward(tree: MapleTree, lo: int, hi: int, size: int) -> int:
                     break
                 prev = p
                 i += 1
+            if i == n:  # ran off the end: the last slot was the last examined
+                i -= 1
             cmps += i + 1
-            lines += ltab[n - 1][off][i if i < n else n - 1]
+            lines += ltab[n - 1][off][i]
             if res >= 0:
                 break
         else:
@@ -164,8 +171,10 @@ def search_forward(tree: MapleTree, lo: int, hi: int, size: int) -> int:
                 continue
             if i < 0:
                 i = -1 - i
+            elif i == n:
+                i -= 1
             cmps += i + 1
-            lines += table[node.type][n - 1][off][i if i < n else n - 1]
+            lines += table[node.type][n - 1][off][i]
         # ``node`` failed: resume the nearest ancestor with another candidate.
         while True:
             parent = node.parent
@@ -189,8 +198,10 @@ def search_forward(tree: MapleTree, lo: int, hi: int, size: int) -> int:
                 cmps += i + 1
                 lines += table[node.type][n - 1][off][i]
                 break
+            if i == n:
+                i -= 1
             cmps += i + 1
-            lines += table[node.type][n - 1][off][i if i < n else n - 1]
+            lines += table[node.type][n - 1][off][i]
         if parent is None:
             break
         nmin = piv[i - 1] + 1

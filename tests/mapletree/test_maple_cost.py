@@ -1,0 +1,241 @@
+"""The cost model's counts, recomputed from the documented rules.
+
+docs/metrics.md and docs/mapletree.md ("Cost model") state the node layout
+(which 64-byte line holds which pivot, slot, gap and the metadata) and what a
+step reads; the search docstrings state how a gap search charges a node it
+scans.  This test restates those rules on its own terms — a byte-level line
+count and a recursive depth-first search — and checks that the tree's
+counters after a lookup and after a forward or reverse gap search are
+exactly what the rules give, and that the searches find what a brute-force
+scan of the free ranges finds.  The hot paths use precomputed, packed cost
+tables; this is what keeps those tables and their packing honest.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+from maple_oracle import IntervalMap
+
+from vmapsim import Counters
+from vmapsim_mapletree import MapleTree
+from vmapsim_mapletree.gap import search_forward, search_reverse
+from vmapsim_mapletree.node import MAPLE_ARANGE64, MAPLE_LEAF64, MapleNode
+
+LINE = 64
+
+
+def lines_read(node: MapleNode, first: int, last: int, *, gaps: bool) -> int:
+    """Distinct lines a step reads when it examines offsets ``first..last``.
+
+    Layout (docs/metrics.md): pivot ``i`` at byte ``8 + 8i``; range_64 and
+    leaf_64 slots from byte 128, arange_64 slots from 80 and gaps from 160.
+    The data end comes from the metadata (byte 240) in an arange_64 node, and
+    from ``pivot[14]`` plus, when the node is not full, the metadata over the
+    last slot (byte 248) in the others.  The pivot of the last used slot is
+    the node's maximum and is not read; a one-slot node reads pivot 0.
+    """
+    end = len(node.slots) - 1
+    offsets: list[int] = []
+    if node.type == MAPLE_ARANGE64:
+        offsets.append(240)
+        slot_base, gap_base = 80, 160
+    else:
+        offsets.append(8 + 8 * 14)
+        if end < 14:
+            offsets.append(248)
+        slot_base, gap_base = 128, None
+    for i in range(first, last + 1):
+        if i < end or end == 0:
+            offsets.append(8 + 8 * i)
+        offsets.append(slot_base + 8 * i)
+        if gaps and gap_base is not None:
+            offsets.append(gap_base + 8 * i)
+    return len({b // LINE for b in offsets})
+
+
+@dataclass
+class Cost:
+    walks: int = 0
+    nodes: int = 0
+    cmps: int = 0
+    lines: int = 0
+
+    def scan(self, node: MapleNode, a: int, b: int) -> None:
+        """A gap search examined offsets ``a..b`` of ``node`` (a <= b)."""
+        self.cmps += b + 1  # a linear pivot scan from 0 reaching offset b
+        self.lines += lines_read(node, a, b, gaps=True)
+
+
+def first_at_or_above(pivots: list[int], index: int) -> int:
+    i = 0
+    while pivots[i] < index:
+        i += 1
+    return i
+
+
+def child_min(node: MapleNode, i: int, nmin: int) -> int:
+    return node.pivots[i - 1] + 1 if i else nmin
+
+
+def oracle_load_cost(t: MapleTree, index: int) -> Cost:
+    """A lookup: ``height`` nodes; per node, the pivots up to the offset
+    (the last used one never) and the lines of that scan and its slot."""
+    cost = Cost(walks=1)
+    node = t.root
+    while True:
+        cost.nodes += 1
+        off = first_at_or_above(node.pivots, index)
+        end = len(node.slots) - 1
+        cost.cmps += off + 1 if off < end else max(end, 1)
+        cost.lines += lines_read(node, 0, off, gaps=False)
+        if node.type == MAPLE_LEAF64:
+            return cost
+        node = node.slots[off]
+
+
+def oracle_forward(t: MapleTree, lo: int, hi: int, size: int) -> tuple[int, Cost]:
+    """``mas_empty_area``, depth first and recursive: each node is entered at
+    the offset holding ``lo`` (0 right of it); an internal node enters the
+    first child whose gap is large enough, and when that child fails the scan
+    goes on from it; a scan stops at the last slot or at a pivot >= ``hi``."""
+    cost = Cost(walks=1)
+
+    def enter(node: MapleNode, nmin: int) -> int:
+        cost.nodes += 1
+        piv = node.pivots
+        n = len(piv)
+        off = first_at_or_above(piv, lo)
+        if node.type == MAPLE_LEAF64:
+            i = off
+            while True:
+                if node.slots[i] is None:
+                    start = max(child_min(node, i, nmin), lo)
+                    if min(piv[i], hi) - start + 1 >= size:
+                        cost.scan(node, off, i)
+                        return start
+                if piv[i] >= hi or i == n - 1:
+                    cost.scan(node, off, i)
+                    return -1
+                i += 1
+        first = i = off
+        while True:
+            if node.gaps[i] >= size:
+                cost.scan(node, first, i)
+                got = enter(node.slots[i], child_min(node, i, nmin))
+                if got >= 0:
+                    return got
+                first = i  # the scan resumes at the child that failed
+            if piv[i] >= hi or i == n - 1:
+                cost.scan(node, first, i)
+                return -1
+            i += 1
+
+    return enter(t.root, 0), cost
+
+
+def oracle_reverse(t: MapleTree, lo: int, hi: int, size: int) -> tuple[int, Cost]:
+    """``mas_empty_area_rev``: the mirror image; a node is entered at the
+    offset holding ``hi`` (its last slot left of it), children are tried
+    downwards, a scan stops at slot 0 or at a slot starting at or below
+    ``lo``, and each scan charges the offsets from the lowest examined up to
+    the one it started at (comparisons: their number)."""
+    cost = Cost(walks=1)
+
+    def scan(node: MapleNode, a: int, b: int) -> None:
+        cost.cmps += b - a + 1
+        cost.lines += lines_read(node, a, b, gaps=True)
+
+    def enter(node: MapleNode, nmin: int, nmax: int) -> int:
+        cost.nodes += 1
+        piv = node.pivots
+        n = len(piv)
+        off = first_at_or_above(piv, hi) if hi < nmax else n - 1
+        start_at = off
+        i = off
+        while True:
+            start = child_min(node, i, nmin)
+            if node.type == MAPLE_LEAF64:
+                if node.slots[i] is None:
+                    stop = min(piv[i], hi)
+                    if stop - max(start, lo) + 1 >= size:
+                        scan(node, i, start_at)
+                        return stop
+            elif node.gaps[i] >= size:
+                scan(node, i, start_at)
+                got = enter(node.slots[i], start, piv[i])
+                if got >= 0:
+                    return got
+                start_at = i  # resumes at the child that failed
+            if start <= lo or i == 0:
+                scan(node, i, start_at)
+                return -1
+            i -= 1
+
+    return enter(t.root, 0, (1 << 64) - 1), cost
+
+
+def counted(t: MapleTree) -> Cost:
+    c = t.counters
+    return Cost(c.walks, c.nodes_visited, c.comparisons, c.cache_lines)
+
+
+def build(
+    rng: random.Random, n: int, spread: int, *, base: int = 0
+) -> tuple[MapleTree, IntervalMap]:
+    """An allocation tree of ``n`` ranges with free holes of varied sizes."""
+    t = MapleTree(alloc_range=True, counters=Counters())
+    m = IntervalMap()
+    pos = base
+    for i in range(n):
+        pos += rng.randrange(1, spread)  # the hole before this range
+        last = pos + rng.randrange(0, spread)
+        t.store_range(pos, last, ("r", i))
+        m.store(pos, last, ("r", i))
+        pos = last + 1
+    for _ in range(n // 3):  # erases make holes of other sizes
+        a = rng.randrange(base, pos)
+        if m.load(a) is not None:
+            f, la, _ = m.range_at(a)
+            t.erase(a)
+            m.store(f, la, None)
+    t.check()
+    return t, m
+
+
+@pytest.mark.parametrize(
+    ("n", "spread", "base"),
+    [(12, 20, 0), (150, 40, 0), (1500, 64, 0), (1500, 64, (1 << 64) - 200_000), (6000, 8, 10)],
+)
+def test_lookup_and_gap_search_counts_follow_the_documented_rules(
+    n: int, spread: int, base: int
+) -> None:
+    rng = random.Random(n * 31 + spread)
+    t, m = build(rng, n, spread, base=base)
+    top = max(base + n * 2 * spread, base + 10)
+    for _ in range(300):
+        index = rng.randrange(base, top)
+        t.counters.reset()
+        t.load(index)
+        assert counted(t) == oracle_load_cost(t, index)
+
+        lo = rng.randrange(0, top) if rng.random() < 0.2 else rng.randrange(base, top)
+        hi = rng.choice([(1 << 64) - 1, lo + rng.randrange(0, 6 * spread)])
+        size = rng.choice([1, 2, spread // 2 or 1, spread, 3 * spread])
+        if hi >= 1 << 64 or hi - lo + 1 < size:
+            continue
+        want = m.empty_area(lo, hi, size)
+        t.counters.reset()
+        got = search_forward(t, lo, hi, size)
+        assert got == (-1 if want is None else want)
+        expect_at, expect_cost = oracle_forward(t, lo, hi, size)
+        assert (got, counted(t)) == (expect_at, expect_cost)
+
+        want = m.empty_area_rev(lo, hi, size)
+        t.counters.reset()
+        got = search_reverse(t, lo, hi, size)
+        assert got == (-1 if want is None else want + size - 1)
+        expect_last, expect_cost = oracle_reverse(t, lo, hi, size)
+        assert (got, counted(t)) == (expect_last, expect_cost)
