@@ -748,6 +748,10 @@ class MapleState:
             self.index = max - size + 1
 
     def _busy(self, min: int, max: int, size: int) -> MapleError:
+        """A failed gap search: ``mas_empty_area`` has set ``[index, last]`` to
+        the window before walking, so that is what the caller sees."""
+        self.index = min
+        self.last = max
         self.status = _ERROR
         self.error = errno.EBUSY
         return MapleError(errno.EBUSY, f"no free range of size {size:#x} in [{min:#x}, {max:#x}]")
@@ -772,9 +776,6 @@ class MapleState:
         if tree.root is None:
             self._sparse_area(min, max, size, True)
         else:
-            # the window bounds, left in place when the search fails
-            self.index = min
-            self.last = max
             if tree.height > 1 and not tree.is_alloc:
                 raise self._busy(min, max, size)
             start = search_forward(tree, min, max, size)
@@ -800,9 +801,6 @@ class MapleState:
         if tree.root is None:
             self._sparse_area(min, max, size, False)
         else:
-            # the window bounds, left in place when the search fails
-            self.index = min
-            self.last = max
             if tree.height > 1 and not tree.is_alloc:
                 raise self._busy(min, max, size)
             last = search_reverse(tree, min, max, size)
