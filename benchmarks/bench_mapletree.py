@@ -37,7 +37,12 @@ same blocks; it has no gap search, so only insert, erase and pair run.
 (``bisect`` per level, nothing counted, no gap test) over the same maple
 tree at random indices, beside the counted ``descend()`` and ``mtree_load``.
 The bare descent is the floor any CPython walk of that tree pays for its
-memory accesses; the difference is the cost model's bookkeeping.
+memory accesses; the difference is the cost model's bookkeeping.  A second
+table takes the lowest fit and the exact-fit pair apart layer by layer: an
+uncounted lowest fit (straight descent and leaf scan, correct for this
+layout only), the counted ``mas_empty_area`` core, the full
+``MapleState.empty_area`` call; two counted descents, the same with the two
+exact-fit stores, and ``insert_range`` + ``erase`` as the pair op calls them.
 
 If ``vmapsim_rbtree`` cannot be imported, a ``sortedcontainers.SortedList``
 of free blocks (bisect + linear scan; no augmentation) is used instead, when
@@ -51,6 +56,7 @@ import random
 import statistics
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -459,8 +465,6 @@ def print_tables(results: list[SizeResult]) -> None:
 
 def print_floor(sizes: Sequence[int], repeat: int, nops: int) -> None:
     """Bare descent vs counted walks over the benchmark's maple tree."""
-    from bisect import bisect_left
-
     from vmapsim_mapletree.walk import descend
 
     def bare(tree: Any, index: int) -> Any:
@@ -507,6 +511,100 @@ def print_floor(sizes: Sequence[int], repeat: int, nops: int) -> None:
             )
         )
     print()
+    print_fit_floor(sizes, repeat, nops)
+
+
+def bare_lowest_fit(tree: Any, lo: int, size: int) -> int:
+    """Uncounted lowest fit at or above ``lo`` for this benchmark's layout.
+
+    It descends straight to the leaf holding ``lo`` and scans it, else the
+    next leaf, which is right here because every leaf holds holes of
+    ``BLOCK`` bytes; a real search also has to test each child's gap and
+    resume parents.
+    """
+    node = tree.root
+    nmin = 0
+    for _ in range(tree.height - 1):
+        piv = node.pivots
+        off = bisect_left(piv, lo)
+        if off:
+            nmin = piv[off - 1] + 1
+        node = node.slots[off]
+    piv, slots = node.pivots, node.slots
+    off = bisect_left(piv, lo)
+    prev = piv[off - 1] if off else nmin - 1
+    for i in range(off, len(piv)):
+        p = piv[i]
+        if slots[i] is None:
+            start = prev + 1 if prev >= lo else lo
+            if p - start + 1 >= size:
+                return start
+        prev = p
+    return bare_lowest_fit(tree, piv[-1] + 1, size)  # the next leaf's first hole
+
+
+def print_fit_floor(sizes: Sequence[int], repeat: int, nops: int) -> None:
+    """Lowest fit and exact-fit pair, layer by layer (what each layer adds)."""
+    print("layers: lowest fit of BLOCK from a random address; exact-fit insert+erase pair")
+    print("(µs per op, median of --repeat batches)")
+    head = ["n", "bare fit", "search", "empty_area", "2 descents", "+exact_fit", "API pair"]
+    widths = [10, 8, 8, 10, 10, 10, 8]
+    print(fmt_row(head, widths))
+    print(fmt_row(["-" * w for w in widths], widths))
+    for n in sizes:
+        cells = [f"{n:,}"] + [f"{t * 1e6:.2f}" for t in fit_layers(n, repeat, nops)]
+        print(fmt_row(cells, widths))
+    print()
+
+
+def fit_layers(n: int, repeat: int, nops: int) -> list[float]:
+    """Median seconds per op of each layer of :func:`print_fit_floor` at ``n``."""
+    from vmapsim_mapletree.gap import search_forward
+    from vmapsim_mapletree.walk import descend
+    from vmapsim_mapletree.write import exact_fit
+
+    subject = MapleSubject(n)
+    tree, mas, token = subject.tree, subject.mas, subject.token
+    rng = random.Random(n)
+    vs = [rng.randrange(0, hole_start(n - 1)) for _ in range(nops)]
+    picks = rng.sample(range(n - 1), min(nops, n - 1))
+    starts = [hole_start(i) for i in picks]
+    for v in vs:  # the reference really is the search's answer here
+        assert bare_lowest_fit(tree, v, BLOCK) == search_forward(tree, v, ULONG_MAX, BLOCK)
+
+    def bare_fit() -> None:
+        for v in vs:
+            bare_lowest_fit(tree, v, BLOCK)
+
+    def search() -> None:
+        for v in vs:
+            search_forward(tree, v, ULONG_MAX, BLOCK)
+
+    def empty_area() -> None:
+        for v in vs:
+            mas.reset()
+            mas.empty_area(v, ULONG_MAX, BLOCK)
+
+    def descents() -> None:
+        for s in starts:
+            descend(tree, s)
+            descend(tree, s)
+
+    def with_exact_fit() -> None:
+        for s in starts:
+            leaf, off, mn, poff = descend(tree, s)
+            exact_fit(tree, leaf, off, mn, token, poff)
+            leaf, off, mn, poff = descend(tree, s)
+            exact_fit(tree, leaf, off, mn, None, poff)
+
+    fns = (bare_fit, search, empty_area, descents, with_exact_fit, subject.prepare_pair(picks))
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for k, fn in enumerate(fns):  # interleaved, so drift hits all alike
+            t0 = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t0) / (len(vs) if k < 3 else len(starts)))
+    return [statistics.median(t) for t in times]
 
 
 def parse_sizes(text: str) -> list[int]:
