@@ -109,13 +109,20 @@ def virtual_root_leaf(tree: MapleTree) -> MapleNode:
 
 
 def next_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
-    """``mas_next_node()``: the leaf after ``leaf`` and its minimum, or None."""
+    """``mas_next_node()``: the leaf after ``leaf`` and its minimum, or None.
+
+    Charges every node read on the way, up and down (the leaf left is not
+    one of them), two cache lines each: the pivot compared and the slot
+    followed.
+    """
     node = leaf
     visited = 0
     while True:
         parent = node.parent
         if parent is None:
-            tree.counters.nodes_visited += visited
+            c = tree.counters
+            c.nodes_visited += visited
+            c.cache_lines += 2 * visited
             return None
         visited += 1
         piv = parent.pivots
@@ -136,7 +143,8 @@ def next_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
 
 
 def prev_leaf(tree: MapleTree, leaf: MapleNode, leaf_min: int) -> tuple[MapleNode, int] | None:
-    """``mas_prev_node()``: the leaf before ``leaf`` and its minimum, or None."""
+    """``mas_prev_node()``: the leaf before ``leaf`` and its minimum, or None
+    (charged as :func:`next_leaf`)."""
     if leaf_min == 0:
         return None
     node = leaf
@@ -144,7 +152,9 @@ def prev_leaf(tree: MapleTree, leaf: MapleNode, leaf_min: int) -> tuple[MapleNod
     while True:
         parent = node.parent
         if parent is None:
-            tree.counters.nodes_visited += visited
+            c = tree.counters
+            c.nodes_visited += visited
+            c.cache_lines += 2 * visited
             return None
         visited += 1
         piv = parent.pivots

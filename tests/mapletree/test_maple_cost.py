@@ -7,7 +7,8 @@ scans.  This test restates those rules on its own terms — a byte-level line
 count and a recursive depth-first search — and checks that the tree's
 counters after a lookup and after a forward or reverse gap search are
 exactly what the rules give, and that the searches find what a brute-force
-scan of the free ranges finds.  The hot paths use precomputed, packed cost
+scan of the free ranges finds, and that a leaf-to-leaf move charges the
+nodes it climbs and descends.  The hot paths use precomputed, packed cost
 tables; this is what keeps those tables and their packing honest.
 """
 
@@ -23,6 +24,7 @@ from vmapsim import Counters
 from vmapsim_mapletree import MapleTree
 from vmapsim_mapletree.gap import search_forward, search_reverse
 from vmapsim_mapletree.node import MAPLE_ARANGE64, MAPLE_LEAF64, MapleNode
+from vmapsim_mapletree.walk import next_leaf, node_min, prev_leaf
 
 LINE = 64
 
@@ -239,3 +241,59 @@ def test_lookup_and_gap_search_counts_follow_the_documented_rules(
         assert got == (-1 if want is None else want + size - 1)
         expect_last, expect_cost = oracle_reverse(t, lo, hi, size)
         assert (got, counted(t)) == (expect_last, expect_cost)
+
+
+def leaf_paths(t: MapleTree) -> list[list[MapleNode]]:
+    """Root-to-leaf node paths of every leaf, in key order."""
+    out: list[list[MapleNode]] = []
+
+    def walk(node: MapleNode, path: list[MapleNode]) -> None:
+        path = [*path, node]
+        if node.type == MAPLE_LEAF64:
+            out.append(path)
+        else:
+            for child in node.slots:
+                walk(child, path)
+
+    walk(t.root, [])
+    return out
+
+
+@pytest.mark.parametrize("alloc", [False, True])
+def test_leaf_to_leaf_moves_charge_the_nodes_climbed_and_descended(alloc: bool) -> None:
+    # mas_next_node / mas_prev_node climb to the lowest common ancestor and
+    # descend to the neighbour: both legs are charged, 2 lines per node; at
+    # the last (first) leaf the whole climb to the root is charged.
+    rng = random.Random(7)
+    t, _ = build(rng, 900, 30)
+    if not alloc:  # the same ranges in a normal tree
+        r = MapleTree(counters=Counters())
+        for first, last, entry in t:
+            if entry is not None:
+                r.store_range(first, last, entry)
+        t = r
+    assert t.height >= 3
+    paths = leaf_paths(t)
+    for k, path in enumerate(paths):
+        leaf = path[-1]
+        shared = 0 if k + 1 == len(paths) else _common(path, paths[k + 1])
+        expect = (len(path) - 1 - shared) + (0 if k + 1 == len(paths) else len(path) - 1 - shared)
+        t.counters.reset()
+        got = next_leaf(t, leaf)
+        assert (got[0] if got else None) is (paths[k + 1][-1] if k + 1 < len(paths) else None)
+        assert (t.counters.nodes_visited, t.counters.cache_lines) == (expect, 2 * expect)
+
+        shared = 0 if k == 0 else _common(path, paths[k - 1])
+        expect = 0 if k == 0 else 2 * (len(path) - 1 - shared)
+        t.counters.reset()
+        got = prev_leaf(t, leaf, node_min(leaf))
+        assert (got[0] if got else None) is (paths[k - 1][-1] if k else None)
+        assert (t.counters.nodes_visited, t.counters.cache_lines) == (expect, 2 * expect)
+
+
+def _common(a: list[MapleNode], b: list[MapleNode]) -> int:
+    """Index of the deepest node the two root-to-leaf paths share."""
+    k = 0
+    while k + 1 < len(a) and a[k + 1] is b[k + 1]:
+        k += 1
+    return k
