@@ -120,9 +120,7 @@ def next_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
     while True:
         parent = node.parent
         if parent is None:
-            c = tree.counters
-            c.nodes_visited += visited
-            c.cache_lines += 2 * visited
+            _charge_move(tree, visited)
             return None
         visited += 1
         piv = parent.pivots
@@ -135,10 +133,7 @@ def next_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
     while node.type != MAPLE_LEAF64:
         visited += 1
         node = node.slots[0]
-    visited += 1
-    c = tree.counters
-    c.nodes_visited += visited
-    c.cache_lines += 2 * visited
+    _charge_move(tree, visited + 1)
     return node, mn
 
 
@@ -152,9 +147,7 @@ def prev_leaf(tree: MapleTree, leaf: MapleNode, leaf_min: int) -> tuple[MapleNod
     while True:
         parent = node.parent
         if parent is None:
-            c = tree.counters
-            c.nodes_visited += visited
-            c.cache_lines += 2 * visited
+            _charge_move(tree, visited)
             return None
         visited += 1
         piv = parent.pivots
@@ -170,11 +163,15 @@ def prev_leaf(tree: MapleTree, leaf: MapleNode, leaf_min: int) -> tuple[MapleNod
         if len(piv) > 1:
             mn = piv[-2] + 1
         node = node.slots[-1]
-    visited += 1
+    _charge_move(tree, visited + 1)
+    return node, mn
+
+
+def _charge_move(tree: MapleTree, visited: int) -> None:
+    """Count a leaf-to-leaf move: ``visited`` nodes, two lines each."""
     c = tree.counters
     c.nodes_visited += visited
     c.cache_lines += 2 * visited
-    return node, mn
 
 
 def _node_min(node: MapleNode) -> int:
