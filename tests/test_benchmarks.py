@@ -54,6 +54,9 @@ def test_bench_mapletree_cli(bench_maple, capsys):
     assert "maple-rng" in out and "rbtree" in out
     floor = out[out.index("floor:") :].splitlines()[3:5]
     assert [row.split()[0] for row in floor] == ["200", "600"]
+    # the layer table ran (its uncounted reference fit agreed with the search)
+    layers = out[out.index("layers:") :].splitlines()[4:6]
+    assert [row.split()[0] for row in layers] == ["200", "600"]
 
 
 def test_bench_node_layouts_descents_agree(capsys):
