@@ -7,7 +7,9 @@ Both structures index the same address space: ``n`` busy blocks of ``B``
 bytes, each followed by a free hole of ``B`` bytes, except the last hole,
 which is ``2B`` long.  The maple tree (``alloc_range=True``) stores the busy
 blocks and searches its gaps; the rb-tree free index holds the free holes as
-``VmapArea`` blocks (``free_vmap_area_root``).  Measured per operation:
+``VmapArea`` blocks (``free_vmap_area_root``), each at the slab position
+``vmap_area_cachep`` would give it, so that an area whose fields straddle
+two cache lines is charged two.  Measured per operation:
 
 * ``fit@vstart``  lowest fit of ``B`` bytes at or above a random address
   (``mas_empty_area`` / ``find_vmap_lowest_match``);
@@ -62,6 +64,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vmapsim import Counters, VmapArea
+from vmapsim.layout import VMAP_AREA_RB
+from vmapsim.slab import KmemCache
 
 BLOCK = 4096  # bytes per busy block and per ordinary free hole
 ULONG_MAX = (1 << 64) - 1
@@ -209,8 +213,16 @@ class RbSubject:
         self.counters = Counters()
         self.warnings: list[str] = []
         self.index = RbFreeIndex(self.counters, self.warnings.append)
+        # Each area sits where vmap_area_cachep would put it (72-byte objects
+        # fill slab pages in turn), so that the line count charges objects
+        # straddling two lines as the allocator's areas are charged.
+        cache = KmemCache("vmap_area", VMAP_AREA_RB)
         self.areas = [
-            VmapArea(hole_start(i), hole_start(i) + (2 * BLOCK if i == n - 1 else BLOCK))
+            VmapArea(
+                hole_start(i),
+                hole_start(i) + (2 * BLOCK if i == n - 1 else BLOCK),
+                slab_pos=cache.alloc(),
+            )
             for i in range(n)
         ]
         insert = self.index.insert
