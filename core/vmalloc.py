@@ -132,7 +132,7 @@ class VmallocMixin:
         """Link an area that a find-and-unlink took by mistake back into the
         busy tree of its address's node, under that node's busy lock."""
         self.metrics.locks["vmap_node.busy.lock"] += 1
-        self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
+        self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.publish(va, True)
 
     # -- lookup ------------------------------------------------------------------
     def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
@@ -149,6 +149,8 @@ class VmallocMixin:
         backwards through every node (an area can span zones), taking each
         node's busy lock once."""
         nodes = self.vmap_nodes
+        if not nodes:  # before vmalloc_init(): nothing is busy yet
+            return None
         nr = self.nr_vmap_nodes
         locks = self.metrics.locks
         i = j = (addr // self.vmap_zone_size) % nr
@@ -160,7 +162,21 @@ class VmallocMixin:
                 return va
             i = (i + nr - 1) % nr
             if i == j:
-                return None
+                break
+        if self.vmap_retry_queue:
+            return self._retry_queue_lookup(addr, unlink)
+        return None
+
+    def _retry_queue_lookup(self: VmapAllocator, addr: int, unlink: bool) -> VmapArea | None:
+        """Lookups also see the areas parked by a failed publish (stage 5 on):
+        a linear scan of the retry queue, taken out of it by an unlink."""
+        queue = self.vmap_retry_queue
+        for k, va in enumerate(queue):
+            if va.va_start <= addr < va.va_end:
+                if unlink:
+                    del queue[k]
+                return va
+        return None
 
     # -- freeing -------------------------------------------------------------
     def vfree(self: VmapAllocator, addr: int | None, *, cpu: int = 0) -> None:

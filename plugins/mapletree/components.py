@@ -86,6 +86,20 @@ class MapleBusyIndex(_MapleAreaIndex):
         """Publish a busy area (``insert_vmap_area`` in maple form)."""
         return self._insert(va)
 
+    def publish(self, va: VmapArea, can_block: bool) -> int:
+        """Publish a busy area: ``mtree_insert_range()`` with the request's gfp;
+        0, -EEXIST (warned) or -ENOMEM (nothing changed)."""
+        try:
+            self.tree.insert_range(va.va_start, va.va_end - 1, va, can_block=can_block)
+        except MapleError as exc:
+            if exc.errno == errno.ENOMEM:
+                return -errno.ENOMEM
+            if exc.errno != errno.EEXIST:
+                raise
+            return 0 if self._insert(va) else -errno.EEXIST
+        self._n += 1
+        return 0
+
     def find(self, addr: int) -> VmapArea | None:
         """``__find_vmap_area()`` as ``mtree_load(addr)``."""
         return self.tree.load(addr)
