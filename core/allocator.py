@@ -219,8 +219,12 @@ class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
             raise VmapArgumentError(
                 "vm_area_register_early", "only before vmalloc_init() (early boot)"
             )
-        check_size("size", size, page_aligned=False)
-        check_align("align", align)
+        check_ulong("size", size)
+        check_ulong("align", align)
+        if not size or align & (align - 1) or not align:
+            raise VmapArgumentError(
+                "vm_area_register_early", "size > 0 and a power-of-two align", (size, align)
+            )
         addr = (self.vmalloc_start + self._vm_init_off + align - 1) & -align
         vm = VmStruct(addr, size, VM_ALLOC, size, "vm_area_register_early")
         self._vm_init_off = ((addr + size + PAGE_SIZE - 1) & -PAGE_SIZE) - self.vmalloc_start
