@@ -283,6 +283,10 @@ class OccupiedBusyView:
         "zone",
     )
 
+    #: the flow's cue (``_busy_occupies``): publishing here also marks the range
+    #: in use, so the flow does not ``occupy()`` it first
+    occupies = True
+
     def __init__(
         self,
         occupied: MapleOccupiedIndex,
