@@ -388,7 +388,11 @@ def _free_old(tree: MapleTree, node: MapleNode) -> None:
 
 
 def _replace(tree: MapleTree, old: MapleNode, new: MapleNode, gap: int) -> None:
-    """``mas_replace_node()``: put ``new`` where ``old`` hangs; free ``old``."""
+    """``mas_replace_node()``: put ``new`` where ``old`` hangs; free ``old``.
+
+    Writing the parent's slot costs one line; the tree's root pointer lives
+    in ``struct maple_tree``, which the cost model does not charge (a walk
+    does not charge reading it either)."""
     parent = old.parent
     if parent is None:
         tree.root = new
@@ -397,10 +401,10 @@ def _replace(tree: MapleTree, old: MapleNode, new: MapleNode, gap: int) -> None:
         off = bisect_left(parent.pivots, old.pivots[-1])
         parent.slots[off] = new
         new.parent = parent
+        tree.counters.cache_lines += 1
     _free(tree, old)
     if parent is not None and tree.is_alloc:
         gap_up(tree, new, gap)
-    tree.counters.cache_lines += 1
 
 
 def _gap_of(tree: MapleTree, type_: int, pivots: list[int], slots: list[Any], gaps, mn: int):
