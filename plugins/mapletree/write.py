@@ -459,8 +459,13 @@ def _make_pieces(
     bg: list[int] | None,
     mn: int,
     cuts: list[int],
+    linked: bool = True,
 ) -> tuple[list[MapleNode], list[int]]:
-    """Create the nodes holding ``bp/bs[previous cut + 1 .. cut]`` per cut."""
+    """Create the nodes holding ``bp/bs[previous cut + 1 .. cut]`` per cut.
+
+    Each node is written whole (4 lines).  In an allocation tree each one's
+    largest gap goes into its parent's new data (one gap update), unless
+    ``linked`` is false: a single node becoming the root has no parent."""
     pieces: list[MapleNode] = []
     pgaps: list[int] = []
     alloc = tree.is_alloc
@@ -474,7 +479,7 @@ def _make_pieces(
             pgaps.append(leaf_max_gap(sp, ss, mn) if type_ == MAPLE_LEAF64 else max(sg))
         mn = bp[cut] + 1
         start = cut + 1
-    if alloc:
+    if alloc and linked:
         tree.counters.gap_updates += len(pieces)
     tree.counters.cache_lines += 4 * len(pieces)
     return pieces, pgaps
@@ -873,7 +878,9 @@ def _rebuild(
             split, mid = _calc_split(bp, bs, ctype)
             cuts = [split, mid, b_end] if mid else [split, b_end]
             c.splits += 1
-        pieces, pgaps = _make_pieces(tree, mas, ctype, bp, bs, bg, lmin, cuts)
+        pieces, pgaps = _make_pieces(
+            tree, mas, ctype, bp, bs, bg, lmin, cuts, not (whole and len(cuts) == 1)
+        )
         if len(pieces) == 1 and whole:
             _free_old(tree, tree.root)
             tree.root = pieces[0]
