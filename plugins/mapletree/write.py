@@ -26,7 +26,6 @@ from .errors import ZERO_ENTRY, MapleError
 from .gap import gap_up, leaf_max_gap
 from .node import (
     DEAD,
-    DESCEND_LINES,
     FULL_SCAN_LINES,
     MAPLE_LEAF64,
     MT_MIN_SLOTS,
@@ -898,6 +897,7 @@ def _rebuild(
                 pieces,
                 pgaps if alloc else None,
             )
+            c.cache_lines += 4
             tree.root = root
             tree.height = level + 1
             return
@@ -944,6 +944,7 @@ def _new_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     tree.root = _new(tree, mas, MAPLE_LEAF64, [ULONG_MAX], [entry], None)
     tree.root_entry = None
     tree.height = 1
+    tree.counters.cache_lines += 4
 
 
 def _store_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
@@ -975,4 +976,4 @@ def _store_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     tree.root = _new(tree, mas, MAPLE_LEAF64, piv, slots, None)
     tree.root_entry = None
     tree.height = 1
-    tree.counters.cache_lines += DESCEND_LINES[MAPLE_LEAF64][len(piv) - 1][0]
+    tree.counters.cache_lines += 4
