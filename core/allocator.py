@@ -8,6 +8,7 @@ stage's choices; afterwards the flow calls their methods directly.
 
 from __future__ import annotations
 
+import errno
 import heapq
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -17,7 +18,7 @@ from .area import VM_ALLOC, VmapArea, VmStruct
 from .constants import PAGE_SIZE, ULONG_MAX, Arch
 from .counters import Counters
 from .descriptors import Component, ComponentContext, Stage
-from .errors import ComponentError, VmapArgumentError
+from .errors import ComponentError, VmapArgumentError, VmapError
 from .faults import FaultInjector
 from .gfp import GFP_KERNEL
 from .invariants import InvariantsMixin
@@ -25,7 +26,14 @@ from .mirror import MIRRORS, MirroredCoalescer, MirroredFreeIndex
 from .purge import PurgeMixin
 from .roles import ROLE_PROTOCOLS
 from .slab import KmemCache
-from .validate import check_align, check_cpu, check_int, check_size, check_window
+from .validate import (
+    alloc_vmap_area_einval,
+    check_cpu,
+    check_gfp,
+    check_int,
+    check_ulong,
+    check_window,
+)
 from .vmalloc import VmallocMixin
 from .vmap_node import VmapNode
 
@@ -211,8 +219,12 @@ class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
             raise VmapArgumentError(
                 "vm_area_register_early", "only before vmalloc_init() (early boot)"
             )
-        check_size("size", size, page_aligned=False)
-        check_align("align", align)
+        check_ulong("size", size)
+        check_ulong("align", align)
+        if not size or align & (align - 1) or not align:
+            raise VmapArgumentError(
+                "vm_area_register_early", "size > 0 and a power-of-two align", (size, align)
+            )
         addr = (self.vmalloc_start + self._vm_init_off + align - 1) & -align
         vm = VmStruct(addr, size, VM_ALLOC, size, "vm_area_register_early")
         self._vm_init_off = ((addr + size + PAGE_SIZE - 1) & -PAGE_SIZE) - self.vmalloc_start
@@ -263,15 +275,24 @@ class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
     ) -> VmapArea:
         """``alloc_vmap_area()``: a busy area of ``size`` bytes in ``[vstart, vend)``.
 
-        Raises :class:`~vmapsim.VmapError` with ``errno`` EINVAL (bad
-        arguments), EBUSY (no space, or not initialised) or ENOMEM.
+        Raises :class:`~vmapsim.VmapError` with ``errno`` EINVAL (size 0,
+        unaligned size, align not a power of two: the kernel's
+        ``ERR_PTR(-EINVAL)``), EBUSY (no space, or not initialised) or ENOMEM;
+        :class:`~vmapsim.VmapArgumentError` / :class:`~vmapsim.VmapTypeError`
+        for what the kernel cannot receive and for the window and flags the
+        model refuses (docs/divergences.md).
         """
-        check_size("size", size, page_aligned=True)
-        check_align("align", align)
-        vstart, vend = check_window(vstart, vend)
-        check_int("gfp", gfp)
+        check_ulong("size", size)
+        check_ulong("align", align)
+        check_ulong("vstart", vstart)
+        check_ulong("vend", vend)
+        check_gfp(gfp)
         check_cpu(cpu, self.nr_cpus)
         va_flags = check_int("va_flags", va_flags)
+        einval = alloc_vmap_area_einval(size, align)
+        if einval is not None:
+            raise VmapError(errno.EINVAL, f"alloc_vmap_area: {einval}")
+        vstart, vend = check_window(vstart, vend)
         if va_flags & ~0x3:
             raise VmapArgumentError(
                 "va_flags", "only VMAP_RAM (0x1) and VMAP_BLOCK (0x2)", va_flags
