@@ -124,7 +124,7 @@ def test_stage2_alloc_reads_less_than_stage1() -> None:
 def test_stage2_search_is_the_occupied_tree() -> None:
     a = vmapsim.build(2, debug=True)
     calls = []
-    rb = a.free.primary
+    rb = a.free.mirror  # stage 2: maple answers the free-block lookups, rb follows
     orig = rb.find_vmap_lowest_match
     rb.find_vmap_lowest_match = lambda *args: calls.append(args) or orig(*args)  # type: ignore[method-assign]
     assert a.vmalloc(5 * P) is not None
