@@ -113,7 +113,8 @@ class _Session:
     def for_marker(self, marker: pytest.Mark) -> tuple[list[Any], list[str]]:
         """The params of a marked test, and the ids; see the module docstring."""
         spec = ",".join(str(a) for a in marker.args) if marker.args else "all"
-        series = marker.kwargs.get("series", self.series or self.selection.series)
+        # bare numbers: the marker's series=, else --series, else the spec's prefix or maple
+        series = marker.kwargs.get("series", self.series)
         try:
             sel = select_stages(spec, self.registry, series=series, strict=False)
         except StageSelectionError as exc:

@@ -667,3 +667,13 @@ def test_the_same_examples_on_the_fake_series(capsys, fake):
         rc, data = bisect_json(capsys, "--series", "fake", "--param", "nr_ops=500", *argv)
         (key,) = [k for k in known if k in cmd]
         assert rc == 0 and data["first_bad"] == known[key], (cmd, data["notes"])
+
+
+def test_bench_bisect_runs(capsys):
+    import runpy
+
+    bench = runpy.run_path(str(ROOT / "benchmarks" / "bench_bisect.py"))
+    assert bench["main"](["--repeat", "1", "--nr-ops", "200", "--series", "bench"]) == 0
+    out = capsys.readouterr().out
+    rows = dict(re.findall(r"^(metric|log)\s.*first bad: (\d+)$", out, re.M))
+    assert rows == {"metric": "4", "log": "12"}
