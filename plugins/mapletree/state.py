@@ -265,7 +265,7 @@ class MapleState:
             if off:
                 off -= 1
             else:
-                prv = prev_leaf(tree, node, mn)
+                prv = prev_leaf(tree, node)
                 if prv is None:  # pragma: no cover - index == 0 <= min
                     self.status = _UNDERFLOW
                     return None
