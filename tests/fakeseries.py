@@ -54,8 +54,11 @@ def fake_stage(n: int) -> Stage:
     )
 
 
-def fake_ops(allocator, *, seed: int = 0, nr_ops: int = 400):
-    """vmalloc / vfree of 1-8 pages, half the live areas freed at random; see the module doc."""
+def fake_ops(allocator, *, seed: int = 0, nr_ops: int = 400, **_mixed_params):
+    """vmalloc / vfree of 1-8 pages, half the live areas freed at random; see the module doc.
+
+    ``mixed``'s other parameters are accepted and ignored, so the worked examples'
+    flags run unchanged on the fake series."""
     rng = random.Random(seed)
     feats = allocator.stage.features
     live: list[int] = []

@@ -595,7 +595,7 @@ LEDGER = {
     "--bad 11 --log UBSAN": 11,  # row 11: the one-past-the-end index, reported as UBSAN would
     "--good 11 --bad 12 --invert --log UBSAN": 12,  # row 12: bounds-checked: clean again
     "--all --good 0 --bad 12 --log UBSAN": 11,
-    "--trace mixed": 10,  # stages 0-9 share the trace; 10's overlay changes it
+    "--trace mixed": 10,  # stages 0-9 share the trace (align <= PAGE_SIZE); 10's overlay changes it
 }
 
 
@@ -643,6 +643,61 @@ def test_worked_example(capsys, monkeypatch, cmd, answer):
     if "--all" in cmd:
         assert data["monotonic"] is False
         assert [(t["from"], t["to"]) for t in data["transitions"]] == [(10, 11), (11, 12)]
+
+
+def _top(good: int) -> int:
+    """The highest stage n of maple with every stage good..n registered."""
+    reg = vmapsim.plugins.get_registry()
+    n = good
+    while f"maple:{n + 1}" in reg.stages:
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize(("cmd", "answer"), doc_examples(), ids=lambda v: str(v)[:60])
+def test_worked_example_on_the_stages_registered_now(capsys, monkeypatch, cmd, answer):
+    """The same command with --bad cut to the stages that exist: the ledger's answer if it
+    is among them, else no change at all (every example's check is steady below its answer)."""
+    argv = shlex.split(cmd)[2:]
+    good = int(argv[argv.index("--good") + 1])
+    bad = int(argv[argv.index("--bad") + 1])
+    top = min(bad, _top(good))
+    reg = vmapsim.plugins.get_registry()
+    if "--workload" in argv and argv[argv.index("--workload") + 1] not in reg.workloads:
+        pytest.skip(f"needs workload {argv[argv.index('--workload') + 1]}")
+    if top <= good or (top < answer and "--all" in argv):
+        pytest.skip(f"needs maple:{good + 1}..{answer} (registered up to maple:{top})")
+    monkeypatch.delenv("VMAPSIM_STAGE", raising=False)
+    argv[argv.index("--bad") + 1] = str(top)
+    rc, data = bisect_json(capsys, *argv)
+    if top >= answer:
+        assert rc == 0 and data["first_bad"] == answer, data["notes"]
+    else:
+        assert rc == 1 and data["first_bad"] is None
+        assert any(f"stage {top} (--bad) is good" in n for n in data["notes"]), data["notes"]
+
+
+def test_mixed_workload_parameters():
+    from vmapsim.workloads import mixed
+
+    def trace(**params):
+        t = TracingAllocator(vmapsim.build(0))
+        report = mixed(t, nr_ops=400, **params)
+        return t.trace, report
+
+    default, rep = trace()
+    assert all(op.same(o) for op, o in zip(default, trace(aligned_pct=10)[0], strict=True))
+    assert any(op.op == "vmalloc_node" for op in default) and "aligned_pct" not in rep.params
+    plain, rep = trace(aligned_pct=0)
+    assert not any(op.op == "vmalloc_node" for op in plain)
+    nowait, rep = trace(nowait_pct=50, aligned_pct=0)
+    calls = [op for op in nowait if op.op == "vmalloc_node"]
+    assert calls and rep.ops["vmalloc_nowait"] == len(calls)
+    assert all(dict(op.kwargs)["gfp"] == int(vmapsim.gfp.GFP_NOWAIT) for op in calls)
+    assert all(op.args[1] == PAGE_SIZE for op in calls)
+    for bad in ({"nowait_pct": 101}, {"aligned_pct": -1}, {"nowait_pct": 0.5}):
+        with pytest.raises(vmapsim.VmapArgumentError, match="percentage"):
+            mixed(vmapsim.build(0), nr_ops=10, **bad)
 
 
 def test_the_same_examples_on_the_fake_series(capsys, fake):
