@@ -219,7 +219,11 @@ class Run:
         first = at - size + 1 if rev else at
         assert got == first
         self.m.store(first, first + size - 1, entry)
-        want, plan, shape = expect_write(before, t, first, first + size - 1, entry)
+        # mas_empty_area leaves the state on the leaf it found (the insert
+        # does not walk again); the reverse search leaves it at the start
+        want, plan, shape = expect_write(
+            before, t, first, first + size - 1, entry, positioned=not rev
+        )
         want.add(search)
         self._check("alloc_rrange" if rev else "alloc_range", want)
         self._note(before, plan, shape)
