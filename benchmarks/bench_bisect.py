@@ -1,7 +1,10 @@
 """How long ``vmapsim bisect`` takes: a --metric and a --log bisect over a series' stages.
 
 Runs, in this process, the bisects of docs/bisect.md's first two worked
-examples on the default bisect workload (``mixed``, ``nr_ops=5000``), each
+examples on the default bisect workload (``mixed``, ``nr_ops=5000``) --
+the struct-size one twice: as written (its expression reads only a property
+of the built allocator, so no workload runs) and with ``and ops > 0``
+added (which forces the workload run on every probe) -- each
 --repeat times, and prints per bisect: the median and min wall time, the
 steps (halving probes) and probes (steps + the two end checks), the answer,
 and the seconds per probe.  Target: <= 10 s for a 4-step bisect over 13
@@ -58,17 +61,19 @@ def cases(series: str, nr_ops: int) -> list[tuple[str, list[str]]]:
     if series == "maple":
         return [
             ("metric", [*common, "--metric", "struct_vmap_area_size < 72"]),
+            ("metric/op", [*common, "--metric", "struct_vmap_area_size < 72 and ops > 0"]),
             (
                 "log",
                 [
                     *common,
                     *("--good", "1", "--invert", "--log", "nonexistent vm area"),
-                    *("--faults", "maple_node:probability=5"),
+                    *("--param", "nowait_pct=20", "--faults", "maple_node:probability=50"),
                 ],
             ),
         ]
     return [
         ("metric", [*common, "--metric", "struct_vmap_area_size < 72"]),
+        ("metric/op", [*common, "--metric", "struct_vmap_area_size < 72 and ops > 0"]),
         ("log", [*common, "--no-verify", "--log", "nonexistent vm area"]),
     ]
 
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(times)
         probes = len(data["probes"])
         print(
-            f"{name:<8} {med:>9.2f} {min(times):>7.2f} {data['steps']:>6} {probes:>7} "
+            f"{name:<10} {med:>9.2f} {min(times):>7.2f} {data['steps']:>6} {probes:>7} "
             f"{med / max(probes, 1):>8.3f}  first bad: {data['first_bad']}"
         )
     return 0

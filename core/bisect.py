@@ -383,7 +383,8 @@ class WorkloadRunner:
         out.update(self.params)
         return out
 
-    def run(self, stage: Stage, *, trace: bool = False) -> WorkloadRun:
+    def run(self, stage: Stage, *, trace: bool = False, workload: bool = True) -> WorkloadRun:
+        """Build ``stage``'s allocator and run the workload on it (``workload=False``: build only)."""
         wl = self.registry.workload(self.workload)
         try:
             alloc = build(
@@ -398,6 +399,8 @@ class WorkloadRunner:
         except (UnknownComponentError, PluginError) as exc:
             raise _CannotBuild(str(exc.args[0] if exc.args else exc)) from exc
         target = TracingAllocator(alloc) if trace else alloc
+        if not workload:
+            return WorkloadRun(alloc, None, None, 0)
         report = wl.run(target, **self.effective_params())
         return WorkloadRun(
             alloc,
@@ -454,6 +457,11 @@ PROPERTIES: dict[str, str] = {
     "nr_lazy_areas": "lazily freed areas after the run",
     "nr_pooled_areas": "areas in the per-node pools after the run",
 }
+#: properties fixed when the allocator is built: an expression reading only these
+#: does not need the workload run
+STATIC_PROPERTIES = frozenset(
+    {"struct_vmap_area_size", "stage", "nr_cpus", "nr_vmap_nodes", "lazy_max_pages"}
+)
 _LOCK = re.compile(r"^lock\.[A-Za-z_][A-Za-z0-9_]*$")
 _WORKLOAD = re.compile(r"^workload\.[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -534,10 +542,18 @@ class MetricCheck:
     runner: WorkloadRunner
 
     def describe(self) -> str:
+        if not self.needs_run:
+            return (
+                f"metric {self.expr.source!r} (properties of the built allocator: no workload run)"
+            )
         return f"metric {self.expr.source!r} on {self.runner.describe()}"
 
+    @property
+    def needs_run(self) -> bool:
+        return not set(self.expr.names) <= STATIC_PROPERTIES
+
     def _probe(self, stage: Stage) -> Verdict:
-        run = self.runner.run(stage)
+        run = self.runner.run(stage, workload=self.needs_run)
         values: dict[str, float] = {}
 
         def get(name: str) -> float:
