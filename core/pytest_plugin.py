@@ -225,6 +225,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _stage_fixture_func(request: pytest.FixtureRequest) -> Stage:
+    """The stage (a vmapsim.Stage) this test runs on; see --stage and docs/bisect.md."""
     param = getattr(request, "param", None)
     if isinstance(param, Stage):
         return param
@@ -232,7 +233,6 @@ def _stage_fixture_func(request: pytest.FixtureRequest) -> Stage:
 
 
 stage = pytest.fixture(name="stage")(_stage_fixture_func)
-stage.__doc__ = "The stage (a vmapsim.Stage) this test runs on; see --stage."
 
 
 @pytest.fixture(scope="session")
