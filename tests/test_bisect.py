@@ -553,6 +553,15 @@ def test_pytest_check_on_fake(capsys, fake, tmp_path, monkeypatch):
     bad = [p for p in data["probes"] if p["verdict"] == BAD]
     assert bad and all("broken from 7" in p["detail"] for p in bad)
     assert any("1 passed" in p["detail"] for p in data["probes"])
+    # a marked test outside the probed stage is skipped there: the probe is a skip
+    (tmp_path / "test_marked.py").write_text(
+        "import pytest\n\n@pytest.mark.vmapsim_stages('fake:0..5')\n"
+        "def test_marked(stage):\n    pass\n"
+    )
+    from vmapsim.bisect import PytestCheck
+
+    v = PytestCheck("test_marked.py").probe(fake.stage("fake:7"))
+    assert v.verdict == SKIP and "no stage in common" in v.detail
 
 
 @pytest.mark.parametrize(
