@@ -246,3 +246,23 @@ def test_percpu_invariants_catch_corruption():
     a.percpu.chunks[0].free_bytes -= 4
     with pytest.raises(InvariantError, match="free_bytes"):
         a.check_invariants()
+
+
+def test_carved_areas_are_merged_back_when_a_later_carve_fails():
+    """va_clip() of a strictly-inside (NE) fit needs a second vmap_area: the
+    preload node if this CPU has one, else GFP_NOWAIT, which failslab fails
+    here.  Area 0 takes the preload; area 1 fails; area 0 is merged back,
+    one purge and retry (no preload left: area 0 fails), NULL, WARN_ON_ONCE."""
+    fs = vmapsim.FailslabConfig(probability=100, cache_filter={"vmap_area"})
+    a = vmapsim.build(0, debug=True, failslab=fs)
+    a.vmalloc(P)  # the first vmalloc is an NE fit in [1, ULONG_MAX): it uses its preload
+    a.vmalloc(P)  # an LE fit: the preload node stays
+    assert a.ne_fit_preload_node[0] is not None
+    free_before = sorted((v.va_start, v.va_end) for v in a.free_areas())
+    busy_before = sorted((v.va_start, v.va_end) for v in a.busy_areas())
+    purges, log = a.metrics.purges, len(a.log)
+    assert a.pcpu_get_vm_areas([0, 2 * A], [A, A], A) is None
+    assert sorted((v.va_start, v.va_end) for v in a.free_areas()) == free_before
+    assert sorted((v.va_start, v.va_end) for v in a.busy_areas()) == busy_before
+    assert a.metrics.purges == purges + 1
+    assert len(a.log) == log + 1 and "pcpu_get_vm_areas" in a.log[log]
