@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from .area import VM_ALLOC, VmapArea, VmStruct
 from .constants import PAGE_SIZE, ULONG_MAX
 from .errors import VmapArgumentError, VmapTypeError
-from .validate import check_align, check_cpu, check_ulong
+from .validate import check_cpu, check_ulong
 
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
@@ -134,7 +134,9 @@ class PcpuMixin:
         self: VmapAllocator, offsets: Sequence[int], sizes: Sequence[int], align: int
     ) -> tuple[list[int], list[int]]:
         """The argument checks (the kernel's BUG_ONs), in the kernel's order."""
-        align = check_align("align", align)
+        align = check_ulong("align", align)
+        if not align or align & (align - 1):
+            raise VmapArgumentError("align", "must be a power of two (BUG_ON)", align)
         if align % PAGE_SIZE:
             raise VmapArgumentError(
                 "align", f"must be a multiple of PAGE_SIZE ({PAGE_SIZE})", align

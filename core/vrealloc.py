@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .area import VM_FLUSH_RESET_PERMS, VM_USERMAP
 from .constants import PAGE_SHIFT, PAGE_SIZE
 from .gfp import GFP_KERNEL, Gfp
-from .validate import check_cpu, check_int, check_ulong
+from .validate import check_cpu, check_gfp, check_ulong
 
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
@@ -53,7 +53,7 @@ class VreallocMixin:
         if addr is not None:
             check_ulong("addr", addr)
         check_ulong("size", size)
-        check_int("gfp", gfp)
+        gfp = check_gfp(gfp)
         check_cpu(cpu, self.nr_cpus)
         if not size:
             self.vfree(addr, cpu=cpu)
