@@ -13,18 +13,22 @@ and puts it in its node's busy tree with a ``VM_ALLOC`` vm_struct.  No
 guard pages, no preload.  On failure: one ``reclaim_and_purge_vmap_areas()``
 and a retry; areas already carved are merged back.
 
-The free-space queries go through three small methods
+The free-space queries go through small methods
 (:meth:`PcpuMixin._pvm_find_va_enclose_addr`, :meth:`PcpuMixin._pvm_prev_va`,
-:meth:`PcpuMixin._pvm_clip`) written against the
-:class:`~vmapsim.FreeIndex` protocol only, so that a stage whose free space
-is the gaps of an occupied-range tree can give them a second implementation.
+:meth:`PcpuMixin._pvm_clip`, :meth:`PcpuMixin._pvm_unclip`) with two
+implementations: the :class:`~vmapsim.FreeIndex` protocol's free blocks
+(stages 0-1), and the gaps of the occupied index (``gap_enclosing``,
+``prev_gap``, ``occupy``; stages 2 on, where the gaps equal the free blocks
+while a free index is kept beside them).
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .alloc import fit_needs_spare
 from .area import VM_ALLOC, VmapArea, VmStruct
 from .constants import PAGE_SIZE, ULONG_MAX
 from .errors import VmapArgumentError, VmapTypeError
@@ -36,47 +40,90 @@ if TYPE_CHECKING:
 __all__ = ["PcpuMixin"]
 
 _M = ULONG_MAX  # unsigned long arithmetic wraps modulo 2**64
+#: a free block: ``(start, end, the FreeIndex block or None for an occupied-index gap)``
+_Block = tuple[int, int, "VmapArea | None"]
 
 
 class PcpuMixin:
     """``pcpu_get_vm_areas()``, ``pcpu_free_vm_areas()`` and their free-space queries."""
 
-    # -- free-space queries (FreeIndex protocol only) -------------------------------
-    def _pvm_find_va_enclose_addr(self: VmapAllocator, addr: int) -> VmapArea | None:
+    # -- free-space queries ------------------------------------------------------------
+    # A free block is ``(start, end, va)``: ``va`` is the FreeIndex block, or None
+    # when the stage finds free space as the gaps of its occupied index (the gaps
+    # equal the free blocks wherever a stage keeps both).
+    def _pvm_find_va_enclose_addr(self: VmapAllocator, addr: int) -> _Block | None:
         """``pvm_find_va_enclose_addr()``: the free block with the highest
-        ``va_start <= addr`` (the one holding ``addr``, else the one below it)."""
+        ``start <= addr`` (the one holding ``addr``, else the one below it)."""
+        occ = self.occupied
+        if occ is not None:
+            gap = occ.gap_enclosing(addr)
+            if gap is None and addr:
+                gap = occ.gap_enclosing(addr - 1)  # an area ending where a gap ends
+            if gap is None:
+                gap = occ.prev_gap(addr)
+            return None if gap is None else (gap[0], gap[1], None)
         free = self.free
         va = free.find_enclosing(addr)
         if va is None and addr:
-            va = free.find_enclosing(addr - 1)  # an area ending where a free block ends
-        if va is not None:
-            return va
-        va = free.last()
-        while va is not None and va.va_start > addr:
-            va = free.prev_block(va)
-        return va
+            va = free.find_enclosing(addr - 1)
+        if va is None:
+            va = free.last()
+            while va is not None and va.va_start > addr:
+                va = free.prev_block(va)
+        return None if va is None else (va.va_start, va.va_end, va)
 
-    def _pvm_prev_va(self: VmapAllocator, va: VmapArea) -> VmapArea | None:
-        """The free block below ``va`` (``rb_prev`` / ``list_prev_entry``), or None."""
-        return self.free.prev_block(va)
+    def _pvm_prev_va(self: VmapAllocator, block: _Block) -> _Block | None:
+        """The free block below ``block`` (``rb_prev`` / ``mas_empty_area_rev``), or None."""
+        if block[2] is None:
+            gap = self.occupied.prev_gap(block[0])
+            return None if gap is None else (gap[0], gap[1], None)
+        va = self.free.prev_block(block[2])
+        return None if va is None else (va.va_start, va.va_end, va)
 
-    def _pvm_clip(self: VmapAllocator, va: VmapArea, start: int, size: int, cpu: int) -> int:
-        """Carve ``[start, start + size)`` out of free block ``va`` (``va_clip()``)."""
-        return self._va_clip(va, start, size, cpu)
+    def _pvm_clip(self: VmapAllocator, start: int, size: int, cpu: int) -> int:
+        """Take ``[start, start + size)`` out of the free space: ``va_clip()`` of
+        the free block holding it, and (stages 2-6) the range marked in use in
+        the occupied index; at stage 7 the busy publish does that.  0 or -errno."""
+        free = self.free
+        occ = self.occupied
+        if occ is None:
+            va = free.find_enclosing(start)
+            return -errno.EINVAL if va is None else self._va_clip(va, start, size, cpu)
+        if free is not None:
+            va = free.find_enclosing(start)
+            if va is None:
+                return -errno.EINVAL
+            if fit_needs_spare(va, start, size) and not self._have_spare(cpu):
+                return -errno.ENOMEM
+        if not self._busy_occupies:
+            ret = occ.occupy(start, start + size, True)
+            if ret:
+                return ret
+        return 0 if free is None else self._va_clip(va, start, size, cpu)
+
+    def _pvm_unclip(self: VmapAllocator, areas: list[VmapArea]) -> None:
+        """Give carved areas back (the recovery path's merge into the free tree)."""
+        if self.occupied is None:
+            merge = self.coalesce.merge_or_add
+            for va in areas:
+                merge(va)
+            self._drain_coalesced()
+        elif not self._busy_occupies:
+            self._reclaim_list_global(areas)
 
     def _pvm_determine_end_from_reverse(
-        self: VmapAllocator, va: VmapArea | None, align: int
-    ) -> tuple[VmapArea | None, int]:
-        """``pvm_determine_end_from_reverse()``: walking down from ``va``, the
+        self: VmapAllocator, block: _Block | None, align: int
+    ) -> tuple[_Block | None, int]:
+        """``pvm_determine_end_from_reverse()``: walking down from ``block``, the
         first free block whose aligned end (capped at ``VMALLOC_END`` aligned
-        down) lies above its start; returns that block and that end (0, None
+        down) lies above its start; returns that block and that end (None, 0
         when the walk runs off the bottom)."""
         vmalloc_end = self.vmalloc_end & ~(align - 1)
-        while va is not None:
-            addr = min(va.va_end & ~(align - 1), vmalloc_end)
-            if va.va_start < addr:
-                return va, addr
-            va = self._pvm_prev_va(va)
+        while block is not None:
+            addr = min(block[1] & ~(align - 1), vmalloc_end)
+            if block[0] < addr:
+                return block, addr
+            block = self._pvm_prev_va(block)
         return None, 0
 
     # -- public API ----------------------------------------------------------------------
@@ -227,8 +274,9 @@ class PcpuMixin:
             va.flags = 0
             vm = VmStruct(va.va_start, va.va_end - va.va_start, VM_ALLOC, 0, "pcpu_get_vm_areas")
             va.vm = vm  # setup_vmalloc_vm()
-            if not vn.busy.insert(va):  # pragma: no cover - a model bug
-                raise AssertionError(f"busy insert refused for pcpu area {va!r}")
+            ret = vn.busy.publish(va, True)
+            if ret:  # pragma: no cover - GFP_KERNEL publishes do not fail
+                raise AssertionError(f"busy publish refused ({ret}) for pcpu area {va!r}")
             vms.append(vm)
         return vms
 
@@ -256,12 +304,12 @@ class PcpuMixin:
                 return None
             if va is None:
                 return None
-            if (base + end) & _M > va.va_end:  # the area's end is above this block
+            if (base + end) & _M > va[1]:  # the area's end is above this block
                 va, top = self._pvm_determine_end_from_reverse(va, align)
                 base = (top - end) & _M
                 term_area = area
                 continue
-            if (base + start) & _M < va.va_start:  # its start is below: the block below
+            if (base + start) & _M < va[0]:  # its start is below: the block below
                 va, top = self._pvm_determine_end_from_reverse(self._pvm_prev_va(va), align)
                 base = (top - end) & _M
                 term_area = area
@@ -286,19 +334,18 @@ class PcpuMixin:
         for area in range(len(offsets)):
             start = base + offsets[area]
             size = sizes[area]
-            va = self._pvm_find_va_enclose_addr(start)
-            ret = -1 if va is None else self._pvm_clip(va, start, size, cpu)
+            ret = self._pvm_clip(start, size, cpu)
             if ret:
                 self._warn_once(
                     "pcpu_get_vm_areas",
                     f"WARNING: CPU: {cpu} at mm/vmalloc.c pcpu_get_vm_areas: "
                     f"cannot carve {start:#x}+{size:#x} ({ret})",
                 )
-                merge = self.coalesce.merge_or_add
-                for back in range(area - 1, -1, -1):  # recovery: while (area--)
-                    merge(vas[back])
-                    vas[back] = None
-                self._drain_coalesced()
+                carved = [vas[back] for back in range(area - 1, -1, -1)]  # while (area--)
+                if not self._busy_occupies:  # stage 7: nothing was taken yet
+                    self._pvm_unclip(carved)  # type: ignore[arg-type]
+                    for back in range(area):
+                        vas[back] = None
                 return False
             nva = vas[area]
             assert nva is not None

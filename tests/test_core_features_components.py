@@ -1,5 +1,7 @@
-"""The core features on other components of stage 0's roles: the busy and lazy
-maple trees and generic coalescing give the same results as the rb-trees."""
+"""The core features on other components of stage 0's roles (the busy and lazy
+maple trees, generic coalescing) and on every registered stage: the same
+addresses, free/busy/lazy sets and log as stage 0 with the rb-trees, with
+the invariants checked after every operation."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pytest
 
 import vmapsim
 from conftest import P
+from vmapsim.plugins import get_registry
 
 COMPONENTS = [
     None,
@@ -16,8 +19,8 @@ COMPONENTS = [
 ]
 
 
-def scenario(components):
-    a = vmapsim.build(0, nr_cpus=2, debug=True, components=components)
+def scenario(components, stage="0"):
+    a = vmapsim.build(stage, nr_cpus=2, debug=True, components=components)
     out = []
     maps = [a.vm_map_ram(n, cpu=n % 2) for n in (1, 3, 64, 100, 7, 2, 64, 64)]
     out += maps
@@ -51,3 +54,8 @@ def scenario(components):
 @pytest.mark.parametrize("components", COMPONENTS[1:])
 def test_same_results_on_every_component_set(components):
     assert scenario(components) == scenario(COMPONENTS[0])
+
+
+@pytest.mark.parametrize("stage", [k for k in get_registry().stage_keys() if k != "maple:0"])
+def test_same_results_on_every_stage(stage):
+    assert scenario(None, stage) == scenario(None)
