@@ -33,7 +33,7 @@ DEFAULT_SERIES = "maple"
 HOOK_CALLS = [0]
 
 _COMPONENT_HOOKS = {
-    "vmapsim_index_components": frozenset({"free", "busy"}),
+    "vmapsim_index_components": frozenset({"free", "occupied", "busy"}),
     "vmapsim_coalescing_components": frozenset({"coalesce"}),
     "vmapsim_lazy_purge_components": frozenset({"lazy"}),
     "vmapsim_overlay_components": frozenset({"overlay"}),
