@@ -161,12 +161,19 @@ class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
         if "free" in comps:
             free = self._make("free")
             self.free = free
-            # the coalescer works on the primary; a shadow follows the result
-            self._shared["free"] = free.primary if isinstance(free, MirroredFreeIndex) else free
-            coalesce = self._make("coalesce")
             if isinstance(free, MirroredFreeIndex):
-                coalesce = MirroredCoalescer(coalesce, free.mirror)
-            self.coalesce = coalesce
+                # the coalescer merges in one member (the primary, or the shadow
+                # when the stage says so: stage 2 still merges in the rb-tree);
+                # the other member follows each result
+                on_shadow = self.stage.features.get("coalesce_member") == "shadow"
+                member, other = (
+                    (free.mirror, free.primary) if on_shadow else (free.primary, free.mirror)
+                )
+                self._shared["free"] = member
+                self.coalesce = MirroredCoalescer(self._make("coalesce"), other)
+            else:
+                self._shared["free"] = free
+                self.coalesce = self._make("coalesce")
         self.vmap_nodes = [
             VmapNode(i, self._make("busy", i), self._make("lazy", i))
             for i in range(self.nr_vmap_nodes)

@@ -85,14 +85,14 @@ STAGES: list[Stage] = [
         2,
         {
             "occupied": "maple",
-            "free": "rb+maple",
+            "free": "maple+rb",
             "busy": "rb+maple",
             "lazy": "rb+maple",
             "coalesce": "list-neighbour",
         },
-        _DEFERRED,
-        "gap search is mas_empty_area over the occupied-range tree; rb still serves "
-        "lookups, free and purge",
+        {**_DEFERRED, "coalesce_member": "shadow"},
+        "gap search is mas_empty_area over the occupied-range tree and the block to clip "
+        "is found in the maple free tree; rb still serves lookups, free and purge merging",
     ),
     _stage(
         3,

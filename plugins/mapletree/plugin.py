@@ -2,6 +2,9 @@
 
 Registers, through vmapsim's hooks:
 
+* ``free=maple``: :class:`~vmapsim_mapletree.vmap_free.MapleFreeIndex`, free
+  blocks as ranges of one tree (published as ``ctx.shared["free"]``; pairs
+  with ``coalesce=generic``);
 * ``busy=maple``: :class:`~vmapsim_mapletree.components.MapleBusyIndex`, one
   range tree per vmap node;
 * ``occupied=maple``: :class:`~vmapsim_mapletree.vmap_occupied.MapleOccupiedIndex`,
@@ -20,12 +23,20 @@ from __future__ import annotations
 import vmapsim
 
 from .components import make_busy, make_lazy
+from .vmap_free import make_free
 from .vmap_occupied import make_occupied, make_occupied_or_busy
 
 
 @vmapsim.hookimpl
 def vmapsim_index_components() -> list[vmapsim.Component]:
     return [
+        vmapsim.Component(
+            "maple",
+            {"free"},
+            make_free,
+            "free vmap_areas as maple-tree ranges [va_start, va_end - 1] (no subtree sizes: "
+            "the lowest match is a scan)",
+        ),
         vmapsim.Component(
             "maple",
             {"busy"},

@@ -10,8 +10,9 @@ bookkeeping lets ``mas_empty_area()`` find the lowest fit in one descent.
 
 Index 0 and ``ULONG_MAX`` are never free (``vmap_init_free_space()`` hands
 out ``[1, ULONG_MAX)``): the tree stores :data:`RESERVED` at ``[0, 0]`` and
-``[ULONG_MAX, ULONG_MAX]`` when it is built (two stores, counted), so every
-gap lies inside ``[1, ULONG_MAX)`` and no search needs clipping.  These two
+``[ULONG_MAX, ULONG_MAX]`` when it is built (two stores, counted, never
+failed by fault injection), so every gap lies inside ``[1, ULONG_MAX)`` and
+no search needs clipping.  These two
 sentinels are left out of :meth:`MapleOccupiedIndex.__iter__`; :meth:`gaps`
 never sees them because they are not NULL.
 
@@ -84,7 +85,7 @@ class MapleOccupiedIndex:
     ``counters`` through the maple tree's cost model.
     """
 
-    __slots__ = ("counters", "name", "tree", "warn")
+    __slots__ = ("_fit", "counters", "name", "tree", "warn")
 
     def __init__(
         self,
@@ -94,13 +95,20 @@ class MapleOccupiedIndex:
         name: str = "occupied",
     ) -> None:
         """``mt_init_flags(&tree, MT_FLAGS_ALLOC_RANGE)`` and the two sentinels."""
-        self.tree = MapleTree(alloc_range=True, counters=counters, faults=faults)
+        self.tree = MapleTree(alloc_range=True, counters=counters)
         self.counters = counters
         self.warn = warn
         self.name = name
-        # built from a sleepable context: GFP_KERNEL, which failslab leaves alone
+        #: the state the last successful search left on its gap (see fit_state)
+        self._fit: Any = None
+        # the sentinels are the model's way of keeping 0 and ULONG_MAX out of
+        # every gap (an index that clipped its searches would store nothing):
+        # their stores are left out of fault injection, so that building the
+        # index does not use up a failslab budget (``times``) meant for the
+        # operations that follow
         self.tree.store_range(0, 0, RESERVED, can_block=True)
         self.tree.store_range(ULONG_MAX, ULONG_MAX, RESERVED, can_block=True)
+        self.tree.allocator.faults = faults
 
     # ------------------------------------------------------------------
     # the search
@@ -145,13 +153,37 @@ class MapleOccupiedIndex:
             if nva + size - 1 > hi:
                 return -errno.ENOENT  # higher gaps only align higher
             if nva == g or adjust_search_size:
+                self._fit = mas
                 return nva
             # the aligned start moved: does the range still fit this gap?
             mas.set(g)
             mas.walk()
             if nva + size - 1 <= mas.last:
+                self._fit = mas
                 return nva
             lo = mas.last + 1
+
+    def fit_state(self, start: int, end: int) -> Any:
+        """The search's state, if it still sits on the NULL slot holding
+        ``[start, end)`` (nothing written since): the kernel's allocation path
+        stores through the ``ma_state`` its ``mas_empty_area()`` left on the
+        leaf, without a second walk.  The state is handed out once; None
+        otherwise (the caller walks)."""
+        mas = self._fit
+        if mas is None:
+            return None
+        self._fit = None
+        node = mas.node
+        if node is None or mas.seq != self.tree.seq or node.slots[mas.offset] is not None:
+            return None
+        off = mas.offset
+        piv = node.pivots
+        lo = piv[off - 1] + 1 if off else mas.min
+        if start < lo or end - 1 > piv[off]:
+            return None
+        mas.index = start
+        mas.last = end - 1
+        return mas
 
     # ------------------------------------------------------------------
     # changing what is occupied
@@ -166,7 +198,11 @@ class MapleOccupiedIndex:
         """
         s, e = _range(start, end)
         try:
-            self.tree.insert_range(s, e - 1, RESERVED, can_block=bool(can_block))
+            mas = self.fit_state(s, e)
+            if mas is not None:  # right after the search: no second walk
+                mas.insert(RESERVED, bool(can_block))
+            else:
+                self.tree.insert_range(s, e - 1, RESERVED, can_block=bool(can_block))
         except MapleError as exc:
             if exc.errno == errno.ENOMEM:
                 return -errno.ENOMEM
@@ -326,16 +362,18 @@ class OccupiedBusyView:
         """
         s = va.va_start
         last = va.va_end - 1
-        mas = self.tree.state(s)
-        cur = mas.walk()
-        if not (
-            (cur is None and mas.last >= last)
-            or (cur is RESERVED and mas.index == s and mas.last == last)
-        ):
-            self.occupied._warn_overlap(s, last + 1)
-            return -errno.EEXIST
-        mas.index = s  # keep the walk's position: the store does not walk again
-        mas.last = last
+        mas = self.occupied.fit_state(s, last + 1)
+        if mas is None:  # not straight after the search (a pooled area, a retry)
+            mas = self.tree.state(s)
+            cur = mas.walk()
+            if not (
+                (cur is None and mas.last >= last)
+                or (cur is RESERVED and mas.index == s and mas.last == last)
+            ):
+                self.occupied._warn_overlap(s, last + 1)
+                return -errno.EEXIST
+            mas.index = s  # keep the walk's position: the store does not walk again
+            mas.last = last
         try:
             if self.prealloc:
                 mas.preallocate(va, bool(can_block))
