@@ -58,27 +58,27 @@ def test_stages_0_to_7_registered_with_patch_titles() -> None:
     assert sorted(titles) == list(MAPLE_STAGES)
 
 
-@pytest.mark.parametrize("stage", MAPLE_STAGES)
-def test_struct_vmap_area_size_from_layout(stage: int) -> None:
+@pytest.mark.vmapsim_stages("0..7")
+def test_struct_vmap_area_size_from_layout(stage: vmapsim.Stage) -> None:
     """Row 4: 72 bytes with the rb_node (through stage 3), 48 without it."""
-    a = vmapsim.build(stage)
-    assert a.struct_vmap_area_size == (72 if stage < 4 else 48)
+    a = vmapsim.build(stage.number)
+    assert a.struct_vmap_area_size == (72 if stage.number < 4 else 48)
     names = [m.name for _off, m in a.stage.layout.offsets()]
-    assert ("rb_node" in names) == (stage < 4)
+    assert ("rb_node" in names) == (stage.number < 4)
 
 
 # -- stage 1: shadows and deferred bring-up ------------------------------------------
 
 
-@pytest.mark.parametrize("stage", [0, 1, 4, 7])
-def test_allocation_before_init(stage: int) -> None:
+@pytest.mark.vmapsim_stages("0..7")
+def test_allocation_before_init(stage: vmapsim.Stage) -> None:
     """Row 1: before vmalloc_init() stage 0 refuses (-EBUSY, as the kernel);
     from stage 1 the deferred bring-up runs on first use and the early
     vmlist areas are indexed then."""
-    a = vmapsim.build(stage, init=False, debug=True)
+    a = vmapsim.build(stage.number, init=False, debug=True)
     early = a.vm_area_register_early(3 * P, 2 * P)
     assert early.addr == a.vmalloc_start
-    if stage == 0:
+    if stage.number == 0:
         with pytest.raises(VmapError) as exc:
             a.alloc_vmap_area(P, P, a.vmalloc_start, a.vmalloc_end)
         assert exc.value.errno == errno.EBUSY
@@ -239,20 +239,20 @@ def _pressure(stage: int) -> vmapsim.VmapAllocator:
     return a
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3, 4])
-def test_stages_1_to_4_lose_areas_under_node_failure(stage: int) -> None:
+@pytest.mark.vmapsim_stages("1..4")
+def test_stages_1_to_4_lose_areas_under_node_failure(stage: vmapsim.Stage) -> None:
     """Row 5 (modelled defect): a publish that cannot get maple nodes loses the area."""
-    a = _pressure(stage)
+    a = _pressure(stage.number)
     assert a.metrics.publish_lost > 0
     assert any("Trying to vfree() nonexistent vm area" in m for m in a.log)
     with pytest.raises(InvariantError, match="lost"):
         a.check_invariants()
 
 
-@pytest.mark.parametrize("stage", [0, 5, 6, 7])
-def test_stage5_on_loses_nothing_under_node_failure(stage: int) -> None:
+@pytest.mark.vmapsim_stages("0,5..7")
+def test_stage5_on_loses_nothing_under_node_failure(stage: vmapsim.Stage) -> None:
     """Row 5: the retry queue keeps a failed publish; lookups see it; nothing leaks."""
-    a = _pressure(stage)
+    a = _pressure(stage.number)
     assert a.metrics.publish_lost == 0
     assert not any("nonexistent" in m for m in a.log)
     a.check_invariants()
