@@ -201,6 +201,14 @@ class VmapAllocator(
         #: the busy index's publish also marks the range in use (stage 7 on)
         self._busy_occupies = bool(getattr(self.vmap_nodes[0].busy, "occupies", False))
         self.overlay = self._make("overlay") if "overlay" in comps else None
+        if self.overlay is not None:
+            self.overlay.attach(
+                self._overlay_reserve,
+                self._overlay_release,
+                nr_cpus=self.nr_cpus,
+                lazy_max_pages=self._lazy_max,
+                debug=self.debug,
+            )
         self._import_vmlist()
         self.vmap_init_free_space()
         self.vmap_initialized = True

@@ -97,7 +97,13 @@ class InvariantsMixin:
                         raise InvariantError(f"pooled area {va!r} is in pool {idx} of node {vn.id}")
                     ranges.append((va.va_start, va.va_end, f"pool[{vn.id}][{idx}]"))
         if self.overlay is not None:
-            ranges.extend((va.va_start, va.va_end, "overlay") for va in self.overlay)
+            # a chunk's space is occupied as a busy area of the busy index; the
+            # overlay's check() accounts for every sub-area inside it
+            busy_ids = {id(va) for vn in self.vmap_nodes for va in vn.busy}
+            busy_ids.update(id(va) for va in self.vmap_retry_queue)
+            for chunk in self.overlay:
+                if id(chunk) not in busy_ids:
+                    raise InvariantError(f"overlay chunk {chunk!r} is not a busy area")
 
         if lazy_pages != self.vmap_lazy_nr:
             raise InvariantError(
@@ -122,6 +128,9 @@ class InvariantsMixin:
         busy: dict[int, VmapArea] = {}
         if nr_block_areas or self._rcu_cbs or self.percpu.chunks:
             busy = {va.va_start: va for vn in self.vmap_nodes for va in vn.busy}
+            busy.update((va.va_start, va) for va in self.vmap_retry_queue)
+            if self.overlay is not None:  # -- overlay: its areas are busy too
+                busy.update((va.va_start, va) for va in self.overlay.areas())
         self._check_vmap_blocks(busy, nr_block_areas)
         self._check_rcu(busy)
         self.percpu.check(busy)

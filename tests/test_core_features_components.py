@@ -56,6 +56,15 @@ def test_same_results_on_every_component_set(components):
     assert scenario(components) == scenario(COMPONENTS[0])
 
 
-@pytest.mark.parametrize("stage", [k for k in get_registry().stage_keys() if k != "maple:0"])
+# Stages 10-12 place overlay-eligible vmalloc()s from per-CPU chunks by design
+# (docs/stages.md, row 10): every other stage gives stage 0's results.
+_SAME_AS_0 = [
+    k
+    for k in get_registry().stage_keys()
+    if k != "maple:0" and "overlay" not in get_registry().stages[k].components
+]
+
+
+@pytest.mark.parametrize("stage", _SAME_AS_0)
 def test_same_results_on_every_stage(stage):
     assert scenario(None, stage) == scenario(None)
