@@ -144,13 +144,14 @@ def _alloc_outcome(
     nlog = len(a.log)
     fails0 = a.faults.failures
     lost0, parked0 = a.metrics.publish_lost, a.metrics.publish_deferred
+    error = None
     try:
         got = call()
     except VmapError as exc:
         assert entry == "alloc_vmap_area"
         assert exc.errno in (errno.ENOMEM, errno.EBUSY), exc
-        got = None
-    if got is None:
+        got = error = exc
+    if got is None or error is not None:
         # failed: only an injected fault can fail it (there is room), only a
         # non-blocking request can see one, and nothing changed
         assert a.faults.failures > fails0 and not _blocking(gfp)
@@ -166,7 +167,7 @@ def _alloc_outcome(
             assert new[-1] == want
         assert a.metrics.publish_lost == lost0 and a.metrics.publish_deferred == parked0
         _assert_only_loss(a, lost)
-        return "failed", None
+        return "failed", error
     addr = got if isinstance(got, int) else got.va_start
     if a.metrics.publish_lost > lost0:
         # row 5's modelled defect: the area is in no index at all
@@ -211,19 +212,27 @@ def test_allocation_under_failslab(stage, entry, gfp_name, cache, mode):
     _arm(a, cache, mode)
     lost: list[tuple[int, int]] = []
     seen = []
+    errors = []
     for k in range(12):
         # sizes no pool holds (the populated areas are 1-24 pages): every
         # allocation needs a fresh vmap_area and a search
-        outcome, _got = _alloc_outcome(a, entry, 30 + k, gfp, k % 2, lost)
+        outcome, got = _alloc_outcome(a, entry, 30 + k, gfp, k % 2, lost)
         seen.append(outcome)
+        if isinstance(got, VmapError):
+            errors.append(got)
     if _blocking(gfp):
         # failslab (ignore_gfp_wait) never fails a request that may sleep (the
         # maple tree's GFP_NOWAIT first tries may fail: it retries blocking)
         assert set(seen) == {"ok"}
         return
-    if cache == "vmap_area" and MODES[mode] == {"probability": 100}:
+    if cache == "vmap_area" and mode == "p100":
         # every non-blocking kmem_cache_alloc(vmap_area_cachep) fails: -ENOMEM
         assert set(seen) == {"failed"}
+        assert all(
+            e.errno == errno.ENOMEM and "vmap_area_cachep allocation failed" in str(e)
+            for e in errors
+        )
+        assert len(errors) == (12 if entry == "alloc_vmap_area" else 0)
     if stage == 0 and cache == "maple_node":
         assert set(seen) == {"ok"}  # stage 0 has no maple tree
     if cache == "maple_node" and stage >= 1 and mode == "p100":
@@ -461,7 +470,7 @@ def test_random_sequences_under_failslab(stage, cfg, ops):
             _, pages, gfp_name, cpu = op
             gfp = GFPS["GFP_KERNEL" if kind == "vmalloc" else gfp_name]
             outcome, got = _alloc_outcome(a, kind, pages, gfp, cpu, lost)
-            if got is None:
+            if outcome == "failed":
                 continue
             if outcome == "lost":
                 lost_addrs.add(got if isinstance(got, int) else got.va_start)
