@@ -144,6 +144,12 @@ def _alloc_outcome(
     nlog = len(a.log)
     fails0 = a.faults.failures
     lost0, parked0 = a.metrics.publish_lost, a.metrics.publish_deferred
+    # row 5: with no fault to come, the call's start publishes every parked area
+    calm, nparked, retried0 = (
+        not a.faults.enabled,
+        len(a.vmap_retry_queue),
+        a.metrics.publish_retried,
+    )
     error = None
     try:
         got = call()
@@ -168,6 +174,9 @@ def _alloc_outcome(
         assert a.metrics.publish_lost == lost0 and a.metrics.publish_deferred == parked0
         _assert_only_loss(a, lost)
         return "failed", error
+    if calm:
+        assert not a.vmap_retry_queue
+        assert a.metrics.publish_retried == retried0 + nparked
     addr = got if isinstance(got, int) else got.va_start
     if a.metrics.publish_lost > lost0:
         # row 5's modelled defect: the area is in no index at all
