@@ -162,6 +162,12 @@ class AllocMixin:
             if va is None:  # pragma: no cover - the two indexes disagree: a model bug
                 raise AssertionError(f"gap at {nva:#x} is in no free block")
             if fit_needs_spare(va, nva, size) and not self._have_spare(cpu):
+                # the clip would fail: va_alloc()'s WARN_ON_ONCE, as at stages 0-1
+                self._warn_once(
+                    "va_alloc",
+                    f"WARNING: CPU: {cpu} at mm/vmalloc.c va_alloc: "
+                    f"va_clip() returned {-errno.ENOMEM}",
+                )
                 return -errno.ENOMEM
         if not self._busy_occupies:
             ret = occupied.occupy(nva, nva + size, can_block)
