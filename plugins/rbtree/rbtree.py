@@ -236,6 +236,11 @@ class RbTree:
         """``rb_erase()`` / ``rb_erase_augmented()``: unlink ``node`` and rebalance.
 
         Clears ``node``'s tree fields afterwards (``RB_CLEAR_NODE``).
+
+        Counts the rotations; in augmented mode one ``augment_updates`` per
+        rotation and per propagate step; ``nodes_visited`` and
+        ``cache_lines`` for the nodes the successor search and the propagate
+        steps read (docs/rbtree.md, "Counters").
         """
         aug = self.augmented
         upd = 0
@@ -290,10 +295,12 @@ class RbTree:
                 if aug:
                     successor.subtree_max_size = node.subtree_max_size  # copy
                     # propagate from the successor's old parent up to the successor
+                    atbl = self.lines_augment
                     p = parent
                     while p is not successor:
                         m = compute_subtree_max_size(p)
                         upd += 1
+                        lines += atbl[p.slab_pos]
                         if p.subtree_max_size == m:
                             break
                         p.subtree_max_size = m
@@ -313,10 +320,12 @@ class RbTree:
             from_node = successor
         if aug:
             # propagate callback up to the root, stopping when unchanged
+            atbl = self.lines_augment
             p = from_node
             while p is not None:
                 m = compute_subtree_max_size(p)
                 upd += 1
+                lines += atbl[p.slab_pos]
                 if p.subtree_max_size == m:
                     break
                 p.subtree_max_size = m
@@ -328,7 +337,8 @@ class RbTree:
             c = self.counters
             c.rotations += rot
             c.augment_updates += upd + (rot if aug else 0)
-            c.nodes_visited += visited
+            # the successor search's nodes and every node a propagate step read
+            c.nodes_visited += visited + upd
             c.cache_lines += lines
 
     def _erase_color(self, parent: VmapArea) -> int:
