@@ -23,7 +23,16 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rb_cost_oracle import AUGMENT, LOOKUP, SUCCESSOR, VMAP_AREA_SIZE, Ref, RefTree, lines
+from rb_cost_oracle import (
+    AUGMENT,
+    FIELD_SPANS,
+    LOOKUP,
+    SUCCESSOR,
+    VMAP_AREA_SIZE,
+    Ref,
+    RefTree,
+    lines,
+)
 
 from vmapsim import Counters, VmapArea
 from vmapsim.layout import VMAP_AREA_RB
@@ -125,9 +134,15 @@ class Pair:
 def test_oracle_struct_is_the_stage0_layout() -> None:
     """The oracle's field offsets are those of the kernel's struct (72 bytes)."""
     assert VMAP_AREA_RB.size == VMAP_AREA_SIZE
-    offsets = {m.name: off for off, m in VMAP_AREA_RB.offsets() if hasattr(m, "name")}
-    assert offsets["va_start"] == 0 and offsets["va_end"] == 8 and offsets["rb_node"] == 16
-    assert offsets["list"] == 40 and offsets["flags"] == 64
+    spans = {m.name: (off, off + m.size) for off, m in VMAP_AREA_RB.offsets()}
+    assert spans == {
+        "va_start": FIELD_SPANS["va_start"],
+        "va_end": FIELD_SPANS["va_end"],
+        "rb_node": FIELD_SPANS["rb_node"],
+        "list": FIELD_SPANS["list"],
+        "subtree_max_size / vm": FIELD_SPANS["subtree_max_size"],
+        "flags": FIELD_SPANS["flags"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -238,6 +253,25 @@ def test_plain_tree_erase_fixup_by_hand() -> None:
         (30, False),
         (40, False),
     ]
+
+
+def test_overlapping_insert_costs_its_walk_only() -> None:
+    """find_va_links meets an overlap: the nodes read so far (2 comparisons at
+    the overlapping one), one walk, nothing linked (no list_ops, no rotation)."""
+    counters = Counters()
+    warnings: list[str] = []
+    busy = RbBusyIndex(counters, warnings.append)
+    ref = RefTree(augmented=False)
+    for i, (s, e) in enumerate(((0x10000, 0x12000), (0x20000, 0x21000))):
+        assert busy.insert(VmapArea(s, e, slab_pos=i))
+        ref.insert(Ref(s, e, i))
+    before = counters.snapshot()
+    assert not busy.insert(VmapArea(0x20800, 0x22000, slab_pos=9))
+    got = _delta(before, counters)
+    # root [0x10000, 0x12000) at pos 0: right (2); [0x20000, 0x21000) at pos 1: overlap (2)
+    assert got == Counter({"walks": 1, "nodes_visited": 2, "comparisons": 4, "cache_lines": 2})
+    assert ref.insert(Ref(0x20800, 0x22000, 9)) == got
+    assert len(warnings) == 1 and _shape(busy.rb_node, False) == ref.shape()
 
 
 def test_successor_search_reads_rb_left_only() -> None:
