@@ -17,6 +17,7 @@ then the oracle checks it against its own bounds and follows it.
 
 from __future__ import annotations
 
+import bisect
 import errno
 from collections.abc import Callable
 from typing import Any
@@ -109,8 +110,11 @@ def check_pruned_placement(
     attempt, sorted.
     """
     what = f"size {size:#x} align {align:#x} in [{vstart:#x}, {vend:#x})"
-    big = [b for b in free if b[1] - b[0] >= size + align - 1 and _fits(b, size, align, vstart)]
-    lowest_big = big[0] if big else None
+    length = size + align - 1
+    lowest_big = next(
+        (b for b in free if b[1] - b[0] >= length and _fits(b, size, align, vstart) is not None),
+        None,
+    )
     if result is None:
         if lowest_big is not None:
             nva = _fits(lowest_big, size, align, vstart)
@@ -121,9 +125,11 @@ def check_pruned_placement(
         return
     assert result % align == 0, f"{what}: {result:#x} is not aligned"
     assert vstart <= result and result + size <= vend, f"{what}: {result:#x} outside the window"
-    home = [b for b in free if b[0] <= result and result + size <= b[1]]
-    assert home, f"{what}: [{result:#x}, {result + size:#x}) is not inside one free block"
-    block = home[0]
+    i = bisect.bisect_right(free, (result, ULONG_MAX + 1)) - 1  # the block starting at or below
+    block = free[i] if i >= 0 else (0, 0)
+    assert block[0] <= result and result + size <= block[1], (
+        f"{what}: [{result:#x}, {result + size:#x}) is not inside one free block"
+    )
     assert _fits(block, size, align, vstart) == result, (
         f"{what}: {result:#x} is not the aligned start of free block {block}"
     )
