@@ -138,7 +138,8 @@ class OccupiedIndex(Protocol):
         ``align`` with ``vstart <= nva`` and ``[nva, nva + size)`` inside one gap
         and ``nva + size <= vend``; ``-ENOENT`` if there is none.  With
         ``adjust_search_size`` the search asks for ``size + align - 1`` (the
-        kernel's over-ask) and aligns inside the gap it finds; otherwise it asks
+        kernel's over-ask) and aligns inside the gap it finds, falling back to
+        the exact search when nothing holds the over-ask; otherwise it asks
         for ``size`` and moves on to the next gap when the aligned range does
         not fit.  Does not change the index."""
         ...
