@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis.stateful import run_state_machine_as_test
 
 from ..api import build
@@ -28,7 +28,7 @@ from ..plugins import Registry, load_registry
 from .contracts import CONTRACTS, RoleContract
 from .machine import allocator_machine
 from .profiles import kit_settings
-from .trace import TRACE_OPS, check_trace
+from .trace import HOLES_OPS, TRACE_OPS, check_trace
 
 __all__ = ["AllocatorConformance", "SmokeTests", "suite"]
 
@@ -123,7 +123,7 @@ class AllocatorConformance(_PerStage):
         def check(ops: list[tuple[str, int, int, int, int]]) -> None:
             check_trace(key, comps, vmapsim_registry, ops)
 
-        kit_settings("machine")(given(TRACE_OPS)(check))()
+        kit_settings("machine")(example(HOLES_OPS)(given(TRACE_OPS)(check)))()
 
 
 _SUITES: dict[str, type] = {}

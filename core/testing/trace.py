@@ -28,7 +28,7 @@ from ..errors import VmapError
 from ..plugins import Registry
 from .machine import blocks
 
-__all__ = ["TRACE_OPS", "check_trace"]
+__all__ = ["HOLES_OPS", "TRACE_OPS", "check_trace"]
 
 P = PAGE_SIZE
 
@@ -51,6 +51,17 @@ TRACE_OPS = st.lists(
     ),
     min_size=1,
     max_size=60,
+)
+
+
+#: a fixed scenario run first: holes left by frees and a purge, then refilled
+HOLES_OPS: list[tuple[str, int, int, int, int]] = (
+    [("vmalloc", (1 + i % 3) * P, 1, i, 0) for i in range(24)]
+    + [("vfree", 0, 1, i, 2 * i + 1) for i in range(10)]
+    + [("purge", 0, 1, 0, 0)]
+    + [("vmalloc", P, 1, i, 0) for i in range(6)]
+    + [("va", 2 * P, P, i, 1) for i in range(4)]
+    + [("vmalloc_node", 3 * P, 64, 0, 0), ("purge", 0, 1, 0, 0), ("vmalloc", 4 * P, 1, 1, 0)]
 )
 
 
