@@ -32,6 +32,11 @@ _NOWARN = int(Gfp.NOWARN)
 _RECLAIM_MASK = int(GFP_RECLAIM_MASK)
 
 
+def fit_needs_spare(va: VmapArea, nva_start_addr: int, size: int) -> bool:
+    """Whether cutting ``[nva, nva+size)`` out of ``va`` is an NE fit (needs a second node)."""
+    return va.va_start < nva_start_addr and nva_start_addr + size < va.va_end
+
+
 def classify_va_fit_type(va: VmapArea, nva_start_addr: int, size: int) -> int:
     """``classify_va_fit_type()``: how ``[nva, nva+size)`` sits inside free block ``va``."""
     start = va.va_start
@@ -126,14 +131,58 @@ class AllocMixin:
         return nva_start_addr
 
     def __alloc_vmap_area(
-        self: VmapAllocator, size: int, align: int, vstart: int, vend: int, cpu: int
+        self: VmapAllocator,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        cpu: int,
+        can_block: bool = True,
     ) -> int:
-        """``__alloc_vmap_area()``: lowest-fit search in the global free index."""
+        """``__alloc_vmap_area()``: the lowest fit, from the free index's blocks
+        or, when the stage has an occupied index, from its gaps (``mas_empty_area``).
+
+        With both (stages 2-6), the gap search answers; the range is marked in
+        use, then cut out of the free block holding it (``va_clip``).  When the
+        busy index publishes into the occupied index itself (stage 7 on), the
+        search is all: the publish is the one store."""
         adjust_search_size = not (align <= PAGE_SIZE or vend - vstart == size)
-        va = self.free.find_vmap_lowest_match(size, align, vstart, adjust_search_size)
-        if va is None:
-            return -errno.ENOENT
-        return self._va_alloc(va, size, align, vstart, vend, cpu)
+        occupied = self.occupied
+        if occupied is None:
+            va = self.free.find_vmap_lowest_match(size, align, vstart, adjust_search_size)
+            if va is None:
+                return -errno.ENOENT
+            return self._va_alloc(va, size, align, vstart, vend, cpu)
+        nva = occupied.find_lowest_fit(size, align, vstart, vend, adjust_search_size)
+        if nva < 0:
+            return nva
+        free = self.free
+        if free is not None:
+            va = free.find_enclosing(nva)
+            if va is None:  # pragma: no cover - the two indexes disagree: a model bug
+                raise AssertionError(f"gap at {nva:#x} is in no free block")
+            if fit_needs_spare(va, nva, size) and not self._have_spare(cpu):
+                return -errno.ENOMEM
+        if not self._busy_occupies:
+            ret = occupied.occupy(nva, nva + size, can_block)
+            if ret:
+                return ret
+        if free is not None:
+            ret = self._va_clip(va, nva, size, cpu)
+            if ret:  # pragma: no cover - checked above
+                raise AssertionError(f"va_clip() returned {ret} after the spare check")
+        return nva
+
+    def _have_spare(self: VmapAllocator, cpu: int) -> bool:
+        """An NE fit's second node: the preload, else a ``GFP_NOWAIT`` allocation
+        now (kept as the preload), so the clip that follows cannot fail."""
+        if self.ne_fit_preload_node[cpu] is not None:
+            return True
+        lva = self._kmem_cache_alloc_va(False)
+        if lva is None:
+            return False
+        self.ne_fit_preload_node[cpu] = lva
+        return True
 
     # -- per-node pools ------------------------------------------------------
     def _node_pool_del_va(
@@ -193,11 +242,15 @@ class AllocMixin:
     ) -> VmapArea:
         """``alloc_vmap_area()`` after argument validation; raises VmapError."""
         if not self.vmap_initialized:
-            raise VmapError(errno.EBUSY, "alloc_vmap_area: vmalloc is not initialised yet")
+            if not self._lazy_bringup:
+                raise VmapError(errno.EBUSY, "alloc_vmap_area: vmalloc is not initialised yet")
+            self.vmalloc_init()  # deferred bring-up (stage 1 on): on first use
         c = self.metrics
         c.alloc_calls += 1
         gfp &= _RECLAIM_MASK
         allow_block = bool(gfp & _DIRECT_RECLAIM)
+        if self.vmap_retry_queue:
+            self._publish_retry_queue(allow_block)
 
         if self.nr_vmap_nodes > 1:
             va, vn_id = self._node_alloc(size, align, vstart, vend, cpu)
@@ -214,11 +267,11 @@ class AllocMixin:
 
         purged = False
         while addr < 0:
-            if self.ne_fit_preload_node[cpu] is None:
+            if self.ne_fit_preload_node[cpu] is None and self.free is not None:
                 self._preload_this_cpu_lock(cpu, allow_block)
-            else:  # preload_this_cpu_lock(), the common case: already preloaded
+            else:  # preloaded already, or no free blocks to split: just lock
                 c.locks["free_vmap_area_lock"] += 1
-            addr = self.__alloc_vmap_area(size, align, vstart, vend, cpu)
+            addr = self.__alloc_vmap_area(size, align, vstart, vend, cpu, allow_block)
             if addr >= 0:
                 break
             if not allow_block:
@@ -257,9 +310,40 @@ class AllocMixin:
 
         vn = self.vmap_nodes[(addr // self.vmap_zone_size) % self.nr_vmap_nodes]
         c.locks["vmap_node.busy.lock"] += 1
-        if not vn.busy.insert(va):  # pragma: no cover - a model bug, not a user error
-            raise AssertionError(f"busy insert refused for fresh area {va!r}")
+        ret = vn.busy.publish(va, allow_block)
+        if ret:
+            if ret != -errno.ENOMEM:  # pragma: no cover - a model bug, not a user error
+                raise AssertionError(f"busy publish refused ({ret}) for fresh area {va!r}")
+            if self._busy_occupies:
+                # stage 7 on the publish is the store that takes the gap: nothing
+                # was taken, so the call fails as a node shortage (nothing lost)
+                self._kmem_cache_free_va(va)
+                c.alloc_failures += 1
+                raise VmapError(errno.ENOMEM, "alloc_vmap_area: no maple nodes to publish")
+            if self._publish_retry:
+                # stage 5 on: park it where lookups see it; a later call publishes it
+                self.vmap_retry_queue.append(va)
+                c.publish_deferred += 1
+            else:
+                # stages 1-4 (modelled defect): the area is in no index at all;
+                # the caller holds an address that vfree() cannot find
+                c.publish_lost += 1
         return va
+
+    def _publish_retry_queue(self: VmapAllocator, can_block: bool) -> None:
+        """Publish the areas parked by a failed publish (stage 5 on), oldest first,
+        with this call's gfp; what still cannot get its nodes stays parked."""
+        queue = self.vmap_retry_queue
+        c = self.metrics
+        kept: list[VmapArea] = []
+        for va in queue:
+            c.locks["vmap_node.busy.lock"] += 1
+            vn = self.vmap_nodes[self.addr_to_node_id(va.va_start)]
+            if vn.busy.publish(va, can_block):
+                kept.append(va)
+            else:
+                c.publish_retried += 1
+        queue[:] = kept
 
     def _vmap_notify(self: VmapAllocator) -> int:
         """``blocking_notifier_call_chain(&vmap_notify_list)``: pages the notifiers freed."""

@@ -27,6 +27,7 @@ from .constants import arch_by_name
 from .descriptors import Component, ComponentContext
 from .errors import ComponentError, InvariantError, VmapArgumentError, VmapTypeError
 from .faults import FailslabConfig, FaultInjector
+from .mirror import MIRRORS
 from .plugins import Offer, Registry, get_registry
 from .roles import ROLE_PROTOCOLS, ROLES
 from .validate import check_int
@@ -79,7 +80,11 @@ def _guarded(role: str, offer: Offer, hint: str | None) -> Callable[[ComponentCo
     return build_component
 
 
-def _blaming(alloc: VmapAllocator, offers: Mapping[str, Offer]) -> Callable[[], None]:
+def _describe(offers: tuple[Offer, ...]) -> str:
+    return " + ".join(o.describe() for o in offers)
+
+
+def _blaming(alloc: VmapAllocator, offers: Mapping[str, tuple[Offer, ...]]) -> Callable[[], None]:
     """``alloc.check_invariants`` whose InvariantError names the component at fault."""
     check = alloc.check_invariants
 
@@ -90,16 +95,18 @@ def _blaming(alloc: VmapAllocator, offers: Mapping[str, Offer]) -> Callable[[], 
             culprit = _culprit(alloc, offers)
             if culprit is not None:
                 raise InvariantError(f"component {culprit}: {exc}") from exc
-            bound = "; ".join(o.describe() for o in offers.values())
+            bound = "; ".join(_describe(o) for o in offers.values())
             raise InvariantError(f"{exc} [components: {bound}]") from exc
 
     check_invariants.__doc__ = check.__doc__
     return check_invariants
 
 
-def _culprit(alloc: VmapAllocator, offers: Mapping[str, Offer]) -> str | None:
+def _culprit(alloc: VmapAllocator, offers: Mapping[str, tuple[Offer, ...]]) -> str | None:
     """Run each component's own ``check()``; describe the first that fails."""
-    objs: list[tuple[str, Any]] = [("free", alloc.free)]
+    objs: list[tuple[str, Any]] = [
+        (role, obj) for role in ("free", "occupied") if (obj := getattr(alloc, role)) is not None
+    ]
     for vn in alloc.vmap_nodes:
         objs += [("busy", vn.busy), ("lazy", vn.lazy)]
     if alloc.overlay is not None:
@@ -108,7 +115,7 @@ def _culprit(alloc: VmapAllocator, offers: Mapping[str, Offer]) -> str | None:
         try:
             obj.check()
         except InvariantError:
-            return offers[role].describe() if role in offers else role
+            return _describe(offers[role]) if role in offers else role
     return None
 
 
@@ -122,6 +129,7 @@ def build(
     components: Mapping[str, str | None] | None = None,
     failslab: FailslabConfig | None = None,
     registry: Registry | None = None,
+    init: bool = True,
 ) -> VmapAllocator:
     """Build the allocator of ``stage`` (``7``, ``"7"`` or ``"series:7"``).
 
@@ -133,7 +141,11 @@ def build(
     every operation (like CONFIG_DEBUG_VM).  ``failslab`` configures fault
     injection for ``maple_node`` and ``vmap_area`` allocations.  Everything
     is deterministic for a given ``seed``.  If plugins failed to load, the
-    first build warns once (:class:`~vmapsim.PluginWarning`).
+    first build warns once (:class:`~vmapsim.PluginWarning`).  ``init=False``
+    returns the allocator before ``vmalloc_init()`` (early boot: areas can be
+    registered with ``vm_area_register_early()``; call ``vmalloc_init()`` to
+    bring it up).  A component name ``"A+B"`` fills the role with ``A`` and
+    keeps ``B`` as its shadow (:mod:`vmapsim.mirror`).
     """
     reg = registry or get_registry()
     reg.warn_failures_once()
@@ -157,26 +169,27 @@ def build(
         else:
             chosen[role] = name
             overridden.add(role)
-    offers = {role: reg.offer(role, name) for role, name in chosen.items()}
+    offers = {role: _resolve(reg, role, name) for role, name in chosen.items()}
     hints: dict[str, str] = {}
-    stage_free = st.components.get("free")
     if (
         "coalesce" in offers
         and "coalesce" not in overridden
         and "free" in overridden
-        and offers["free"].component.name != stage_free
-        and offers["coalesce"].component.name != GENERIC_COALESCER
+        and chosen["free"] != st.components.get("free")
+        and offers["coalesce"][0].component.name != GENERIC_COALESCER
     ):
         hints["coalesce"] = (
-            f"stage {st.key}'s coalescer {offers['coalesce'].component.name!r} cannot serve "
+            f"stage {st.key}'s coalescer {chosen['coalesce']!r} cannot serve "
             f"free={chosen['free']}: add --with coalesce={GENERIC_COALESCER} "
             f"(build(components={{'coalesce': '{GENERIC_COALESCER}'}})), the coalescer "
             "that works over any FreeIndex"
         )
-    resolved: dict[str, Component] = {
-        role: attrs.evolve(o.component, factory=_guarded(role, o, hints.get(role)))
-        for role, o in offers.items()
-    }
+    resolved: dict[str, Component | tuple[Component, ...]] = {}
+    for role, pair in offers.items():
+        guarded = tuple(
+            attrs.evolve(o.component, factory=_guarded(role, o, hints.get(role))) for o in pair
+        )
+        resolved[role] = guarded if len(guarded) > 1 else guarded[0]
     fs = failslab or FailslabConfig(seed=seed)
     alloc = VmapAllocator(
         st,
@@ -186,6 +199,21 @@ def build(
         seed=seed,
         debug=debug,
         faults=FaultInjector(fs),
+        init=init,
     )
     alloc.check_invariants = _blaming(alloc, offers)  # type: ignore[method-assign]
     return alloc
+
+
+def _resolve(reg: Registry, role: str, name: str) -> tuple[Offer, ...]:
+    """One registration, or ``"A+B"`` as the (primary, shadow) pair."""
+    if not isinstance(name, str) or "+" not in name:
+        return (reg.offer(role, name),)
+    if role not in MIRRORS:
+        raise VmapArgumentError(
+            "components", f"role {role!r} cannot have a shadow ('+'): only {sorted(MIRRORS)}"
+        )
+    parts = name.split("+")
+    if len(parts) != 2 or not all(parts):
+        raise VmapArgumentError("components", "a shadowed component is 'PRIMARY+SHADOW'", name)
+    return tuple(reg.offer(role, part) for part in parts)

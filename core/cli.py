@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .allocator import component_name
 from .api import build
 from .config import resolve_stage
 from .errors import (
@@ -130,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 {
                     "stage": alloc.stage.key,
                     "stage_source": stage.source,
-                    "components": {r: c.name for r, c in alloc.components.items()},
+                    "components": {r: component_name(c) for r, c in alloc.components.items()},
                     "workload": report.name,
                     "params": report.params,
                     "ops": report.ops,
@@ -145,7 +146,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     st = alloc.stage
     print(f"stage {st.key} ({stage.source}): {st.title}")
-    print("components: " + " ".join(f"{r}={c.name}" for r, c in sorted(alloc.components.items())))
+    print(
+        "components: "
+        + " ".join(f"{r}={component_name(c)}" for r, c in sorted(alloc.components.items()))
+    )
     print(
         f"arch {alloc.arch.name}, nr_cpus {alloc.nr_cpus} ({alloc.nr_vmap_nodes} vmap nodes), "
         f"seed {alloc.seed}, struct vmap_area {alloc.struct_vmap_area_size} B"

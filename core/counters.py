@@ -48,6 +48,11 @@ COUNTER_NAMES: tuple[str, ...] = (
     "pool_misses",
     "alloc_failures",
     "alloc_retries",
+    # busy publish that could not get its index nodes (stages 1-4 lose the
+    # area; stage 5 on parks it on the retry queue and publishes it later)
+    "publish_lost",
+    "publish_deferred",
+    "publish_retried",
 )
 
 LOCK_PREFIX = "lock."

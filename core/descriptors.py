@@ -16,7 +16,7 @@ from attrs import define, field, frozen, validators
 
 from .faults import FaultInjector
 from .layout import StructLayout
-from .roles import ROLES
+from .roles import FREE_SPACE_ROLES, ROLES
 
 if TYPE_CHECKING:
     from .counters import Counters
@@ -80,7 +80,8 @@ class Component:
 class Stage:
     """One stage of a series: the tree after patch ``number`` (0 = before the series).
 
-    ``components`` maps each role to a component name; ``layout`` is the
+    ``components`` maps each role to a component name (``"A+B"``: ``A``
+    answers, ``B`` is a shadow kept in step, :mod:`vmapsim.mirror`); ``layout`` is the
     stage's ``struct vmap_area``; ``features`` are flow parameters the stage
     switches on.
     """
@@ -98,9 +99,13 @@ class Stage:
         unknown = set(value) - set(ROLES)
         if unknown:
             raise ValueError(f"components: unknown role(s) {sorted(unknown)}")
-        missing = {"free", "busy", "lazy", "coalesce"} - set(value)
+        missing = {"busy", "lazy"} - set(value)
         if missing:
             raise ValueError(f"components: stage must fill role(s) {sorted(missing)}")
+        if not FREE_SPACE_ROLES & set(value):
+            raise ValueError("components: stage must fill 'free', 'occupied' or both")
+        if "free" in value and "coalesce" not in value:
+            raise ValueError("components: a stage with a 'free' index must fill 'coalesce'")
 
     @property
     def key(self) -> str:

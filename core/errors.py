@@ -1,8 +1,12 @@
 """Exceptions raised by vmapsim.
 
-Every exception carries ``.errno``: the kernel's errno where the kernel would
-return one (``ERR_PTR(-EINVAL)``, ``-EBUSY``, ``-ENOMEM``, ``-EEXIST``), and
-``EINVAL`` for bad arguments the kernel would BUG on.
+Every exception carries ``.errno``.  A plain :class:`VmapError` is the
+modelled kernel's own error return (``ERR_PTR(-EINVAL)``, ``-EBUSY``,
+``-ENOMEM``, ``-EEXIST``): the kernel received the call and refused it.  Its
+subclasses :class:`VmapArgumentError` and :class:`VmapTypeError` (errno
+``EINVAL``) say the call is not one the kernel could receive -- a wrong
+Python type, a value outside its C type, a CPU that does not exist -- or one
+the model refuses on purpose (docs/divergences.md).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ class VmapError(Exception):
 
 
 class VmapArgumentError(VmapError, ValueError):
-    """A bad argument value: names the argument and the rule it breaks (EINVAL)."""
+    """A value the kernel cannot receive (or the model refuses): names the
+    argument and the rule it breaks (EINVAL)."""
 
     def __init__(self, argument: str, rule: str, value: object = None) -> None:
         shown = f" (got {value!r})" if value is not None else ""

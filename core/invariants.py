@@ -27,7 +27,14 @@ class InvariantsMixin:
 
     def check_invariants(self: VmapAllocator) -> None:
         """Raise :class:`~vmapsim.InvariantError` naming the first broken rule."""
-        self.free.check()
+        if not self.vmap_initialized:
+            return  # early boot: only vmlist exists, nothing is indexed yet
+        free = self.free
+        occupied = self.occupied
+        if free is not None:
+            free.check()
+        if occupied is not None:
+            occupied.check()
         for vn in self.vmap_nodes:
             vn.busy.check()
             vn.lazy.check()
@@ -36,13 +43,28 @@ class InvariantsMixin:
 
         ranges: list[tuple[int, int, str]] = []
         prev_end = None
-        for va in self.free:
-            if va.va_start >= va.va_end:
-                raise InvariantError(f"free block {va!r} is empty or inverted")
-            if prev_end is not None and va.va_start == prev_end:
-                raise InvariantError(f"free block {va!r} touches the previous one: not coalesced")
-            prev_end = va.va_end
-            ranges.append((va.va_start, va.va_end, "free"))
+        free_ranges = (
+            [(va.va_start, va.va_end) for va in free] if free is not None else list(occupied.gaps())
+        )
+        if free is not None and occupied is not None:
+            gaps = list(occupied.gaps())
+            if gaps != free_ranges:
+                diff = sorted(set(gaps) ^ set(free_ranges))[:3]
+                raise InvariantError(
+                    "occupied index's gaps differ from the free blocks at "
+                    + ", ".join(f"{s:#x}-{e:#x}" for s, e in diff)
+                )
+        for start, end in free_ranges:
+            if start >= end:
+                raise InvariantError(f"free range {start:#x}-{end:#x} is empty or inverted")
+            if prev_end is not None and start == prev_end:
+                raise InvariantError(
+                    f"free range {start:#x}-{end:#x} touches the previous one: not coalesced"
+                )
+            prev_end = end
+            ranges.append((start, end, "free"))
+        for va in self.vmap_retry_queue:
+            ranges.append((va.va_start, va.va_end, "retry queue"))
 
         nr = self.nr_vmap_nodes
         lazy_pages = 0

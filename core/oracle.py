@@ -24,7 +24,9 @@ What it stands for (mm/vmalloc.c, v6.9+ per-node design):
 * ``alloc_vmap_area``'s failure path (one purge and retry, then ``-EBUSY``
   and the kernel's warning), ``vmalloc``/``__vmalloc_node``/``vfree``.
 
-It imports nothing from the flow or from any plugin.
+It imports nothing from the flow or from any plugin, and takes its kernel
+constants (GFP bits, page size, vmalloc windows) from
+:mod:`vmapsim.oracle_constants`, not from the model's modules.
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ from collections.abc import Callable
 
 from attrs import define, frozen
 
-from .constants import MAX_VA_SIZE_PAGES, arch_by_name
 from .errors import VmapArgumentError, VmapError
+from .oracle_constants import (
+    __GFP_DIRECT_RECLAIM,
+    __GFP_NOFAIL,
+    __GFP_NOWARN,
+    MAX_VA_SIZE_PAGES,
+    PAGE_SIZE,
+    VMALLOC_WINDOWS,
+)
 
 __all__ = ["OracleArea", "OracleMismatch", "PlacementBounds", "ReferenceAllocator"]
 
@@ -137,9 +146,12 @@ def _gfp_semantics(gfp: int | None) -> tuple[bool, bool]:
     """``(gfpflags_allow_blocking(gfp), gfp & __GFP_NOWARN)``; None is GFP_KERNEL."""
     if gfp is None:
         return True, False
-    from . import gfp as gfp_flags  # imported late: only callers passing gfp need it
+    return bool(gfp & __GFP_DIRECT_RECLAIM), bool(gfp & __GFP_NOWARN)
 
-    return bool(gfp_flags.gfpflags_allow_blocking(gfp)), bool(gfp & gfp_flags.__GFP_NOWARN)
+
+def _warn_alloc_suffix(gfp: int | None) -> str:
+    """What ``__vmalloc_node_range`` appends to its failure line: ". Retrying." if nofail."""
+    return ". Retrying." if gfp is not None and gfp & __GFP_NOFAIL else ""
 
 
 def _is_within_this_va(block: Block, size: int, align: int, vstart: int) -> bool:
@@ -157,10 +169,11 @@ class ReferenceAllocator:
     """
 
     def __init__(self, *, arch: str = "x86_64", nr_cpus: int = 1) -> None:
-        self.arch = arch_by_name(arch)
-        self.page_size = self.arch.page_size
-        self.vmalloc_start = self.arch.vmalloc_start
-        self.vmalloc_end = self.arch.vmalloc_end
+        if arch not in VMALLOC_WINDOWS:
+            raise VmapArgumentError("arch", f"must be one of {sorted(VMALLOC_WINDOWS)}", arch)
+        self.arch = arch
+        self.page_size = PAGE_SIZE
+        self.vmalloc_start, self.vmalloc_end = VMALLOC_WINDOWS[arch]
         self.nr_cpus = nr_cpus
         # vmap_init_nodes()
         self.nr_vmap_nodes = min(max(nr_cpus, 1), 128)
@@ -430,10 +443,10 @@ class ReferenceAllocator:
 
         *gfp* None means ``GFP_KERNEL``.  Raises :class:`VmapError` with the errno.
         """
-        if size <= 0 or size % self.page_size:
-            raise VmapArgumentError("size", "must be a non-zero multiple of PAGE_SIZE", size)
+        if size <= 0 or size % self.page_size:  # ERR_PTR(-EINVAL)
+            raise VmapError(errno.EINVAL, f"size {size:#x}: not a non-zero multiple of PAGE_SIZE")
         if not _is_power_of_2(align):
-            raise VmapArgumentError("align", "must be a power of two", align)
+            raise VmapError(errno.EINVAL, f"align {align:#x}: not a power of two")
         allow_block, nowarn = _gfp_semantics(gfp)
         pooled, vn_id = self.node_alloc(size, align, vstart, vend, cpu)
         if pooled is not None:
@@ -481,7 +494,11 @@ class ReferenceAllocator:
                 has_vm=True,
             )
         except VmapError:
-            self.log.append(f"vmalloc error: size {size}, vm_struct allocation failed")
+            if not _gfp_semantics(gfp)[1]:  # warn_alloc() is silent under __GFP_NOWARN
+                self.log.append(
+                    f"vmalloc error: size {size}, vm_struct allocation failed"
+                    f"{_warn_alloc_suffix(gfp)}"
+                )
             return None
         return area.va_start
 

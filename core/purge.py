@@ -167,11 +167,24 @@ class PurgeMixin:
         return count
 
     def _reclaim_list_global(self: VmapAllocator, areas: list[VmapArea]) -> None:
-        """``reclaim_list_global()``: merge each area into the global free index."""
+        """``reclaim_list_global()``: give each area back to the global free space:
+        its range leaves the occupied index (if the stage has one: the gap it
+        joins is all the coalescing there is), and the area merges into the
+        free index (if the stage keeps one) or is freed."""
         if not areas:
             return
         c = self.metrics
         c.locks["free_vmap_area_lock"] += 1
+        occupied = self.occupied
+        if occupied is not None:
+            release = occupied.release
+            for va in areas:
+                release(va.va_start, va.va_end)
+        if self.free is None:
+            for va in areas:
+                va.list_next = va.list_prev = None
+                self._kmem_cache_free_va(va)
+            return
         merge = self.coalesce.merge_or_add
         for va in areas:
             va.list_next = va.list_prev = None

@@ -18,6 +18,7 @@ from .area import VmapArea
 #: role name -> the hook that registers components for it
 ROLES: dict[str, str] = {
     "free": "vmapsim_index_components",
+    "occupied": "vmapsim_index_components",
     "busy": "vmapsim_index_components",
     "lazy": "vmapsim_lazy_purge_components",
     "coalesce": "vmapsim_coalescing_components",
@@ -26,6 +27,25 @@ ROLES: dict[str, str] = {
 
 #: roles the flow instantiates once per vmap node (the rest are global)
 PER_NODE_ROLES = frozenset({"busy", "lazy"})
+
+#: the free-space roles: a stage fills at least one of them.  ``free`` holds
+#: free blocks (``va_clip`` cuts them); ``occupied`` holds every range that is
+#: not free, so that free space is its gaps.  With both, ``occupied`` answers
+#: the search and ``free`` is kept in step (stages 2-6 of the maple series).
+FREE_SPACE_ROLES = frozenset({"free", "occupied"})
+
+
+#: what :meth:`OccupiedIndex.occupy` stores for a range that is in use but is
+#: no busy area (lazy, pooled, or any range of a tree that is not also the
+#: busy index): the model's ``XA_ZERO_ENTRY``-style reserved marker.
+class _Reserved:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RESERVED"
+
+
+RESERVED = _Reserved()
 
 
 @runtime_checkable
@@ -99,11 +119,74 @@ class Coalescer(Protocol):
 
 
 @runtime_checkable
+class OccupiedIndex(Protocol):
+    """The in-use range index whose gaps are the free space (the series' allocation
+    maple tree, ``MT_FLAGS_ALLOC_RANGE``).
+
+    Holds every range of ``[1, ULONG_MAX)`` that is not free: busy, lazy,
+    pooled areas and vmap blocks.  A stage that fills ``occupied`` finds free
+    space with :meth:`find_lowest_fit` (``mas_empty_area``); releasing a range
+    (:meth:`release`) is all the coalescing there is.  Entries are
+    :data:`RESERVED`, or the busy :class:`VmapArea` itself when the same
+    component also fills the ``busy`` role (stage 7 on).
+    """
+
+    def find_lowest_fit(
+        self, size: int, align: int, vstart: int, vend: int, adjust_search_size: bool
+    ) -> int:
+        """``__alloc_vmap_area()`` over the gaps: the lowest ``nva`` aligned to
+        ``align`` with ``vstart <= nva`` and ``[nva, nva + size)`` inside one gap
+        and ``nva + size <= vend``; ``-ENOENT`` if there is none.  With
+        ``adjust_search_size`` the search asks for ``size + align - 1`` (the
+        kernel's over-ask) and aligns inside the gap it finds; otherwise it asks
+        for ``size`` and moves on to the next gap when the aligned range does
+        not fit.  Does not change the index."""
+        ...
+
+    def occupy(self, start: int, end: int, can_block: bool) -> int:
+        """Mark the free range ``[start, end)`` in use (store :data:`RESERVED`).
+        0; ``-EEXIST`` (overlap warning logged, nothing changed); ``-ENOMEM``
+        (its nodes could not be allocated, nothing changed)."""
+        ...
+
+    def release(self, start: int, end: int) -> None:
+        """Give the in-use range ``[start, end)`` back: it becomes (part of) a gap."""
+        ...
+
+    def gap_enclosing(self, addr: int) -> tuple[int, int] | None:
+        """The whole free gap ``[start, end)`` holding ``addr``, or None if in use."""
+        ...
+
+    def prev_gap(self, below: int) -> tuple[int, int] | None:
+        """The highest free gap ``[start, end)`` with ``start < below``, clipped to
+        end at or below ``below`` (``mas_empty_area_rev`` order), or None."""
+        ...
+
+    def gaps(self) -> Iterator[tuple[int, int]]:
+        """Every free gap ``[start, end)`` inside ``[1, ULONG_MAX)``, in address order."""
+        ...
+
+    def __iter__(self) -> Iterator[tuple[int, int, object]]:
+        """Every in-use range as ``(start, end, entry)``, in address order."""
+        ...
+
+    def check(self) -> None: ...
+
+
+@runtime_checkable
 class BusyIndex(Protocol):
     """One vmap node's busy tree: ``vn->busy`` (root + sorted list)."""
 
     def insert(self, va: VmapArea) -> bool:
         """``insert_vmap_area()``; False (warning logged, no change) on overlap."""
+        ...
+
+    def publish(self, va: VmapArea, can_block: bool) -> int:
+        """Publish a fresh (or pooled) busy area on the allocation path: 0;
+        ``-EEXIST`` on overlap (warning logged, no change); ``-ENOMEM`` when the
+        index could not allocate its nodes under this request (nothing
+        changed).  An index that allocates nothing returns what
+        :meth:`insert` says."""
         ...
 
     def find(self, addr: int) -> VmapArea | None:
@@ -166,6 +249,7 @@ class Overlay(Protocol):
 
 ROLE_PROTOCOLS: dict[str, type] = {
     "free": FreeIndex,
+    "occupied": OccupiedIndex,
     "busy": BusyIndex,
     "lazy": LazyQueue,
     "coalesce": Coalescer,

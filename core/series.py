@@ -8,7 +8,7 @@ components are named, not imported, so core never depends on a plugin.
 from __future__ import annotations
 
 from .descriptors import Stage
-from .layout import VMAP_AREA_RB
+from .layout import VMAP_AREA_MAPLE, VMAP_AREA_RB
 
 __all__ = ["PATCH_TITLES", "SERIES", "STAGES"]
 
@@ -31,6 +31,27 @@ PATCH_TITLES: tuple[str, ...] = (
     "mm/vmalloc: harden bump-allocator alloc/free against UBSAN array bounds",
 )
 
+#: stage 1 on: maple bring-up deferred, vmalloc_init() on first use
+_DEFERRED = {"lazy_bringup": True}
+#: stage 5 on: publish through mas_preallocate/mas_store_prealloc; a publish
+#: that cannot get its nodes parks the area on the retry queue
+_PREALLOC = {**_DEFERRED, "maple_publish": "prealloc", "publish_retry_queue": True}
+#: stage 6 on: va_clip() trims a free-area entry with one store of NULL
+_CLIP_STORE = {**_PREALLOC, "va_clip_store_null": True}
+
+
+def _stage(number: int, components: dict[str, str], features: dict, summary: str) -> Stage:
+    return Stage(
+        number=number,
+        title=PATCH_TITLES[number],
+        components=components,
+        layout=VMAP_AREA_RB if number < 4 else VMAP_AREA_MAPLE,
+        features=features,
+        series=SERIES,
+        summary=summary,
+    )
+
+
 STAGES: list[Stage] = [
     Stage(
         number=0,
@@ -42,5 +63,81 @@ STAGES: list[Stage] = [
             "free: augmented rb-tree (subtree_max_size) + sorted list; busy and lazy: "
             "rb-tree + list per vmap node; per-node pools; struct vmap_area 72 B"
         ),
+    ),
+    _stage(
+        1,
+        {"free": "rb+maple", "busy": "rb+maple", "lazy": "rb+maple", "coalesce": "list-neighbour"},
+        _DEFERRED,
+        "a maple tree shadows every rb-tree (same contents, rb answers); bring-up deferred "
+        "to first use",
+    ),
+    _stage(
+        2,
+        {
+            "occupied": "maple",
+            "free": "maple+rb",
+            "busy": "rb+maple",
+            "lazy": "rb+maple",
+            "coalesce": "list-neighbour",
+        },
+        {**_DEFERRED, "coalesce_member": "shadow"},
+        "gap search is mas_empty_area over the occupied-range tree and the block to clip "
+        "is found in the maple free tree; rb still serves lookups, free and purge merging",
+    ),
+    _stage(
+        3,
+        {
+            "occupied": "maple",
+            "free": "maple+rb",
+            "busy": "maple+rb",
+            "lazy": "maple+rb",
+            "coalesce": "generic",
+        },
+        _DEFERRED,
+        "lookups, unlink, purge merging and pcpu placement on maple; rb only mirrored",
+    ),
+    _stage(
+        4,
+        {
+            "occupied": "maple",
+            "free": "maple",
+            "busy": "maple",
+            "lazy": "maple",
+            "coalesce": "generic",
+        },
+        _DEFERRED,
+        "rb-trees removed: maple only; struct vmap_area loses rb_node (72 -> 48 B)",
+    ),
+    _stage(
+        5,
+        {
+            "occupied": "maple",
+            "free": "maple",
+            "busy": "maple",
+            "lazy": "maple",
+            "coalesce": "generic",
+        },
+        _PREALLOC,
+        "publish via mas_preallocate/mas_store_prealloc; a failed publish parks the area on "
+        "a retry queue",
+    ),
+    _stage(
+        6,
+        {
+            "occupied": "maple",
+            "free": "maple",
+            "busy": "maple",
+            "lazy": "maple",
+            "coalesce": "generic",
+        },
+        _CLIP_STORE,
+        "va_clip trims a free-area entry with one mas_store(NULL)",
+    ),
+    _stage(
+        7,
+        {"occupied": "maple", "busy": "maple-occupied", "lazy": "maple"},
+        _CLIP_STORE,
+        "the occupied tree is the busy index too: one empty_area descent and one store per "
+        "alloc; no free-area tree",
     ),
 ]

@@ -1,14 +1,21 @@
 """Argument checks shared by the public entry points.
 
-Each check raises :class:`~vmapsim.VmapArgumentError` or
-:class:`~vmapsim.VmapTypeError` naming the argument and the rule; none
-changes any state.
+The ``check_*`` functions refuse what the kernel cannot receive (a wrong
+Python type, a value outside its C type, a CPU that does not exist) or what
+the model refuses on purpose: each raises :class:`~vmapsim.VmapArgumentError`
+or :class:`~vmapsim.VmapTypeError` naming the argument and the rule.
+:func:`alloc_vmap_area_einval` is different: it is the kernel's own check,
+the values ``alloc_vmap_area()`` receives and rejects with ``-EINVAL``.
+None of them changes any state.
 """
 
 from __future__ import annotations
 
 from .constants import PAGE_SIZE, ULONG_MAX
 from .errors import VmapArgumentError, VmapTypeError
+
+#: ``gfp_t`` is an ``unsigned int``.
+GFP_T_MAX = (1 << 32) - 1
 
 
 def check_int(name: str, value: object) -> int:
@@ -26,22 +33,25 @@ def check_ulong(name: str, value: object) -> int:
     return v
 
 
-def check_size(name: str, value: object, *, page_aligned: bool) -> int:
-    """A non-zero size; page-aligned where the kernel requires it."""
-    v = check_ulong(name, value)
-    if v == 0:
-        raise VmapArgumentError(name, "must be > 0")
-    if page_aligned and v % PAGE_SIZE:
-        raise VmapArgumentError(name, f"must be a multiple of PAGE_SIZE ({PAGE_SIZE})", v)
-    return v
+def check_gfp(value: object) -> int:
+    """A ``gfp_t``: an int in [0, 2**32 - 1]."""
+    v = check_int("gfp", value)
+    if not 0 <= v <= GFP_T_MAX:
+        raise VmapArgumentError("gfp", "must be in [0, 2**32 - 1] (a gfp_t)", v)
+    return int(v)
 
 
-def check_align(name: str, value: object) -> int:
-    """An alignment: a power of two."""
-    v = check_ulong(name, value)
-    if v == 0 or v & (v - 1):
-        raise VmapArgumentError(name, "must be a power of two", v)
-    return v
+def alloc_vmap_area_einval(size: int, align: int) -> str | None:
+    """The rule of ``alloc_vmap_area()``'s ``-EINVAL`` check that ``size`` and
+    ``align`` (unsigned longs) break, or None: size 0, a size that is not a
+    multiple of PAGE_SIZE, an align that is not a power of two (0 included)."""
+    if size == 0:
+        return "size: must be > 0"
+    if size % PAGE_SIZE:
+        return f"size: must be a multiple of PAGE_SIZE ({PAGE_SIZE}) (got {size})"
+    if align == 0 or align & (align - 1):
+        return f"align: must be a power of two (got {align})"
+    return None
 
 
 def check_window(vstart: object, vend: object) -> tuple[int, int]:

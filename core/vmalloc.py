@@ -13,7 +13,7 @@ from .area import VM_ALLOC, VM_IOREMAP, VM_NO_GUARD, VM_UNINITIALIZED, VmapArea,
 from .constants import IOREMAP_MAX_ORDER, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX
 from .errors import VmapError
 from .gfp import GFP_KERNEL, GFP_RECLAIM_MASK, Gfp
-from .validate import check_align, check_cpu, check_int, check_ulong
+from .validate import alloc_vmap_area_einval, check_cpu, check_gfp, check_int, check_ulong
 
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["VmallocMixin"]
 
 _NOWARN = int(Gfp.NOWARN)
+_NOFAIL = int(Gfp.NOFAIL)
 _GFP_KERNEL = int(GFP_KERNEL)
 _PAGE_MASK = PAGE_SIZE - 1
 
@@ -46,13 +47,18 @@ class VmallocMixin:
     def vmalloc_node(
         self: VmapAllocator, size: int, align: int, *, gfp: int = _GFP_KERNEL, cpu: int = 0
     ) -> int | None:
-        """``__vmalloc_node()``: ``size`` bytes aligned to ``align``; the address or None."""
+        """``__vmalloc_node()``: ``size`` bytes aligned to ``align``; the address or None.
+
+        An ``align`` that is no power of two fails as in the kernel
+        (``alloc_vmap_area()``'s ``-EINVAL``): None, and the ``warn_alloc()``
+        line unless ``__GFP_NOWARN``.
+        """
         check_cpu(cpu, self.nr_cpus)
         check_ulong("size", size)
-        check_align("align", align)
-        check_int("gfp", gfp)
+        check_ulong("align", align)
+        gfp = check_gfp(gfp)
         return self.__vmalloc_node_range(
-            size, align, self.vmalloc_start, self.vmalloc_end, int(gfp), 0, cpu, "__vmalloc_node"
+            size, align, self.vmalloc_start, self.vmalloc_end, gfp, 0, cpu, "__vmalloc_node"
         )
 
     def __vmalloc_node_range(
@@ -88,10 +94,14 @@ class VmallocMixin:
         )
         if area is None:
             if not gfp & _NOWARN:
+                retrying = ". Retrying." if gfp & _NOFAIL else ""
                 self._printk(
-                    f"{caller}: vmalloc error: size {real_size}, vm_struct allocation failed, "
-                    f"mode:{gfp:#x}"
+                    f"{caller}: vmalloc error: size {real_size}, vm_struct allocation "
+                    f"failed{retrying}, mode:{gfp:#x}"
                 )
+            # __GFP_NOFAIL: the kernel sleeps a tick and tries again, forever.  The
+            # model has no other CPU to free space meanwhile: it stops after the
+            # first attempt and returns NULL (docs/divergences.md).
             self._debug_check()
             return None
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
@@ -122,6 +132,8 @@ class VmallocMixin:
             size = (size + PAGE_SIZE) & ULONG_MAX
             if not size:  # so did the guard page: alloc_vmap_area() says -EINVAL
                 return None
+        if alloc_vmap_area_einval(size, align) is not None:  # ERR_PTR(-EINVAL)
+            return None
         try:
             self._alloc_vmap_area(size, align, start, end, gfp & int(GFP_RECLAIM_MASK), cpu, 0, vm)
         except VmapError:
@@ -132,7 +144,7 @@ class VmallocMixin:
         """Link an area that a find-and-unlink took by mistake back into the
         busy tree of its address's node, under that node's busy lock."""
         self.metrics.locks["vmap_node.busy.lock"] += 1
-        self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.insert(va)
+        self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.publish(va, True)
 
     # -- lookup ------------------------------------------------------------------
     def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
@@ -149,6 +161,8 @@ class VmallocMixin:
         backwards through every node (an area can span zones), taking each
         node's busy lock once."""
         nodes = self.vmap_nodes
+        if not nodes:  # before vmalloc_init(): nothing is busy yet
+            return None
         nr = self.nr_vmap_nodes
         locks = self.metrics.locks
         i = j = (addr // self.vmap_zone_size) % nr
@@ -160,7 +174,21 @@ class VmallocMixin:
                 return va
             i = (i + nr - 1) % nr
             if i == j:
-                return None
+                break
+        if self.vmap_retry_queue:
+            return self._retry_queue_lookup(addr, unlink)
+        return None
+
+    def _retry_queue_lookup(self: VmapAllocator, addr: int, unlink: bool) -> VmapArea | None:
+        """Lookups also see the areas parked by a failed publish (stage 5 on):
+        a linear scan of the retry queue, taken out of it by an unlink."""
+        queue = self.vmap_retry_queue
+        for k, va in enumerate(queue):
+            if va.va_start <= addr < va.va_end:
+                if unlink:
+                    del queue[k]
+                return va
+        return None
 
     # -- freeing -------------------------------------------------------------
     def vfree(self: VmapAllocator, addr: int | None, *, cpu: int = 0) -> None:

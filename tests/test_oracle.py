@@ -11,12 +11,22 @@ import itertools
 
 import pytest
 
-from vmapsim.constants import ARM64, PAGE_SIZE, VMALLOC_END, VMALLOC_START
+import vmapsim.constants
+import vmapsim.gfp
+from vmapsim import oracle_constants as oc
 from vmapsim.errors import VmapError
-from vmapsim.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
 from vmapsim.oracle import OracleMismatch, ReferenceAllocator
+from vmapsim.oracle_constants import (
+    __GFP_NOFAIL,
+    __GFP_NOWARN,
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    GFP_NOWAIT,
+    PAGE_SIZE,
+)
 
 P = PAGE_SIZE
+VMALLOC_START, VMALLOC_END = oc.VMALLOC_WINDOWS["x86_64"]
 VS = VMALLOC_START
 ULONG_MAX = (1 << 64) - 1
 #: A well-aligned spot far above anything vmalloc() touches in these tests.
@@ -70,7 +80,46 @@ def test_first_vmalloc_lands_at_vmalloc_start() -> None:
 
 def test_arm64_vmalloc_start() -> None:
     o = ReferenceAllocator(arch="arm64")
-    assert o.vmalloc(P) == ARM64.vmalloc_start
+    assert o.vmalloc(P) == 0xFFFF800080000000  # MODULES_END: PAGE_END + SZ_2G
+
+
+# -- the oracle's constants and the model's ----------------------------------------
+
+
+def test_oracle_constants_are_the_kernel_values() -> None:
+    # spot values from the headers, worked out by hand
+    assert oc.GFP_KERNEL == 0xCC0 and oc.GFP_ATOMIC == 0x820 and oc.GFP_NOWAIT == 0x2800
+    assert oc.VMALLOC_WINDOWS == {
+        "x86_64": (0xFFFFC90000000000, 0xFFFFE8FFFFFFFFFF),
+        "arm64": (0xFFFF800080000000, 0xFFFFFDFFBF800000),
+    }
+
+
+def test_model_constants_equal_the_oracles() -> None:
+    """The model's vmapsim.gfp and vmapsim.constants agree with oracle_constants,
+    which were written from the kernel headers separately."""
+    model_bits = {flag.name: int(flag) for flag in vmapsim.gfp.Gfp}
+    assert model_bits == oc.GFP_BITS
+    for name in (
+        "GFP_ATOMIC",
+        "GFP_KERNEL",
+        "GFP_KERNEL_ACCOUNT",
+        "GFP_NOFS",
+        "GFP_NOIO",
+        "GFP_NOWAIT",
+        "GFP_RECLAIM_MASK",
+    ):
+        assert int(getattr(vmapsim.gfp, name)) == getattr(oc, name), name
+    assert int(vmapsim.gfp.__GFP_NOWARN) == oc.__GFP_NOWARN
+    assert int(vmapsim.gfp.__GFP_NOFAIL) == oc.__GFP_NOFAIL
+    windows = {
+        name: (arch.vmalloc_start, arch.vmalloc_end)
+        for name, arch in vmapsim.constants.ARCHES.items()
+    }
+    assert windows == oc.VMALLOC_WINDOWS
+    assert {a.page_size for a in vmapsim.constants.ARCHES.values()} == {oc.PAGE_SIZE}
+    assert vmapsim.constants.PAGE_SHIFT == oc.PAGE_SHIFT
+    assert vmapsim.constants.MAX_VA_SIZE_PAGES == oc.MAX_VA_SIZE_PAGES
 
 
 @pytest.mark.parametrize(
@@ -364,6 +413,23 @@ def test_alloc_vmap_area_argument_errors() -> None:
             o.alloc_vmap_area(size, align, VS, VMALLOC_END)
         assert exc.value.errno == errno.EINVAL
     assert o.busy_areas() == []
+
+
+def test_vmalloc_node_failure_lines() -> None:
+    """warn_alloc(): silent under __GFP_NOWARN (GFP_NOWAIT has it), '. Retrying.'
+    under __GFP_NOFAIL; a bad align fails the same way (alloc_vmap_area's -EINVAL)."""
+    o = ReferenceAllocator()
+    too_big = VMALLOC_END - VS + P
+    assert o.vmalloc_node(too_big, 1, gfp=GFP_NOWAIT) is None
+    assert o.log == []
+    assert o.vmalloc_node(too_big, 1, gfp=GFP_ATOMIC) is None
+    assert o.log == [f"vmalloc error: size {too_big}, vm_struct allocation failed"]
+    o.log.clear()
+    assert o.vmalloc_node(P, 3 * P, gfp=GFP_KERNEL | __GFP_NOFAIL) is None
+    assert o.log == [f"vmalloc error: size {P}, vm_struct allocation failed. Retrying."]
+    o.log.clear()
+    assert o.vmalloc_node(P, 0, gfp=GFP_KERNEL | __GFP_NOWARN) is None
+    assert o.log == [] and o.busy_areas() == []
 
 
 def test_find_vmap_area() -> None:

@@ -465,6 +465,24 @@ class BusyIndexContract(RoleContract):
             st.integers(1, 80),
         )
 
+    def test_publish(self, make: Any) -> None:
+        """``publish``: 0 and inserted; ``-EEXIST`` with the overlap warning, unchanged."""
+        import errno
+
+        def check(blocks: list[tuple[int, int]], pick: int, length: int) -> None:
+            built = make(node_id=0)
+            for va in areas(blocks):
+                assert built.obj.publish(va, True) == 0
+            assert spans(built.obj) == blocks
+            target = blocks[pick % len(blocks)]
+            new = overlapping(target, 0, length)
+            assert built.obj.publish(VmapArea(*new), True) == -errno.EEXIST
+            assert_overlap_warned(built.log, new, blocks)
+            assert spans(built.obj) == blocks
+            built.obj.check()
+
+        _run(check, disjoint_blocks(min_n=1), st.integers(0, 2**16), st.integers(1, 80))
+
     def test_unlink_and_find_unlink(self, make: Any) -> None:
         def check(blocks: list[tuple[int, int]], how: list[int], offset: int) -> None:
             built, vas = self._filled(make, blocks)

@@ -20,7 +20,7 @@ PROFILE_ENV = "VMAPSIM_CONFORMANCE"
 
 #: profile -> (role-level examples, state-machine examples, steps per machine run)
 PROFILES: dict[str, tuple[int, int, int]] = {
-    "quick": (40, 8, 25),
+    "quick": (30, 5, 20),
     "thorough": (400, 150, 80),
 }
 

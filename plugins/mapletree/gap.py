@@ -10,7 +10,7 @@ into children whose recorded gap can hold the request).
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .node import GAP_SCAN_LINES, MAPLE_LEAF64, ULONG_MAX, MapleNode
 
@@ -95,9 +95,12 @@ def gap_up(tree: MapleTree, node: MapleNode, gap: int, off: int = -1) -> None:
         c.cache_lines += updates
 
 
-def search_forward(tree: MapleTree, lo: int, hi: int, size: int) -> int:
+def search_forward(
+    tree: MapleTree, lo: int, hi: int, size: int, where: list[Any] | None = None
+) -> int:
     """``mas_empty_area()`` core: lowest ``index >= lo`` with a free
-    ``[index, index+size-1] <= hi``; -1 if none.
+    ``[index, index+size-1] <= hi``; -1 if none.  On success ``where`` (if
+    given) receives ``[leaf, offset, leaf_min]`` of the NULL slot found.
 
     Children are entered in key order when their recorded gap is at least
     ``size``; a child whose gap lies outside ``[lo, hi]`` is left again (the
@@ -143,6 +146,8 @@ def search_forward(tree: MapleTree, lo: int, hi: int, size: int) -> int:
                     stop = p if p < hi else hi
                     if stop - start + 1 >= size:
                         res = start
+                        if where is not None:
+                            where[:] = (node, i, nmin)
                         break
                 if p >= hi:
                     break

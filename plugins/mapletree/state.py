@@ -265,7 +265,7 @@ class MapleState:
             if off:
                 off -= 1
             else:
-                prv = prev_leaf(tree, node, mn)
+                prv = prev_leaf(tree, node)
                 if prv is None:  # pragma: no cover - index == 0 <= min
                     self.status = _UNDERFLOW
                     return None
@@ -762,6 +762,8 @@ class MapleState:
 
         Sets ``index``/``last``.  Each call searches from the root (the
         kernel continues from a non-start state; use ``reset()`` semantics).
+        A successful search in a tree with nodes leaves the state active on
+        the leaf holding the fit, so a store through it does not walk again.
         """
         if not (
             type(min) is int
@@ -778,11 +780,18 @@ class MapleState:
         else:
             if tree.height > 1 and not tree.is_alloc:
                 raise self._busy(min, max, size)
-            start = search_forward(tree, min, max, size)
+            where: list[Any] = []
+            start = search_forward(tree, min, max, size, where)
             if start < 0:
                 raise self._busy(min, max, size)
             self.index = start
             self.last = start + size - 1
+            # Left active on the leaf holding the fit, as the kernel's search
+            # leaves it: a store through this state writes without a new walk.
+            self.node, self.offset, self.min = where
+            self.seq = tree.seq
+            self.status = _ACTIVE
+            return
         self.status = _START
         self.node = None
 

@@ -137,11 +137,12 @@ def next_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
     return node, mn
 
 
-def prev_leaf(tree: MapleTree, leaf: MapleNode, leaf_min: int) -> tuple[MapleNode, int] | None:
+def prev_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
     """``mas_prev_node()``: the leaf before ``leaf`` and its minimum, or None
-    (charged as :func:`next_leaf`)."""
-    if leaf_min == 0:
-        return None
+    (charged as :func:`next_leaf`: from the first leaf the climb to the root
+    is charged too).  ``MapleState`` stops at its ``min`` before it asks,
+    as the kernel's ``mas_prev_slot`` does, so it never moves off the first
+    leaf."""
     node = leaf
     visited = 0
     while True:

@@ -26,7 +26,6 @@ from .errors import ZERO_ENTRY, MapleError
 from .gap import gap_up, leaf_max_gap
 from .node import (
     DEAD,
-    DESCEND_LINES,
     FULL_SCAN_LINES,
     MAPLE_LEAF64,
     MT_MIN_SLOTS,
@@ -388,7 +387,11 @@ def _free_old(tree: MapleTree, node: MapleNode) -> None:
 
 
 def _replace(tree: MapleTree, old: MapleNode, new: MapleNode, gap: int) -> None:
-    """``mas_replace_node()``: put ``new`` where ``old`` hangs; free ``old``."""
+    """``mas_replace_node()``: put ``new`` where ``old`` hangs; free ``old``.
+
+    Writing the parent's slot costs one line; the tree's root pointer lives
+    in ``struct maple_tree``, which the cost model does not charge (a walk
+    does not charge reading it either)."""
     parent = old.parent
     if parent is None:
         tree.root = new
@@ -397,10 +400,10 @@ def _replace(tree: MapleTree, old: MapleNode, new: MapleNode, gap: int) -> None:
         off = bisect_left(parent.pivots, old.pivots[-1])
         parent.slots[off] = new
         new.parent = parent
+        tree.counters.cache_lines += 1
     _free(tree, old)
     if parent is not None and tree.is_alloc:
         gap_up(tree, new, gap)
-    tree.counters.cache_lines += 1
 
 
 def _gap_of(tree: MapleTree, type_: int, pivots: list[int], slots: list[Any], gaps, mn: int):
@@ -455,8 +458,13 @@ def _make_pieces(
     bg: list[int] | None,
     mn: int,
     cuts: list[int],
+    linked: bool = True,
 ) -> tuple[list[MapleNode], list[int]]:
-    """Create the nodes holding ``bp/bs[previous cut + 1 .. cut]`` per cut."""
+    """Create the nodes holding ``bp/bs[previous cut + 1 .. cut]`` per cut.
+
+    Each node is written whole (4 lines).  In an allocation tree each one's
+    largest gap goes into its parent's new data (one gap update), unless
+    ``linked`` is false: a single node becoming the root has no parent."""
     pieces: list[MapleNode] = []
     pgaps: list[int] = []
     alloc = tree.is_alloc
@@ -470,7 +478,7 @@ def _make_pieces(
             pgaps.append(leaf_max_gap(sp, ss, mn) if type_ == MAPLE_LEAF64 else max(sg))
         mn = bp[cut] + 1
         start = cut + 1
-    if alloc:
+    if alloc and linked:
         tree.counters.gap_updates += len(pieces)
     tree.counters.cache_lines += 4 * len(pieces)
     return pieces, pgaps
@@ -869,7 +877,9 @@ def _rebuild(
             split, mid = _calc_split(bp, bs, ctype)
             cuts = [split, mid, b_end] if mid else [split, b_end]
             c.splits += 1
-        pieces, pgaps = _make_pieces(tree, mas, ctype, bp, bs, bg, lmin, cuts)
+        pieces, pgaps = _make_pieces(
+            tree, mas, ctype, bp, bs, bg, lmin, cuts, not (whole and len(cuts) == 1)
+        )
         if len(pieces) == 1 and whole:
             _free_old(tree, tree.root)
             tree.root = pieces[0]
@@ -887,6 +897,7 @@ def _rebuild(
                 pieces,
                 pgaps if alloc else None,
             )
+            c.cache_lines += 4
             tree.root = root
             tree.height = level + 1
             return
@@ -933,6 +944,7 @@ def _new_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     tree.root = _new(tree, mas, MAPLE_LEAF64, [ULONG_MAX], [entry], None)
     tree.root_entry = None
     tree.height = 1
+    tree.counters.cache_lines += 4
 
 
 def _store_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
@@ -964,4 +976,4 @@ def _store_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     tree.root = _new(tree, mas, MAPLE_LEAF64, piv, slots, None)
     tree.root_entry = None
     tree.height = 1
-    tree.counters.cache_lines += DESCEND_LINES[MAPLE_LEAF64][len(piv) - 1][0]
+    tree.counters.cache_lines += 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from vmapsim import Counters, VmapArea
@@ -41,6 +42,11 @@ class RbBusyIndex(_PlainRbList):
 
     #: ``insert_vmap_area()`` into the busy tree
     insert = RbList.insert_vmap_area
+
+    def publish(self, va: VmapArea, can_block: bool) -> int:
+        """Publish on the allocation path: ``insert_vmap_area()``, which allocates
+        nothing, so it never fails for memory: 0, or ``-EEXIST`` on overlap."""
+        return 0 if self.insert_vmap_area(va) else -errno.EEXIST
 
     def find(self, addr: int) -> VmapArea | None:
         """``__find_vmap_area()``: the busy area with ``va_start <= addr < va_end``."""

@@ -9,174 +9,24 @@ counters after a lookup and after a forward or reverse gap search are
 exactly what the rules give, and that the searches find what a brute-force
 scan of the free ranges finds, and that a leaf-to-leaf move charges the
 nodes it climbs and descends.  The hot paths use precomputed, packed cost
-tables; this is what keeps those tables and their packing honest.
+tables; this is what keeps those tables and their packing honest.  The
+restated rules live in ``maple_cost_oracle`` (shared with the write-path
+test, ``test_maple_cost_writes``).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import pytest
+from maple_cost_oracle import Cost, oracle_forward, oracle_load_cost, oracle_reverse
 from maple_oracle import IntervalMap
 
 from vmapsim import Counters
 from vmapsim_mapletree import MapleTree
 from vmapsim_mapletree.gap import search_forward, search_reverse
-from vmapsim_mapletree.node import MAPLE_ARANGE64, MAPLE_LEAF64, MapleNode
-from vmapsim_mapletree.walk import next_leaf, node_min, prev_leaf
-
-LINE = 64
-
-
-def lines_read(node: MapleNode, first: int, last: int, *, gaps: bool) -> int:
-    """Distinct lines a step reads when it examines offsets ``first..last``.
-
-    Layout (docs/metrics.md): pivot ``i`` at byte ``8 + 8i``; range_64 and
-    leaf_64 slots from byte 128, arange_64 slots from 80 and gaps from 160.
-    The data end comes from the metadata (byte 240) in an arange_64 node, and
-    from ``pivot[14]`` plus, when the node is not full, the metadata over the
-    last slot (byte 248) in the others.  The pivot of the last used slot is
-    the node's maximum and is not read; a one-slot node reads pivot 0.
-    """
-    end = len(node.slots) - 1
-    offsets: list[int] = []
-    if node.type == MAPLE_ARANGE64:
-        offsets.append(240)
-        slot_base, gap_base = 80, 160
-    else:
-        offsets.append(8 + 8 * 14)
-        if end < 14:
-            offsets.append(248)
-        slot_base, gap_base = 128, None
-    for i in range(first, last + 1):
-        if i < end or end == 0:
-            offsets.append(8 + 8 * i)
-        offsets.append(slot_base + 8 * i)
-        if gaps and gap_base is not None:
-            offsets.append(gap_base + 8 * i)
-    return len({b // LINE for b in offsets})
-
-
-@dataclass
-class Cost:
-    walks: int = 0
-    nodes: int = 0
-    cmps: int = 0
-    lines: int = 0
-
-    def scan(self, node: MapleNode, a: int, b: int) -> None:
-        """A gap search examined offsets ``a..b`` of ``node`` (a <= b)."""
-        self.cmps += b + 1  # a linear pivot scan from 0 reaching offset b
-        self.lines += lines_read(node, a, b, gaps=True)
-
-
-def first_at_or_above(pivots: list[int], index: int) -> int:
-    i = 0
-    while pivots[i] < index:
-        i += 1
-    return i
-
-
-def child_min(node: MapleNode, i: int, nmin: int) -> int:
-    return node.pivots[i - 1] + 1 if i else nmin
-
-
-def oracle_load_cost(t: MapleTree, index: int) -> Cost:
-    """A lookup: ``height`` nodes; per node, the pivots up to the offset
-    (the last used one never) and the lines of that scan and its slot."""
-    cost = Cost(walks=1)
-    node = t.root
-    while True:
-        cost.nodes += 1
-        off = first_at_or_above(node.pivots, index)
-        end = len(node.slots) - 1
-        cost.cmps += off + 1 if off < end else max(end, 1)
-        cost.lines += lines_read(node, 0, off, gaps=False)
-        if node.type == MAPLE_LEAF64:
-            return cost
-        node = node.slots[off]
-
-
-def oracle_forward(t: MapleTree, lo: int, hi: int, size: int) -> tuple[int, Cost]:
-    """``mas_empty_area``, depth first and recursive: each node is entered at
-    the offset holding ``lo`` (0 right of it); an internal node enters the
-    first child whose gap is large enough, and when that child fails the scan
-    goes on from it; a scan stops at the last slot or at a pivot >= ``hi``."""
-    cost = Cost(walks=1)
-
-    def enter(node: MapleNode, nmin: int) -> int:
-        cost.nodes += 1
-        piv = node.pivots
-        n = len(piv)
-        off = first_at_or_above(piv, lo)
-        if node.type == MAPLE_LEAF64:
-            i = off
-            while True:
-                if node.slots[i] is None:
-                    start = max(child_min(node, i, nmin), lo)
-                    if min(piv[i], hi) - start + 1 >= size:
-                        cost.scan(node, off, i)
-                        return start
-                if piv[i] >= hi or i == n - 1:
-                    cost.scan(node, off, i)
-                    return -1
-                i += 1
-        first = i = off
-        while True:
-            if node.gaps[i] >= size:
-                cost.scan(node, first, i)
-                got = enter(node.slots[i], child_min(node, i, nmin))
-                if got >= 0:
-                    return got
-                first = i  # the scan resumes at the child that failed
-            if piv[i] >= hi or i == n - 1:
-                cost.scan(node, first, i)
-                return -1
-            i += 1
-
-    return enter(t.root, 0), cost
-
-
-def oracle_reverse(t: MapleTree, lo: int, hi: int, size: int) -> tuple[int, Cost]:
-    """``mas_empty_area_rev``: the mirror image; a node is entered at the
-    offset holding ``hi`` (its last slot left of it), children are tried
-    downwards, a scan stops at slot 0 or at a slot starting at or below
-    ``lo``, and each scan charges the offsets from the lowest examined up to
-    the one it started at (comparisons: their number)."""
-    cost = Cost(walks=1)
-
-    def scan(node: MapleNode, a: int, b: int) -> None:
-        cost.cmps += b - a + 1
-        cost.lines += lines_read(node, a, b, gaps=True)
-
-    def enter(node: MapleNode, nmin: int, nmax: int) -> int:
-        cost.nodes += 1
-        piv = node.pivots
-        n = len(piv)
-        off = first_at_or_above(piv, hi) if hi < nmax else n - 1
-        start_at = off
-        i = off
-        while True:
-            start = child_min(node, i, nmin)
-            if node.type == MAPLE_LEAF64:
-                if node.slots[i] is None:
-                    stop = min(piv[i], hi)
-                    if stop - max(start, lo) + 1 >= size:
-                        scan(node, i, start_at)
-                        return stop
-            elif node.gaps[i] >= size:
-                scan(node, i, start_at)
-                got = enter(node.slots[i], start, piv[i])
-                if got >= 0:
-                    return got
-                start_at = i  # resumes at the child that failed
-            if start <= lo or i == 0:
-                scan(node, i, start_at)
-                return -1
-            i -= 1
-
-    return enter(t.root, 0, (1 << 64) - 1), cost
+from vmapsim_mapletree.node import MAPLE_LEAF64, MapleNode
+from vmapsim_mapletree.walk import next_leaf, prev_leaf
 
 
 def counted(t: MapleTree) -> Cost:
@@ -283,10 +133,11 @@ def test_leaf_to_leaf_moves_charge_the_nodes_climbed_and_descended(alloc: bool) 
         assert (got[0] if got else None) is (paths[k + 1][-1] if k + 1 < len(paths) else None)
         assert (t.counters.nodes_visited, t.counters.cache_lines) == (expect, 2 * expect)
 
+        # from the first leaf: the whole climb to the root, no descent
         shared = 0 if k == 0 else _common(path, paths[k - 1])
-        expect = 0 if k == 0 else 2 * (len(path) - 1 - shared)
+        expect = (len(path) - 1 - shared) + (0 if k == 0 else len(path) - 1 - shared)
         t.counters.reset()
-        got = prev_leaf(t, leaf, node_min(leaf))
+        got = prev_leaf(t, leaf)
         assert (got[0] if got else None) is (paths[k - 1][-1] if k else None)
         assert (t.counters.nodes_visited, t.counters.cache_lines) == (expect, 2 * expect)
 

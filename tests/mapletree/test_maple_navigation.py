@@ -346,26 +346,41 @@ def test_find_from_root_at_limit_is_out_of_range() -> None:
 _OPS = ("set", "pause", "walk", "next", "prev", "find", "find_rev", "next", "prev")
 
 
-def _build(rnd: random.Random, n: int) -> MapleTree:
+def _build(rnd: random.Random, n: int) -> tuple[MapleTree, list[tuple[int, int, Any]]]:
+    """A tree and the test's own record of its slots: every range stored,
+    in key order, with the NULL ranges between them (adjacent NULLs are one
+    range, as the tree coalesces them; adjacent entries stay apart)."""
     tree = MapleTree(alloc_range=rnd.random() < 0.5)
+    stored: list[tuple[int, int, Any]] = []
     pos = rnd.randint(0, 3)
     for i in range(n):
         length = rnd.randint(0, 5)
         first = pos if rnd.random() < 0.3 else pos + rnd.randint(1, 6)
         pos = first + length + 1
-        tree.store_range(first, first + length, ZERO_ENTRY if rnd.random() < 0.05 else f"e{i}")
+        entry = ZERO_ENTRY if rnd.random() < 0.05 else f"e{i}"
+        tree.store_range(first, first + length, entry)
+        stored.append((first, first + length, entry))
     if rnd.random() < 0.3:
         tree.store_range(pos + 3, U, "tail")
-    return tree
+        stored.append((pos + 3, U, "tail"))
+    slots: list[tuple[int, int, Any]] = []
+    nxt = 0
+    for first, last, entry in stored:  # increasing, non-overlapping
+        if first > nxt:
+            slots.append((nxt, first - 1, None))
+        slots.append((first, last, entry))
+        nxt = last + 1
+    if nxt <= U and stored[-1][1] < U:
+        slots.append((nxt, U, None))
+    return tree, slots
 
 
 def test_navigation_matches_kernel_oracle() -> None:
     compared = 0
     for seed in range(300):
         rnd = random.Random(seed)
-        tree = _build(rnd, rnd.choice([3, 10, 40, 200, 600]))
+        tree, slots = _build(rnd, rnd.choice([3, 10, 40, 200, 600]))
         assert tree.root is not None
-        slots = list(tree.ranges(include_null=True))
         top = slots[-1][0] + 10
         mas = MapleState(tree, 0)
         ora = NavOracle(slots)
