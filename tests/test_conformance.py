@@ -175,3 +175,7 @@ def test_new_plugin_command(tmp_path, capsys):
     assert "name:" in capsys.readouterr().err
     assert main(["new-plugin", "x", "--role", "coalesce", "--dir", str(tmp_path)]) == 2
     assert "role:" in capsys.readouterr().err
+
+
+class TestMapleOccupied(vmapsim.testing.suite("occupied")):
+    component = "maple"

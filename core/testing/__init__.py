@@ -12,7 +12,8 @@ Opt in from a test module (or the root ``conftest.py``)::
 ``suite(role)`` combines three levels, each also usable on its own:
 
 * the role's contract (:data:`CONTRACTS`: :class:`FreeIndexContract`,
-  :class:`BusyIndexContract`, :class:`LazyQueueContract`,
+  :class:`OccupiedIndexContract`, :class:`BusyIndexContract`,
+  :class:`LazyQueueContract`,
   :class:`CoalescerContract`, :class:`OverlayContract`), the component built
   on its own and checked rule by rule against a plain model;
 * :class:`SmokeTests`: registered, builds at every stage of its role, runs a
@@ -40,6 +41,7 @@ from .contracts import (
     CoalescerContract,
     FreeIndexContract,
     LazyQueueContract,
+    OccupiedIndexContract,
     OverlayContract,
     RoleContract,
     role_contract,
@@ -62,6 +64,7 @@ __all__ = [
     "CoalescerContract",
     "FreeIndexContract",
     "LazyQueueContract",
+    "OccupiedIndexContract",
     "OverlayContract",
     "RoleContract",
     "SmokeTests",

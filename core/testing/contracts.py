@@ -28,10 +28,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ..area import VmapArea
-from ..constants import PAGE_SIZE, VMALLOC_START
+from ..constants import PAGE_SIZE, ULONG_MAX, VMALLOC_START
 from ..descriptors import Stage
 from ..errors import InvariantError
 from ..plugins import Registry, load_registry
+from ..roles import RESERVED
 from .harness import Built, make_component
 from .profiles import kit_settings
 
@@ -42,6 +43,7 @@ __all__ = [
     "CoalescerContract",
     "FreeIndexContract",
     "LazyQueueContract",
+    "OccupiedIndexContract",
     "OverlayContract",
     "RoleContract",
     "role_contract",
@@ -130,6 +132,11 @@ def overlapping(target: tuple[int, int], shift: int, length: int) -> tuple[int, 
     """A page-aligned range that overlaps ``target`` (shifted by ``shift`` pages)."""
     start = min(target[0] + shift * P, target[1] - P)
     return start, max(start + length * P, target[0] + P)
+
+
+def merged_or_same(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``blocks`` as an occupied index lists them (no two touch here)."""
+    return sorted(blocks)
 
 
 def assert_overlap_warned(
@@ -509,6 +516,116 @@ class BusyIndexContract(RoleContract):
             st.lists(st.integers(0, 2), max_size=24),
             st.integers(0, 2**20),
         )
+
+
+# -- occupied index ------------------------------------------------------------------
+
+
+def complement(used: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The gaps of ``[1, ULONG_MAX)`` around sorted, disjoint ``used`` ranges."""
+    out, cursor = [], 1
+    for s, e in used:
+        if s > cursor:
+            out.append((cursor, s))
+        cursor = max(cursor, e)
+    if cursor < ULONG_MAX:
+        out.append((cursor, ULONG_MAX))
+    return out
+
+
+@role_contract("occupied")
+class OccupiedIndexContract(RoleContract):
+    """:class:`vmapsim.OccupiedIndex`: the in-use ranges, whose gaps are the free space."""
+
+    def _filled(self, make: Any, used: list[tuple[int, int]], seed: int = 0) -> Built:
+        built = make()
+        order = list(used)
+        random.Random(seed).shuffle(order)
+        for s, e in order:
+            assert built.obj.occupy(s, e, True) == 0, f"occupy({s:#x}, {e:#x}) refused"
+        return built
+
+    def test_fresh_index_is_one_gap(self, make: Any) -> None:
+        o = make().obj
+        assert list(o) == [] and list(o.gaps()) == [(1, ULONG_MAX)]
+        assert o.gap_enclosing(BASE) == (1, ULONG_MAX)
+        o.check()
+
+    def test_occupy_and_gaps(self, make: Any) -> None:
+        def check(used: list[tuple[int, int]], seed: int) -> None:
+            built = self._filled(make, used, seed)
+            o = built.obj
+            assert [(s, e) for s, e, _ in o] == merged_or_same(used)
+            assert all(entry is RESERVED for _, _, entry in o)
+            gaps = complement(used)
+            assert list(o.gaps()) == gaps
+            for s, e in gaps:
+                assert o.gap_enclosing(s) == (s, e) and o.gap_enclosing(e - 1) == (s, e)
+            for s, _e in used:
+                assert o.gap_enclosing(s) is None
+            o.check()
+            assert built.log == []
+
+        _run(check, disjoint_blocks(touching=False), st.integers(0, 2**16))
+
+    def test_overlapping_occupy_is_refused_and_warned(self, make: Any) -> None:
+        import errno
+
+        def check(used: list[tuple[int, int]], pick: int, shift: int, length: int) -> None:
+            built = self._filled(make, used)
+            new = overlapping(used[pick % len(used)], shift, length)
+            assert built.obj.occupy(*new, True) == -errno.EEXIST
+            assert_overlap_warned(built.log, new, used)
+            assert list(built.obj.gaps()) == complement(used)
+            built.obj.check()
+
+        _run(
+            check,
+            disjoint_blocks(min_n=1, touching=False),
+            st.integers(0, 2**16),
+            st.integers(-8, 63),
+            st.integers(1, 80),
+        )
+
+    def test_release(self, make: Any) -> None:
+        def check(used: list[tuple[int, int]], drop: list[bool]) -> None:
+            built = self._filled(make, used)
+            gone = [u for u, d in zip(used, drop, strict=False) if d]
+            for s, e in gone:
+                built.obj.release(s, e)
+            kept = [u for u in used if u not in gone]
+            assert list(built.obj.gaps()) == complement(kept)
+            built.obj.check()
+
+        _run(check, disjoint_blocks(touching=False), st.lists(st.booleans(), max_size=24))
+
+    def test_lowest_fit_exact(self, make: Any) -> None:
+        """Without over-ask: the lowest ``nva >= vstart`` whose range fits one gap and ``vend``."""
+        import errno
+
+        def check(used: list[tuple[int, int]], reqs: list[tuple[int, int, int, int]]) -> None:
+            built = self._filled(make, used)
+            gaps = complement(used)
+            for pages, align, vstart_pages, span in reqs:
+                size = pages * P
+                vstart = BASE + vstart_pages * P
+                vend = vstart + span * P
+                want = -errno.ENOENT
+                for gs, ge in gaps:
+                    nva = (max(gs, vstart) + align - 1) // align * align
+                    if nva + size <= ge and nva + size <= vend:
+                        want = nva
+                        break
+                got = built.obj.find_lowest_fit(size, align, vstart, vend, False)
+                assert got == want or (want < 0 and got < 0), (
+                    f"find_lowest_fit({size:#x}, {align}, {vstart:#x}, {vend:#x}, False): "
+                    f"{got} != {want}"
+                )
+
+        req = st.tuples(
+            st.integers(1, 40), st.sampled_from([1, P]), st.integers(0, 400), st.integers(1, 3000)
+        )
+        _run(check, disjoint_blocks(touching=False), st.lists(req, min_size=1, max_size=10))
 
 
 # -- lazy queue ---------------------------------------------------------------------

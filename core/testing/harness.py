@@ -36,7 +36,12 @@ class Built:
 
 def stage_params(stage: Stage, arch: str = "x86_64") -> dict[str, Any]:
     """The ``ctx.params`` a stage's allocator gives its components."""
-    return {**stage.features, "layout": stage.layout, "arch": arch_by_name(arch)}
+    return {
+        **stage.features,
+        "layout": stage.layout,
+        "arch": arch_by_name(arch),
+        "vmap_zone_size": 1,  # one vmap node
+    }
 
 
 def make_component(
