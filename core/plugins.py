@@ -115,9 +115,10 @@ class Offer:
 
     def describe(self) -> str:
         """``free=sorted (plugin sortedfree, distribution vmapsim-sortedfree 0.1.0)``."""
+        version = f" {self.version}" if self.version else ""
         return (
             f"{self.role}={self.component.name} (plugin {self.plugin}, "
-            f"distribution {self.distribution} {self.version})"
+            f"distribution {self.distribution}{version})"
         )
 
 

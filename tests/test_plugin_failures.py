@@ -9,6 +9,7 @@ its distribution name and version, exactly as it finds the built-ins.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import re
@@ -479,3 +480,22 @@ def test_debug_run_reports_progress_on_stderr(capsys, monkeypatch):
     done = re.search(r"(\d+) operations checked", captured.err)
     assert done and int(done.group(1)) >= 120
     assert "operations checked" not in captured.out
+
+
+class _FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_debug_progress_on_a_terminal_is_a_rich_line():
+    from vmapsim.progress import debug_progress
+
+    a = vmapsim.build(0, debug=True)
+    check = a.check_invariants
+    out = _FakeTerminal()
+    with debug_progress(a, "mixed on maple:0", stream=out) as count:
+        for _ in range(200):
+            a.vfree(a.vmalloc(P))
+    assert count[0] >= 400  # one check per vmalloc and per vfree
+    assert a.check_invariants is check  # unwrapped again
+    assert "mixed on maple:0" in out.getvalue()
