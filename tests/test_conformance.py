@@ -179,3 +179,30 @@ def test_new_plugin_command(tmp_path, capsys):
 
 class TestMapleOccupied(vmapsim.testing.suite("occupied")):
     component = "maple"
+
+
+@pytest.mark.soak
+def test_new_plugin_installs_into_a_fresh_venv_and_passes(tmp_path):
+    """The real thing: `pip install` vmapsim and the generated package, then its tests."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    root = render_plugin("venvcheck", role="free", directory=tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", f"{repo}[test]", "-e", f"{root}[test]"], check=True)
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    listing = subprocess.run(
+        [str(venv / "bin" / "vmapsim"), "plugins"], capture_output=True, text=True, check=False
+    )
+    assert "venvcheck" in listing.stdout and "free=venvcheck" in listing.stdout
