@@ -38,11 +38,17 @@ class FaultInjector:
     __slots__ = ("_count", "_rng", "config", "enabled", "failures")
 
     def __init__(self, config: FailslabConfig | None = None) -> None:
-        self.config = config or FailslabConfig()
-        self._rng = random.Random(self.config.seed)
+        self.configure(config or FailslabConfig())
+
+    def configure(self, config: FailslabConfig) -> None:
+        """Start injecting with ``config`` from now on (counts and RNG start
+        afresh), as writing the failslab debugfs knobs of a running kernel
+        does: e.g. arm it after bring-up so early allocations are spared."""
+        self.config = config
+        self._rng = random.Random(config.seed)
         self._count = 0
         self.failures = 0
-        self.enabled = self.config.probability > 0 and self.config.times != 0
+        self.enabled = config.probability > 0 and config.times != 0
 
     def should_fail(self, can_block: bool = False, cache: str = "maple_node") -> bool:
         """Return True if this allocation from ``cache`` is to fail (``should_failslab``).

@@ -40,6 +40,7 @@ class VmallocMixin:
         ):
             check_cpu(cpu, self.nr_cpus)
             check_ulong("size", size)
+        self._rcu_tick()  # the modeled RCU clock (core/rcu.py)
         return self.__vmalloc_node_range(
             size, 1, self.vmalloc_start, self.vmalloc_end, _GFP_KERNEL, 0, cpu, "vmalloc"
         )
@@ -57,8 +58,30 @@ class VmallocMixin:
         check_ulong("size", size)
         check_ulong("align", align)
         gfp = check_gfp(gfp)
+        self._rcu_tick()
         return self.__vmalloc_node_range(
             size, align, self.vmalloc_start, self.vmalloc_end, gfp, 0, cpu, "__vmalloc_node"
+        )
+
+    def vmalloc_gfp(self: VmapAllocator, size: int, *, gfp: int, cpu: int = 0) -> int | None:
+        """``__vmalloc(size, gfp)``: ``size`` bytes with the caller's gfp.
+
+        A non-blocking gfp (``GFP_ATOMIC``, ``GFP_NOWAIT``) never purges and
+        retries: without free space the call fails (warning unless
+        ``__GFP_NOWARN``)."""
+        check_cpu(cpu, self.nr_cpus)
+        check_ulong("size", size)
+        gfp = check_gfp(gfp)
+        self._rcu_tick()
+        return self._vmalloc_range(size, 1, gfp, cpu, "__vmalloc")
+
+    def _vmalloc_range(
+        self: VmapAllocator, size: int, align: int, gfp: int, cpu: int, caller: str
+    ) -> int | None:
+        """``__vmalloc_node_range()`` over the vmalloc window, for other mixins
+        (``vrealloc()``); charges no clock tick."""
+        return self.__vmalloc_node_range(
+            size, align, self.vmalloc_start, self.vmalloc_end, gfp, 0, cpu, caller
         )
 
     def __vmalloc_node_range(
@@ -104,6 +127,7 @@ class VmallocMixin:
             # first attempt and returns NULL (docs/divergences.md).
             self._debug_check()
             return None
+        area.nr_pages = size >> PAGE_SHIFT  # __vmalloc_area_node() mapped them
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
         if self.debug:
             self.check_invariants()
@@ -212,6 +236,9 @@ class VmallocMixin:
         ):
             check_ulong("addr", addr)
             check_cpu(cpu, self.nr_cpus)
+        self._rcu_tick()
+        if self._rcu_pending and self._rcu_owns(addr, "vfree"):
+            return
         self.metrics.free_calls += 1
         vm = self.remove_vm_area(addr)
         if vm is None:

@@ -58,27 +58,27 @@ def test_stages_0_to_7_registered_with_patch_titles() -> None:
     assert sorted(titles) == list(MAPLE_STAGES)
 
 
-@pytest.mark.parametrize("stage", MAPLE_STAGES)
-def test_struct_vmap_area_size_from_layout(stage: int) -> None:
+@pytest.mark.vmapsim_stages("0..7")
+def test_struct_vmap_area_size_from_layout(stage: vmapsim.Stage) -> None:
     """Row 4: 72 bytes with the rb_node (through stage 3), 48 without it."""
-    a = vmapsim.build(stage)
-    assert a.struct_vmap_area_size == (72 if stage < 4 else 48)
+    a = vmapsim.build(stage.number)
+    assert a.struct_vmap_area_size == (72 if stage.number < 4 else 48)
     names = [m.name for _off, m in a.stage.layout.offsets()]
-    assert ("rb_node" in names) == (stage < 4)
+    assert ("rb_node" in names) == (stage.number < 4)
 
 
 # -- stage 1: shadows and deferred bring-up ------------------------------------------
 
 
-@pytest.mark.parametrize("stage", [0, 1, 4, 7])
-def test_allocation_before_init(stage: int) -> None:
+@pytest.mark.vmapsim_stages("0..7")
+def test_allocation_before_init(stage: vmapsim.Stage) -> None:
     """Row 1: before vmalloc_init() stage 0 refuses (-EBUSY, as the kernel);
     from stage 1 the deferred bring-up runs on first use and the early
     vmlist areas are indexed then."""
-    a = vmapsim.build(stage, init=False, debug=True)
+    a = vmapsim.build(stage.number, init=False, debug=True)
     early = a.vm_area_register_early(3 * P, 2 * P)
     assert early.addr == a.vmalloc_start
-    if stage == 0:
+    if stage.number == 0:
         with pytest.raises(VmapError) as exc:
             a.alloc_vmap_area(P, P, a.vmalloc_start, a.vmalloc_end)
         assert exc.value.errno == errno.EBUSY
@@ -113,28 +113,85 @@ def test_stage1_writes_both_structures() -> None:
 # -- stage 2: the occupied tree answers the search -------------------------------------
 
 
-def test_stage2_alloc_reads_less_than_stage1() -> None:
-    """Row 2: at >= 1000 live areas the alloc side visits fewer nodes and
-    touches fewer cache lines than stage 1."""
-    c1, c2 = _counts(1, 1500), _counts(2, 1500)
-    assert c2["alloc.nodes_visited"] < c1["alloc.nodes_visited"]
-    assert c2["alloc.cache_lines"] < c1["alloc.cache_lines"]
+def _fragmented(stage: int, holes: int, pairs: int = 100) -> dict[str, float]:
+    """full_fit's pattern: ``holes`` one-page holes (page + guard) between busy
+    areas, then one-page vmalloc+vfree pairs that land in them; counters per
+    pair, alloc side only."""
+    a = vmapsim.build(stage)
+    junk = []
+    for _ in range(holes):
+        a.vmalloc(P)
+        junk.append(a.vmalloc(P))
+    for addr in junk:
+        a.vfree(addr)
+    a.purge_vmap_area_lazy()
+    total = dict.fromkeys(("nodes_visited", "cache_lines", "walks", "stores"), 0)
+    for _ in range(pairs):
+        before = a.metrics.snapshot()
+        addr = a.vmalloc(P)
+        after = a.metrics.snapshot()
+        a.vfree(addr)
+        for k in total:
+            total[k] += after.get(k, 0) - before.get(k, 0)
+    return {k: v / pairs for k, v in total.items()}
+
+
+def test_stage2_alloc_visits_fewer_nodes_than_stage1() -> None:
+    """Row 2: with >= 1000 free blocks to search, the alloc side visits fewer
+    nodes than stage 1 (one gap descent instead of the rb lowest-match walk).
+    Cache lines do not drop under the memory model (docs/stages.md, row 2)."""
+    c1, c2 = _fragmented(1, 3000), _fragmented(2, 3000)
+    assert c2["nodes_visited"] < c1["nodes_visited"]
+
+
+class _Spy:
+    """Stands in for a component and records the query methods called on it."""
+
+    QUERIES = frozenset(
+        {
+            "find",
+            "find_unlink",
+            "find_enclosing",
+            "find_vmap_lowest_match",
+            "next_block",
+            "prev_block",
+        }
+    )
+
+    def __init__(self, inner: object, calls: list[str]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> object:
+        if name in self.QUERIES:
+            self._calls.append(name)
+        return getattr(self._inner, name)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._inner)
+
+    def __len__(self) -> int:
+        return len(self._inner)  # type: ignore[arg-type]
+
+
+def _spy_rb(a: vmapsim.VmapAllocator) -> list[str]:
+    """Put a spy in place of every rb-tree member of a shadowed pair."""
+    calls: list[str] = []
+    pairs = [a.free] + [vn.busy for vn in a.vmap_nodes] + [vn.lazy for vn in a.vmap_nodes]
+    for pair in pairs:
+        for member in ("primary", "mirror"):
+            if type(getattr(pair, member)).__module__.startswith("vmapsim_rbtree"):
+                setattr(pair, member, _Spy(getattr(pair, member), calls))
+    return calls
 
 
 def test_stage2_search_is_the_occupied_tree() -> None:
-    a = vmapsim.build(2, debug=True)
-    calls = []
-    rb = a.free.mirror  # stage 2: maple answers the free-block lookups, rb follows
-    orig = rb.find_vmap_lowest_match
-    rb.find_vmap_lowest_match = lambda *args: calls.append(args) or orig(*args)  # type: ignore[method-assign]
-    assert a.vmalloc(5 * P) is not None
-    assert calls == []
-    b = vmapsim.build(1)
-    rb1 = b.free.primary
-    orig1 = rb1.find_vmap_lowest_match
-    rb1.find_vmap_lowest_match = lambda *args: calls.append(args) or orig1(*args)  # type: ignore[method-assign]
-    assert b.vmalloc(5 * P) is not None
-    assert len(calls) == 1
+    """Row 2: the lowest fit comes from mas_empty_area; stage 1 asks the rb-tree."""
+    a1, a2 = vmapsim.build(1), vmapsim.build(2)
+    calls1, calls2 = _spy_rb(a1), _spy_rb(a2)
+    assert a1.vmalloc(5 * P) == a2.vmalloc(5 * P)
+    assert "find_vmap_lowest_match" in calls1
+    assert calls2 == []
 
 
 # -- stage 3: lookups on maple, rb only mirrored ----------------------------------------
@@ -145,27 +202,11 @@ def test_stage3_vfree_and_purge_do_not_query_rb(stage: int, rb_queried: bool) ->
     """Row 3: vfree and purge look nothing up in an rb-tree (rb is written as a mirror)."""
     a = vmapsim.build(stage, debug=True)
     addrs = [a.vmalloc(n * P) for n in range(1, 40)]
-    queried: list[str] = []
-    rbs = [vn.busy for vn in a.vmap_nodes] + [vn.lazy for vn in a.vmap_nodes] + [a.free]
-    for pair in rbs:
-        rb = (
-            pair.primary
-            if type(pair.primary).__module__.startswith("vmapsim_rbtree")
-            else pair.mirror
-        )
-        for name in ("find", "find_unlink", "lookup", "find_enclosing", "find_vmap_lowest_match"):
-            if hasattr(rb, name):
-                orig = getattr(rb, name)
-
-                def spy(*args, _orig=orig, _name=name):  # type: ignore[no-untyped-def]
-                    queried.append(_name)
-                    return _orig(*args)
-
-                setattr(rb, name, spy)
+    calls = _spy_rb(a)
     for addr in addrs:
         a.vfree(addr)
     a.purge_vmap_area_lazy()
-    assert bool(queried) == rb_queried
+    assert bool(calls) == rb_queried
 
 
 # -- stage 4: maple only -------------------------------------------------------------
@@ -198,20 +239,20 @@ def _pressure(stage: int) -> vmapsim.VmapAllocator:
     return a
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3, 4])
-def test_stages_1_to_4_lose_areas_under_node_failure(stage: int) -> None:
+@pytest.mark.vmapsim_stages("1..4")
+def test_stages_1_to_4_lose_areas_under_node_failure(stage: vmapsim.Stage) -> None:
     """Row 5 (modelled defect): a publish that cannot get maple nodes loses the area."""
-    a = _pressure(stage)
+    a = _pressure(stage.number)
     assert a.metrics.publish_lost > 0
     assert any("Trying to vfree() nonexistent vm area" in m for m in a.log)
     with pytest.raises(InvariantError, match="lost"):
         a.check_invariants()
 
 
-@pytest.mark.parametrize("stage", [0, 5, 6, 7])
-def test_stage5_on_loses_nothing_under_node_failure(stage: int) -> None:
+@pytest.mark.vmapsim_stages("0,5..7")
+def test_stage5_on_loses_nothing_under_node_failure(stage: vmapsim.Stage) -> None:
     """Row 5: the retry queue keeps a failed publish; lookups see it; nothing leaks."""
-    a = _pressure(stage)
+    a = _pressure(stage.number)
     assert a.metrics.publish_lost == 0
     assert not any("nonexistent" in m for m in a.log)
     a.check_invariants()
@@ -219,15 +260,25 @@ def test_stage5_on_loses_nothing_under_node_failure(stage: int) -> None:
 
 
 def test_stage5_retry_queue_is_published_by_a_later_call() -> None:
-    fs = FailslabConfig(probability=100, times=1, cache_filter={"maple_node"}, seed=1)
-    a = vmapsim.build(5, failslab=fs, debug=True)
-    addr = a.vmalloc_node(2 * P, P, gfp=int(vmapsim.gfp.GFP_ATOMIC))
-    assert addr is not None and len(a.vmap_retry_queue) == 1
-    assert a.find_vmap_area(addr) is a.vmap_retry_queue[0]
+    """Row 5: a publish that cannot get its nodes parks the area where lookups
+    see it, and the next call publishes it once nodes can be had again."""
+    a = vmapsim.build(5, debug=True)
+    # armed after bring-up: every non-blocking maple node allocation fails
+    a.faults.configure(FailslabConfig(probability=100, cache_filter={"maple_node"}))
+    parked = None
+    for n in range(1, 60):
+        addr = a.vmalloc_node(n * P, P, gfp=int(vmapsim.gfp.GFP_ATOMIC))
+        if a.vmap_retry_queue:
+            parked = addr
+            break
+    assert parked is not None, "no publish needed a node in 60 tries"
+    assert a.find_vmap_area(parked) is a.vmap_retry_queue[0]
+    a.faults.configure(FailslabConfig())  # the pressure is gone
     assert a.vmalloc(P) is not None  # a later call publishes it
     assert not a.vmap_retry_queue and a.metrics.publish_retried == 1
-    a.vfree(addr)
-    a.check_invariants()
+    assert a.find_vmap_area(parked).va_start == parked
+    a.vfree(parked)
+    assert not any("nonexistent" in m for m in a.log)
 
 
 # -- stage 6: one store trims a free-area entry -----------------------------------------
@@ -274,3 +325,60 @@ def _first_diff(a: list[object], b: list[object]) -> int:
     return next(
         (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
     )
+
+
+# -- align > PAGE_SIZE: the over-ask, by design ---------------------------------------
+
+
+def test_big_align_traces_stage1_equals_0_and_2_to_7_agree() -> None:
+    """Above PAGE_SIZE the occupied tree over-asks (mas_empty_area for size +
+    align - 1), where the rb-tree's pruned walk may settle lower: stage 1
+    (rb answers) keeps stage 0's trace, stages 2-7 share one trace of their
+    own (docs/stages.md, "Alignment above PAGE_SIZE")."""
+    for seed in (1, 3):
+        ref0, _ = run_trace(0, seed=seed, big_align=True, nr_ops=300)
+        got1, _ = run_trace(1, seed=seed, big_align=True, nr_ops=300)
+        assert got1 == ref0
+        ref2, _ = run_trace(2, seed=seed, big_align=True, nr_ops=300)
+        assert ref2 != ref0  # the workload does reach a placement that differs
+        for stage in range(3, 8):
+            got, a = run_trace(stage, seed=seed, big_align=True, nr_ops=300)
+            assert got == ref2, f"stage {stage}"
+            a.check_invariants()
+
+
+@pytest.mark.parametrize("stage", [2, 4, 7])
+def test_big_align_placement_is_the_lowest_over_asked_gap(stage: int) -> None:
+    """The rule the occupied tree follows above PAGE_SIZE, checked from the
+    free space seen before each call: the lowest free range that holds size +
+    align - 1 bytes at or above vstart gives nva = ALIGN(max(start, vstart), align)."""
+    import random
+
+    rng = random.Random(stage)
+    a = vmapsim.build(stage)
+    live: list[int] = []
+    checked = 0
+    for _ in range(400):
+        if live and rng.random() < 0.4:  # keep the free space fragmented
+            a.vfree(live.pop(rng.randrange(len(live))))
+            continue
+        if rng.random() < 0.5:
+            live.append(a.vmalloc(rng.randint(1, 12) * P))
+            continue
+        size = rng.randint(1, 30) * P
+        align = P << rng.randint(1, 7)
+        vstart, vend = a.vmalloc_start, a.vmalloc_end
+        free = [(v.va_start, v.va_end) for v in a.free_areas()]
+        purges = a.metrics.purges
+        va = a.alloc_vmap_area(size, align, vstart, vend)
+        if a.metrics.purges == purges:  # no purge-and-retry changed the free space
+            want = next(
+                ((max(s, vstart) + align - 1) & -align)
+                for s, e in free
+                if max(s, vstart) + size + align - 1 <= e
+            )
+            assert va.va_start == want
+            checked += 1
+        a.free_vmap_area_noflush(va)
+    assert checked > 50
+    a.check_invariants()

@@ -10,8 +10,9 @@ bookkeeping lets ``mas_empty_area()`` find the lowest fit in one descent.
 
 Index 0 and ``ULONG_MAX`` are never free (``vmap_init_free_space()`` hands
 out ``[1, ULONG_MAX)``): the tree stores :data:`RESERVED` at ``[0, 0]`` and
-``[ULONG_MAX, ULONG_MAX]`` when it is built (two stores, counted), so every
-gap lies inside ``[1, ULONG_MAX)`` and no search needs clipping.  These two
+``[ULONG_MAX, ULONG_MAX]`` when it is built (two stores, counted, never
+failed by fault injection), so every gap lies inside ``[1, ULONG_MAX)`` and
+no search needs clipping.  These two
 sentinels are left out of :meth:`MapleOccupiedIndex.__iter__`; :meth:`gaps`
 never sees them because they are not NULL.
 
@@ -94,15 +95,20 @@ class MapleOccupiedIndex:
         name: str = "occupied",
     ) -> None:
         """``mt_init_flags(&tree, MT_FLAGS_ALLOC_RANGE)`` and the two sentinels."""
-        self.tree = MapleTree(alloc_range=True, counters=counters, faults=faults)
+        self.tree = MapleTree(alloc_range=True, counters=counters)
         self.counters = counters
         self.warn = warn
         self.name = name
         #: the state the last successful search left on its gap (see fit_state)
         self._fit: Any = None
-        # built from a sleepable context: GFP_KERNEL, which failslab leaves alone
+        # the sentinels are the model's way of keeping 0 and ULONG_MAX out of
+        # every gap (an index that clipped its searches would store nothing):
+        # their stores are left out of fault injection, so that building the
+        # index does not use up a failslab budget (``times``) meant for the
+        # operations that follow
         self.tree.store_range(0, 0, RESERVED, can_block=True)
         self.tree.store_range(ULONG_MAX, ULONG_MAX, RESERVED, can_block=True)
+        self.tree.allocator.faults = faults
 
     # ------------------------------------------------------------------
     # the search

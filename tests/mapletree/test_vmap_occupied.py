@@ -353,3 +353,19 @@ def test_lowest_fit_does_not_change_the_tree():
         occ.find_lowest_fit(size, 4 * P, BASE, ULONG_MAX, True)
     assert (occ_ranges(occ), list(occ.gaps())) == before
     assert occ.counters.stores == stores
+
+
+def test_building_the_tree_uses_no_failslab_budget():
+    # the sentinels are a modelling device: a one-shot failure is left for
+    # the first operation that allocates nodes
+    faults = FaultInjector(FailslabConfig(probability=100, times=1))
+    occ, _ = _new(faults)
+    assert faults.failures == 0 and faults.enabled
+    for k in range(200):
+        assert occ.occupy(BASE + 2 * k * P, BASE + (2 * k + 1) * P, False) == 0
+        if faults.failures:
+            break
+    # the first store that needed nodes met the failure on its GFP_NOWAIT try;
+    # mas_nomem's second request (same gfp) got them, the budget being spent
+    assert faults.failures == 1 and not faults.enabled
+    occ.check()
