@@ -397,7 +397,14 @@ def _add_compare_parser(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vmapsim`` command."""
     parser = make_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # words after options (`compare 0 --mask 1 2 nr_pages=2`, `run --mask 1 nr_pages=2`)
+    # belong to the command's positional list; anything else is an error
+    target = {"compare": "stages", "run": "script_args"}.get(args.command or "")
+    if extra and target and not any(e.startswith("-") for e in extra):
+        setattr(args, target, [*getattr(args, target), *extra])
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
