@@ -21,12 +21,17 @@ from .errors import ComponentError, VmapArgumentError
 from .faults import FaultInjector
 from .gfp import GFP_KERNEL
 from .invariants import InvariantsMixin
+from .pcpu import PcpuMixin
+from .percpu import PercpuMixin
 from .purge import PurgeMixin
+from .rcu import RcuMixin
 from .roles import ROLE_PROTOCOLS
 from .slab import KmemCache
 from .validate import check_align, check_cpu, check_int, check_size, check_window
 from .vmalloc import VmallocMixin
+from .vmap_block import VmapBlockMixin
 from .vmap_node import VmapNode
+from .vrealloc import VreallocMixin
 
 __all__ = ["VmapAllocator"]
 
@@ -35,7 +40,18 @@ VMAP_ZONE_SIZE = 16 * PAGE_SIZE
 MAX_VMAP_NODES = 128
 
 
-class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
+class VmapAllocator(
+    AllocMixin,
+    PurgeMixin,
+    VmallocMixin,
+    InvariantsMixin,
+    # the features test_vmalloc's subtests need (vmcore): one module each
+    VmapBlockMixin,
+    PcpuMixin,
+    PercpuMixin,
+    RcuMixin,
+    VreallocMixin,
+):
     """One simulated kernel's vmalloc state, at one stage.
 
     Build it with :func:`vmapsim.build`.  Methods carry the kernel's names.
@@ -73,6 +89,7 @@ class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
         self.va_cache = KmemCache("vmap_area", stage.layout)
         self.last_tlb_flush: tuple[int, int] | None = None
         self._shared: dict[str, Any] = {}
+        self._vmap_block_init(), self._rcu_init(), self._percpu_init()  # vmcore features
         self.vmalloc_init()
 
     # -- bring-up -------------------------------------------------------------

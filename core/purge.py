@@ -60,16 +60,21 @@ class PurgeMixin:
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
 
     def reclaim_and_purge_vmap_areas(self: VmapAllocator) -> None:
-        """``reclaim_and_purge_vmap_areas()``: purge everything and decay pools fully."""
+        """``reclaim_and_purge_vmap_areas()``: purge fragmented vmap blocks, then
+        everything lazy, decaying pools fully."""
         self.metrics.locks["vmap_purge_lock"] += 1
+        self.purge_fragmented_blocks_allcpus()  # core/vmap_block.py
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, True)
 
     def vm_unmap_aliases(self: VmapAllocator) -> None:
-        """``vm_unmap_aliases()``: purge every lazily freed area now, decaying the
-        pools by ~25% only (``__purge_vmap_area_lazy(..., false)``).  With no
-        vmap blocks modelled there is no dirty block range to flush besides."""
+        """``vm_unmap_aliases()`` -> ``_vm_unmap_aliases(ULONG_MAX, 0, 0)``: purge
+        fragmented vmap blocks or collect their dirty ranges, then purge every
+        lazily freed area, decaying the pools by ~25% only; if nothing was
+        purged but a block range is dirty, flush that range."""
         self.metrics.locks["vmap_purge_lock"] += 1
-        self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
+        start, end, flush = self._vb_unmap_aliases(ULONG_MAX, 0)  # core/vmap_block.py
+        if not self.__purge_vmap_area_lazy(start, end, False) and flush:
+            self._flush_tlb_kernel_range(start, end)
         self._debug_check()
 
     def purge_vmap_area_lazy(self: VmapAllocator) -> None:

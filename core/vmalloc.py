@@ -39,6 +39,7 @@ class VmallocMixin:
         ):
             check_cpu(cpu, self.nr_cpus)
             check_ulong("size", size)
+        self._rcu_tick()  # the modeled RCU clock (core/rcu.py)
         return self.__vmalloc_node_range(
             size, 1, self.vmalloc_start, self.vmalloc_end, _GFP_KERNEL, 0, cpu, "vmalloc"
         )
@@ -51,8 +52,30 @@ class VmallocMixin:
         check_ulong("size", size)
         check_align("align", align)
         check_int("gfp", gfp)
+        self._rcu_tick()
         return self.__vmalloc_node_range(
             size, align, self.vmalloc_start, self.vmalloc_end, int(gfp), 0, cpu, "__vmalloc_node"
+        )
+
+    def vmalloc_gfp(self: VmapAllocator, size: int, *, gfp: int, cpu: int = 0) -> int | None:
+        """``__vmalloc(size, gfp)``: ``size`` bytes with the caller's gfp.
+
+        A non-blocking gfp (``GFP_ATOMIC``, ``GFP_NOWAIT``) never purges and
+        retries: without free space the call fails (warning unless
+        ``__GFP_NOWARN``)."""
+        check_cpu(cpu, self.nr_cpus)
+        check_ulong("size", size)
+        check_int("gfp", gfp)
+        self._rcu_tick()
+        return self._vmalloc_range(size, 1, int(gfp), cpu, "__vmalloc")
+
+    def _vmalloc_range(
+        self: VmapAllocator, size: int, align: int, gfp: int, cpu: int, caller: str
+    ) -> int | None:
+        """``__vmalloc_node_range()`` over the vmalloc window, for other mixins
+        (``vrealloc()``); charges no clock tick."""
+        return self.__vmalloc_node_range(
+            size, align, self.vmalloc_start, self.vmalloc_end, gfp, 0, cpu, caller
         )
 
     def __vmalloc_node_range(
@@ -184,6 +207,9 @@ class VmallocMixin:
         ):
             check_ulong("addr", addr)
             check_cpu(cpu, self.nr_cpus)
+        self._rcu_tick()
+        if self._rcu_pending and self._rcu_owns(addr, "vfree"):
+            return
         self.metrics.free_calls += 1
         vm = self.remove_vm_area(addr)
         if vm is None:
