@@ -228,7 +228,7 @@ def pcpu_alloc_test(t: VmallocTestContext) -> Step:
     for _ in range(n):
         size = randint(1, PAGE_SIZE // 4)
         align = 1 << randint(1, PAGE_SHIFT - 1)
-        obj = alloc_percpu(size, align)
+        obj = alloc_percpu(size, align, cpu=cpu)
         if obj is None:
             rv = -1
         objs.append(obj)
