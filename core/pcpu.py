@@ -191,8 +191,8 @@ class PcpuMixin:
 
         c = self.metrics
         purged = False
+        c.alloc_calls += 1
         while True:
-            c.alloc_calls += 1
             c.locks["free_vmap_area_lock"] += 1
             base = self._pcpu_find_base(offsets, sizes, align, last_area, last_end, vmalloc_start)
             if base is not None and self._pcpu_carve(base, offsets, sizes, vas, cpu):

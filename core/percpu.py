@@ -69,6 +69,10 @@ PCPU_UNIT_SIZE = 256 << 10
 PCPU_ATOM_SIZE = 2 << 20
 
 
+_NR_ALIGNS = 11  # 4 .. 4096 (PCPU_MIN_ALLOC_SIZE .. PAGE_SIZE)
+_NO_FAIL = 1 << 62
+
+
 @define(slots=True, eq=False, weakref_slot=False)
 class PcpuChunk:
     """``struct pcpu_chunk``: its vm_structs, base address and area map.
@@ -85,28 +89,43 @@ class PcpuChunk:
     free_bytes: int = 0
     #: an upper bound of the largest free gap
     contig_hint: int = 0
-
-    def gaps(self):
-        """The free gaps ``(start, end)`` in offset order."""
-        prev = 0
-        for off in self.starts:
-            if off > prev:
-                yield prev, off
-            prev = off + self.sizes[off]
-        if prev < self.unit_size:
-            yield prev, self.unit_size
+    #: per alignment 4 << i: the smallest size a scan failed for since the last free
+    fail_min: list[int] = field(factory=lambda: [_NO_FAIL] * _NR_ALIGNS)
 
     def find_fit(self, size: int, align: int) -> int | None:
-        """First fit: the lowest ``align``-aligned offset with ``size`` free bytes."""
+        """First fit: the lowest ``align``-aligned offset with ``size`` free bytes.
+
+        Two exact shortcuts skip scans that must fail: ``contig_hint`` (no gap
+        is larger) and ``fail_min`` (since the last free in this chunk, a scan
+        for a size at most ``size`` with an alignment dividing ``align``
+        failed: every ``align``-aligned place is also aligned to that)."""
         if self.contig_hint < size or self.free_bytes < size:
             return None
+        ai = align.bit_length() - 3  # align 4 -> 0 ... 4096 -> 10
+        if self.fail_min[ai] <= size:
+            return None
         largest = 0
-        for start, end in self.gaps():
-            off = (start + align - 1) & -align
-            if off + size <= end:
-                return off
-            largest = max(largest, end - start)
+        prev = 0
+        sizes = self.sizes
+        for off in self.starts:
+            if off - prev >= size:
+                cand = (prev + align - 1) & -align
+                if cand + size <= off:
+                    return cand
+            if off - prev > largest:
+                largest = off - prev
+            prev = off + sizes[off]
+        end = self.unit_size
+        cand = (prev + align - 1) & -align
+        if cand + size <= end:
+            return cand
+        if end - prev > largest:
+            largest = end - prev
         self.contig_hint = largest
+        fail_min = self.fail_min
+        for i in range(ai, len(fail_min)):
+            if fail_min[i] > size:
+                fail_min[i] = size
         return None
 
     def alloc(self, off: int, size: int) -> None:
@@ -115,6 +134,7 @@ class PcpuChunk:
         self.free_bytes -= size
 
     def free(self, off: int) -> None:
+        self.fail_min = [_NO_FAIL] * _NR_ALIGNS
         i = bisect.bisect_left(self.starts, off)
         size = self.sizes.pop(off)
         del self.starts[i]
@@ -188,6 +208,8 @@ class PercpuAllocator:
         size = (size + PCPU_MIN_ALLOC_SIZE - 1) & -PCPU_MIN_ALLOC_SIZE
         vmap.metrics.locks["pcpu_alloc_mutex"] += 1
         for chunk in self.chunks:
+            if chunk.contig_hint < size:
+                continue
             off = chunk.find_fit(size, align)
             if off is not None:
                 break
