@@ -378,7 +378,12 @@ def _add_compare_parser(sub: Any) -> None:
         "--jobs", type=int, default=None, help="worker processes (default: the CPU count)"
     )
     p.add_argument("--reps", type=int, default=1, help="repetitions per stage (time: median)")
-    p.add_argument("--format", choices=["terminal", "markdown", "json", "csv"], default=None)
+    p.add_argument(
+        "--format",
+        choices=["terminal", "markdown", "summary", "json", "csv"],
+        default=None,
+        help="summary = one Markdown table, a row per subtest and stage",
+    )
     p.add_argument(
         "--output", default=None, metavar="FILE", help="write there (format from .md/.json/.csv)"
     )

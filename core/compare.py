@@ -159,7 +159,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         "stage": alloc.stage.key,
         "rep": task["rep"],
         "struct_vmap_area_size": alloc.struct_vmap_area_size,
-        "components": {r: c.name for r, c in sorted(alloc.components.items())},
+        "components": {r: _component_name(c) for r, c in sorted(alloc.components.items())},
         "title": alloc.stage.title,
         "number": alloc.stage.number,
         "per_test": per_test,
@@ -169,6 +169,11 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         "elapsed_s": report.elapsed_s,
         "report_params": dict(report.params),
     }
+
+
+def _component_name(comp: Any) -> str:
+    """A role's component name as a stage writes it (``rb+maple`` for a pair)."""
+    return "+".join(c.name for c in comp) if isinstance(comp, tuple) else comp.name
 
 
 def _row(stage_runs: list[dict[str, Any]], name: str) -> dict[str, Any]:

@@ -28,10 +28,11 @@ __all__ = [
     "to_csv",
     "to_json",
     "to_markdown",
+    "to_summary",
     "to_terminal",
 ]
 
-FORMATS = ("terminal", "markdown", "json", "csv")
+FORMATS = ("terminal", "markdown", "summary", "json", "csv")
 
 #: short names for lock classes in column headers
 _LOCK_SHORT = {
@@ -183,6 +184,45 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+#: the columns of the one-table summary (by Column key; lock columns are summed)
+_SUMMARY_KEYS = (
+    "result",
+    "time_per_loop_us",
+    "change_pct",
+    "per_op.nodes_visited",
+    "per_op.cache_lines",
+    "per_op.augment_updates",
+    "per_op.node_allocs",
+    "memory.struct_vmap_area_size",
+    "memory.peak_vmap_area_bytes",
+    "memory.peak_index_node_bytes",
+)
+
+
+def to_summary(result: dict[str, Any]) -> str:
+    """One Markdown table: a row per (subtest, stage), the headline columns."""
+    out = [f"**{_header(result)}**", ""]
+    header: list[str] | None = None
+    for table in result["tests"]:
+        by_key = {c.key: c for c in columns(table)}
+        cols = [by_key[k] for k in _SUMMARY_KEYS if k in by_key]
+        if header is None:
+            header = ["subtest", "stage", *(c.title for c in cols[:7]), "locks/op"]
+            header += [c.title for c in cols[7:]]
+            out.append("| " + " | ".join(header) + " |")
+            out.append("|---|---|" + "---:|" * (len(header) - 2))
+        for i, row in enumerate(table["rows"]):
+            locks = sum(v for k, v in row["per_op"].items() if k.startswith("lock."))
+            cells = [table["test"] if i == 0 else "", row["stage"]]
+            cells += [c.fmt(c.get(row)) for c in cols[:7]]
+            cells.append(f"{locks:.2f}")
+            cells += [c.fmt(c.get(row)) for c in cols[7:]]
+            out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.append(_LEGEND)
+    return "\n".join(out) + "\n"
+
+
 def to_csv(result: dict[str, Any]) -> str:
     """One row per (subtest, stage), exact values; lock columns are the union."""
     keys: list[str] = ["test"]
@@ -234,6 +274,8 @@ def render(result: dict[str, Any], fmt: str) -> str:
     """The comparison as text in ``fmt`` (``terminal`` renders without colour)."""
     if fmt == "markdown":
         return to_markdown(result)
+    if fmt == "summary":
+        return to_summary(result)
     if fmt == "json":
         return to_json(result)
     if fmt == "csv":

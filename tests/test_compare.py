@@ -184,3 +184,48 @@ def test_cli_compare_writes_every_format(tmp_path, capsys, monkeypatch):
     json.loads((tmp_path / "c.json").read_text())
     assert main([*base, "bogus=1"]) == 2
     assert "Error: key or value is not correct: bogus 1" in capsys.readouterr().err
+
+
+def test_summary_has_a_row_per_subtest_and_stage_agreeing_with_json(result):
+    text = render(result, "summary")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    body = [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
+    assert len(body) == sum(len(t["rows"]) for t in result["tests"])
+    flat = [(t, r) for t in result["tests"] for r in t["rows"]]
+    for cells, (_t, row) in zip(body, flat, strict=True):
+        rec = dict(zip(header, cells, strict=True))
+        assert rec["stage"] == row["stage"]
+        assert _num(rec["nodes/op"]) == pytest.approx(row["per_op"]["nodes_visited"], abs=0.006)
+        assert _num(rec["va bytes (peak)"]) == row["memory"]["peak_vmap_area_bytes"]
+
+
+def test_benchmark_script_runs_small(tmp_path):
+    import runpy
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_test_vmalloc.py"
+    mod = runpy.run_path(str(bench))
+    out = tmp_path / "b.json"
+    assert (
+        mod["main"](
+            [
+                "--skip-cli",
+                "--full-mask",
+                "0x49",
+                "--test-loop-count",
+                "5",
+                "--test-repeat-count",
+                "1",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(out.read_text())
+    assert doc["stages"][0] == "maple:0"
+    masks = [s["mask"] for s in doc["sets"]]
+    assert masks == ["0x7"] * len(doc["stages"]) + ["0x49"] * len(doc["stages"])
+    full = doc["sets"][-1]["tests"]
+    assert full["align_shift_alloc_test"]["xfailed"] == 1
