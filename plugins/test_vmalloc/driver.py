@@ -97,6 +97,7 @@ class TestVmallocReport(WorkloadReport):
     """What a test_vmalloc run did: the kernel's Summary data per worker and
     subtest, plus each subtest's counters, memory peaks and time."""
 
+    __test__ = False  # not a pytest class, despite the name
     mode: str = "manual"
     module_params: dict[str, int] = field(factory=dict)
     workers: tuple[WorkerResult, ...] = ()
