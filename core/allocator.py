@@ -89,8 +89,9 @@ class VmapAllocator(
         self.va_cache = KmemCache("vmap_area", stage.layout)
         self.last_tlb_flush: tuple[int, int] | None = None
         self._shared: dict[str, Any] = {}
-        self._vmap_block_init()  # vmap blocks, RCU clock, percpu (core/vmap_block.py,
-        self._rcu_init()  # core/rcu.py, core/percpu.py)
+        # vmap blocks, the RCU clock, the percpu allocator (vmap_block.py, rcu.py, percpu.py)
+        self._vmap_block_init()
+        self._rcu_init()
         self._percpu_init()
         self.vmalloc_init()
 

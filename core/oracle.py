@@ -404,6 +404,8 @@ class ReferenceAllocator:
         if busy.get(area.va_start) is not area:
             raise OracleMismatch(f"{area} is not busy")
         del busy[area.va_start]
+        self._requested.pop(area.va_start, None)  # its vm_struct goes with it
+        self._nr_pages.pop(area.va_start, None)
 
     def find_vmap_area(self, addr: int) -> OracleArea | None:
         """``find_vmap_area()``: the busy area with ``va_start <= addr < va_end``, any node."""
@@ -498,6 +500,7 @@ class ReferenceAllocator:
                 self.log.append(f"vmalloc error: size {size}, vm_struct allocation failed")
             return None
         self._requested[area.va_start] = size
+        self._nr_pages[area.va_start] = real // self.page_size - 1  # no guard page
         return area.va_start
 
     def vmalloc(self, size: int, *, cpu: int = 0, choose: Chooser | None = None) -> int | None:
@@ -584,7 +587,8 @@ class ReferenceAllocator:
         self.rcu_clock = 0
         self._rcu_queue: list[tuple[int, int]] = []  # (grace period end, addr), FIFO
         self._rcu_pending: set[int] = set()
-        self._requested: dict[int, int] = {}
+        self._requested: dict[int, int] = {}  # vmalloc area -> requested_size
+        self._nr_pages: dict[int, int] = {}  # vmalloc area -> pages mapped
         upa = self.PCPU_ATOM // self.PCPU_UNIT
         self.pcpu_nr_units = -(-self.nr_cpus // upa) * upa
         self._chunks: list[dict] = []  # {"base", "addr", "objs": {off: size}}
@@ -652,7 +656,8 @@ class ReferenceAllocator:
     def vrealloc(
         self, addr: int | None, size: int, *, gfp: int | None = None, cpu: int = 0
     ) -> int | None:
-        """``vrealloc()``: in place while ``size`` fits the mapped pages, else move."""
+        """``vrealloc()``: a shrink frees whole tail pages (with IO and FS in gfp);
+        in place while ``size`` fits the mapped pages; else move."""
         if size == 0:
             self.vfree(addr, cpu=cpu)
             return None
@@ -669,7 +674,15 @@ class ReferenceAllocator:
             if self._requested.get(addr, 0) > usable:
                 self.log.append(f"vrealloc() has mismatched area vs requested sizes ({addr:#x})")
                 return None
-            if size <= usable:
+            old = self._requested.get(addr, 0)
+            if size <= old:
+                pages = -(-size // self.page_size)
+                io_fs = 0xC0  # __GFP_IO | __GFP_FS
+                if pages < self._nr_pages.get(addr, 0) and (gfp is None or gfp & io_fs == io_fs):
+                    self._nr_pages[addr] = pages
+                self._requested[addr] = size
+                return addr
+            if size <= self._nr_pages.get(addr, 0) * self.page_size:
                 self._requested[addr] = size
                 return addr
         new = self._vmalloc_node_range(size, 1, gfp=gfp, cpu=cpu)
@@ -677,6 +690,7 @@ class ReferenceAllocator:
             area = self.find_vmap_area(addr)
             assert area is not None
             self._requested.pop(addr, None)
+            self._nr_pages.pop(addr, None)
             self._unlink_busy(area)
             self._queue_lazy(area)
         return new
@@ -684,6 +698,10 @@ class ReferenceAllocator:
     def requested_size(self, addr: int) -> int:
         """The ``vm_struct.requested_size`` of the vmalloc area at *addr*."""
         return self._requested.get(addr, 0)
+
+    def nr_pages(self, addr: int) -> int:
+        """The ``vm_struct.nr_pages`` (pages mapped) of the vmalloc area at *addr*."""
+        return self._nr_pages.get(addr, 0)
 
     # -- vm_map_ram and vmap blocks -------------------------------------------------
 

@@ -117,6 +117,7 @@ class VmallocMixin:
                 )
             self._debug_check()
             return None
+        area.nr_pages = size >> PAGE_SHIFT  # __vmalloc_area_node() mapped them
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
         if self.debug:
             self.check_invariants()

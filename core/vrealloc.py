@@ -1,12 +1,15 @@
 """``vrealloc()``: resize a vmalloc allocation in place when its area allows.
 
 Mixed into :class:`vmapsim.allocator.VmapAllocator`.  Follows
-``vrealloc_node_align_noprof()`` (mm/vmalloc.c, 2025-2026): the area's
-``vm_struct`` keeps the caller's ``requested_size``; a shrink, or a grow
-that still fits in the pages already mapped (``get_vm_area_size()``, guard
-page excluded), only updates ``requested_size`` and returns the same
-address; a bigger grow allocates a new area, "copies" and frees the old
-one.  Contents are not modelled.  ``vrealloc(NULL, n)`` is ``vmalloc(n)``;
+``vrealloc_node_align_noprof()`` (mm/vmalloc.c, 2026): the area's
+``vm_struct`` keeps the caller's ``requested_size`` and the number of
+mapped pages ``nr_pages``.  A shrink only updates ``requested_size``, and
+when it crosses a page boundary also unmaps and frees the tail pages
+(``nr_pages`` drops; skipped for ``VM_FLUSH_RESET_PERMS`` / ``VM_USERMAP``
+areas and for a gfp without both ``__GFP_IO`` and ``__GFP_FS``); the
+virtual area keeps its size.  A grow that still fits in the mapped pages is
+in place; a bigger one allocates a new area, "copies" and frees the old.
+Contents are not modelled.  ``vrealloc(NULL, n)`` is ``vmalloc(n)``;
 ``vrealloc(p, 0)`` is ``vfree(p)``.
 """
 
@@ -14,13 +17,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .gfp import GFP_KERNEL
+from .area import VM_FLUSH_RESET_PERMS, VM_USERMAP
+from .constants import PAGE_SHIFT, PAGE_SIZE
+from .gfp import GFP_KERNEL, Gfp
 from .validate import check_cpu, check_int, check_ulong
 
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
 
 __all__ = ["VreallocMixin"]
+
+_IO_FS = int(Gfp.IO | Gfp.FS)
 
 
 class VreallocMixin:
@@ -54,7 +61,7 @@ class VreallocMixin:
         self._rcu_tick()
         try:
             vm = None
-            old_size = alloced_size = 0
+            old_size = 0
             if addr:
                 if self._rcu_owns(addr, "vrealloc"):
                     return None
@@ -70,9 +77,19 @@ class VreallocMixin:
                         f"WARNING: vrealloc() has mismatched area vs requested sizes ({addr:#x})"
                     )
                     return None
-            if vm is not None and size <= alloced_size:
-                # shrink, or grow into the pages already there: in place
+            if vm is not None and size <= old_size:
+                new_nr_pages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+                if (
+                    new_nr_pages < vm.nr_pages
+                    and not vm.flags & (VM_FLUSH_RESET_PERMS | VM_USERMAP)
+                    and gfp & _IO_FS == _IO_FS  # gfp_has_io_fs()
+                ):
+                    self.metrics.locks["vmap_node.busy.lock"] += 1
+                    vm.nr_pages = new_nr_pages  # vunmap_range() + vm_area_free_pages()
                 vm.requested_size = size
+                return addr
+            if vm is not None and size <= vm.nr_pages << PAGE_SHIFT:
+                vm.requested_size = size  # the bytes are mapped already
                 return addr
             new = self._vmalloc_range(size, 1, int(gfp), cpu, "vrealloc")
             if new is None:

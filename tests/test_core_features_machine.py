@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import vmapsim
 from vmapsim.constants import PAGE_SIZE
-from vmapsim.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
+from vmapsim.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 from vmapsim.oracle import PlacementBounds, ReferenceAllocator
 from vmapsim.vmap_block import VMAP_BLOCK_SIZE
 
@@ -34,6 +34,8 @@ LAYOUTS = st.sampled_from(
     [([0], [1]), ([0], [4]), ([0, 2], [1, 1]), ([0, 3, 8], [2, 1, 2]), ([4, 0], [1, 2])]
 )
 PCPU_ALIGNS = st.sampled_from([P, 16 * P, 512 * P])
+#: vrealloc() gfp: GFP_KERNEL, GFP_NOFS (a shrink keeps its pages), GFP_ATOMIC
+VREALLOC_GFPS = st.sampled_from([int(GFP_KERNEL), int(GFP_KERNEL & ~Gfp.FS), int(GFP_ATOMIC)])
 
 
 def blocks(areas: Any) -> list[tuple[int, int]]:
@@ -90,14 +92,14 @@ class CoreFeaturesMachine(RuleBasedStateMachine):
         if got is not None:
             self.vm_live.append(got)
 
-    @rule(pick=PICK, size=st.integers(0, 12 * P), fresh=st.booleans())
-    def vrealloc(self, pick: int, size: int, fresh: bool) -> None:
+    @rule(pick=PICK, size=st.integers(0, 12 * P), fresh=st.booleans(), gfp=VREALLOC_GFPS)
+    def vrealloc(self, pick: int, size: int, fresh: bool, gfp: int) -> None:
         if fresh or not self.vm_live:
             addr = None
         else:
             addr = self.vm_live.pop(pick % len(self.vm_live))
-        got = self.m.vrealloc(addr, size)
-        assert self.o.vrealloc(addr, size) == got
+        got = self.m.vrealloc(addr, size, gfp=gfp)
+        assert self.o.vrealloc(addr, size, gfp=gfp) == got
         if got is not None:
             self.vm_live.append(got)
         elif addr is not None and size:
@@ -222,6 +224,7 @@ class CoreFeaturesMachine(RuleBasedStateMachine):
             va = m.find_vmap_area(addr)
             assert va is not None and va.vm is not None
             assert va.vm.requested_size == o.requested_size(addr)
+            assert va.vm.nr_pages == o.nr_pages(addr)
         assert len(m.log) == len(o.log), (m.log[-3:], o.log[-3:])
 
 

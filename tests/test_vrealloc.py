@@ -8,7 +8,7 @@ import pytest
 import vmapsim
 from conftest import P, snapshot
 from vmapsim import VmapArgumentError
-from vmapsim.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
+from vmapsim.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 from vmapsim.oracle import ReferenceAllocator
 
 
@@ -25,12 +25,37 @@ def test_vrealloc_test_sequence():
     assert a.find_vmap_area(p) is None
     assert (p, p + 2 * P) in [(v.va_start, v.va_end) for v in a.lazy_areas()]
     assert vm_of(a, q).requested_size == 4 * P and vm_of(a, q).get_vm_area_size() == 4 * P
+    assert vm_of(a, q).nr_pages == 4
     for size in (P, P // 2, P):
-        assert a.vrealloc(q, size) == q  # shrink, then grow within the 4 mapped pages
+        assert a.vrealloc(q, size) == q  # shrink, shrink, grow within the mapped page
         assert vm_of(a, q).requested_size == size
-    assert vm_of(a, q).get_vm_area_size() == 4 * P  # the area is not shrunk
+    # the shrink to 1 page crossed page boundaries: tail pages unmapped and freed,
+    # the virtual area keeps its size
+    assert vm_of(a, q).nr_pages == 1
+    assert vm_of(a, q).get_vm_area_size() == 4 * P
     a.vfree(q)
     assert a.busy_areas() is not None and list(a.busy_areas()) == []
+
+
+def test_grow_after_a_shrink_moves_when_the_pages_are_gone():
+    a = vmapsim.build(0, debug=True)
+    p = a.vmalloc(4 * P)
+    assert a.vrealloc(p, P + 1) == p
+    assert vm_of(a, p).nr_pages == 2
+    assert a.vrealloc(p, 2 * P) == p  # still mapped
+    q = a.vrealloc(p, 2 * P + 1)  # beyond the mapped pages, inside the area: moved
+    assert q not in (p, None)
+    assert vm_of(a, q).nr_pages == 3
+
+
+def test_shrink_keeps_its_pages_without_io_and_fs():
+    """gfp_has_io_fs(): a GFP_NOFS / GFP_NOIO shrink frees no pages."""
+    a = vmapsim.build(0, debug=True)
+    p = a.vmalloc(4 * P)
+    gfp_nofs = int(GFP_KERNEL & ~Gfp.FS)
+    assert a.vrealloc(p, P, gfp=gfp_nofs) == p
+    assert vm_of(a, p).nr_pages == 4 and vm_of(a, p).requested_size == P
+    assert a.vrealloc(p, 4 * P) == p  # grow back in place
 
 
 def test_grow_within_the_page_stays_in_place():
@@ -88,6 +113,7 @@ def test_vrealloc_lockstep_with_the_oracle():
         assert o.vrealloc(p, size) == got
         if got is not None:
             assert vm_of(a, got).requested_size == o.requested_size(got)
+            assert vm_of(a, got).nr_pages == o.nr_pages(got)
         p = got
         assert sorted((v.va_start, v.va_end) for v in a.busy_areas()) == o.busy_areas()
         assert sorted((v.va_start, v.va_end) for v in a.lazy_areas()) == o.lazy_areas()
