@@ -243,22 +243,13 @@ def test_align_shift_is_xfailed_not_failed_by_the_driver():
 def test_no_block_uses_atomic_and_nowait():
     a = vmapsim.build(0)
     seen = []
-    real = a.vmalloc_node
+    real_gfp = a.vmalloc_gfp
 
-    def spy(size, align, *, gfp=int(GFP_KERNEL), cpu=0):
-        seen.append((size, align, gfp))
-        return real(size, align, gfp=gfp, cpu=cpu)
+    def spy_gfp(size, *, gfp, cpu=0):
+        seen.append((size, 1, gfp))
+        return real_gfp(size, gfp=gfp, cpu=cpu)
 
-    if callable(getattr(a, "vmalloc_gfp", None)):
-        real_gfp = a.vmalloc_gfp
-
-        def spy_gfp(size, *, gfp, cpu=0):
-            seen.append((size, 1, gfp))
-            return real_gfp(size, gfp=gfp, cpu=cpu)
-
-        a.vmalloc_gfp = spy_gfp
-    else:
-        a.vmalloc_node = spy
+    a.vmalloc_gfp = spy_gfp
     rv = _drive(_test("no_block_alloc_test").func(_ctx(a, test_loop_count=200, nr_pages=2)))
     assert rv == 0
     assert {s for s, _, _ in seen} == {2 * P}

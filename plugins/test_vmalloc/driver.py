@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -396,8 +396,3 @@ def run_test_vmalloc(
         module_params=p.as_dict(),
         workers=results,
     )
-
-
-def selected(p: Mapping[str, int]) -> list[str]:
-    """Names of the subtests ``run_test_mask`` selects, in array order."""
-    return [tc.name for i, tc in enumerate(TESTS) if p["run_test_mask"] & (1 << i)]

@@ -290,7 +290,7 @@ def no_block_alloc_test(t: VmallocTestContext) -> Step:
     first failure.  Non-blocking requests neither purge nor retry, so they
     may fail where GFP_KERNEL would not."""
     a, cpu = t.a, t.cpu
-    vmalloc_gfp, vfree = _vmalloc_gfp(a), a.vfree
+    vmalloc_gfp, vfree = a.vmalloc_gfp, a.vfree
     randrange = t.rng.randrange
     size = t.p.pages * PAGE_SIZE
     atomic, nowait = int(GFP_ATOMIC), int(GFP_NOWAIT)
@@ -302,16 +302,6 @@ def no_block_alloc_test(t: VmallocTestContext) -> Step:
         vfree(ptr, cpu=cpu)
         yield
     return 0
-
-
-def _vmalloc_gfp(a: VmapAllocator) -> Callable[..., int | None]:
-    """``__vmalloc(size, gfp)``: the allocator's own, else ``__vmalloc_node``
-    with alignment 1 (what ``__vmalloc`` passes on)."""
-    fn = getattr(a, "vmalloc_gfp", None)
-    if fn is not None:
-        return fn
-    node = a.vmalloc_node
-    return lambda size, *, gfp, cpu: node(size, 1, gfp=gfp, cpu=cpu)
 
 
 def vrealloc_test(t: VmallocTestContext) -> Step:
@@ -360,7 +350,7 @@ TESTS: tuple[VmallocTestCase, ...] = (
         "kvfree_rcu_2_arg_vmalloc_test", kvfree_rcu_2_arg_vmalloc_test, needs=("kvfree_rcu",)
     ),
     VmallocTestCase("vm_map_ram_test", vm_map_ram_test, needs=("vm_map_ram", "vm_unmap_ram")),
-    VmallocTestCase("no_block_alloc_test", no_block_alloc_test, True),
+    VmallocTestCase("no_block_alloc_test", no_block_alloc_test, True, needs=("vmalloc_gfp",)),
     VmallocTestCase("vrealloc_test", vrealloc_test, needs=("vrealloc",)),
 )
 
