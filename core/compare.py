@@ -1,7 +1,12 @@
 """``vmapsim compare``: the same workload, parameters and seed on several stages.
 
 Each (stage, repetition) is one task: build the stage's allocator, run the
-workload, keep its per-subtest results.  Tasks run in worker processes
+workload, keep its per-subtest results.  A workload whose ``run`` callable
+has a ``split_params(params) -> [params, …]`` attribute (test_vmalloc: one
+part per selected subtest, each on a fresh allocator) is run as one task per
+(stage, repetition, part), so the parts of one stage run in parallel too;
+``run.join_params([report params, …])`` puts the parts' parameters back
+together.  Tasks run in worker processes
 (:class:`concurrent.futures.ProcessPoolExecutor`); a task's counters depend
 only on the stage, the workload, its parameters and the seed, so a parallel
 run gives exactly the counters of a serial one (wall-clock times differ).
@@ -158,6 +163,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "stage": alloc.stage.key,
         "rep": task["rep"],
+        "part": task.get("part", 0),
         "struct_vmap_area_size": alloc.struct_vmap_area_size,
         "components": {r: _component_name(c) for r, c in sorted(alloc.components.items())},
         "title": alloc.stage.title,
@@ -221,6 +227,30 @@ def _row(stage_runs: list[dict[str, Any]], name: str) -> dict[str, Any]:
     }
 
 
+def _join_parts(
+    raw: list[dict[str, Any]], nr_parts: int, join: Callable[..., dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """One result per (stage, repetition) from its parts (tasks come in part order)."""
+    out = []
+    for i in range(0, len(raw), nr_parts):
+        group = raw[i : i + nr_parts]
+        first = dict(group[0])
+        if nr_parts > 1:
+            first["per_test"] = {k: v for g in group for k, v in g["per_test"].items()}
+            metrics: dict[str, int] = {}
+            for g in group:
+                for k, v in g["metrics"].items():
+                    metrics[k] = metrics.get(k, 0) + v
+            first["metrics"] = metrics
+            first["elapsed_s"] = sum(g["elapsed_s"] for g in group)
+            first["log_messages"] = sum(g["log_messages"] for g in group)
+            first["memory_end"] = group[-1]["memory_end"]
+            if callable(join):
+                first["report_params"] = join([g["report_params"] for g in group])
+        out.append(first)
+    return out
+
+
 def speedup_pct(base: float, value: float) -> float | None:
     """The cover letter's "+N %": ``(base / value - 1) * 100`` for a time;
     positive = faster than ``base`` (better), negative = slower."""
@@ -260,13 +290,18 @@ def compare(
         raise ValueError(f"jobs: must be an int >= 1 (got {jobs!r})")
     reg = registry or get_registry()
     keys = parse_stages(stages, reg)
-    reg.workload(workload)  # unknown workload: fail before starting processes
+    wl = reg.workload(workload)
+    split = getattr(wl.run, "split_params", None)
+    parts = split(dict(params or {})) if callable(split) else [dict(params or {})]
+    if not parts:
+        raise ValueError("params: the run selects no subtest")
     tasks = [
         {
             "stage": k,
             "rep": r,
+            "part": i,
             "workload": workload,
-            "params": dict(params or {}),
+            "params": part,
             "seed": seed,
             "nr_cpus": nr_cpus,
             "arch": arch,
@@ -274,21 +309,23 @@ def compare(
         }
         for r in range(reps)
         for k in keys
+        for i, part in enumerate(parts)
     ]
     n_jobs = min(jobs or os.cpu_count() or 1, len(tasks))
-    results: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
     if n_jobs <= 1 or registry is not None:
         for i, task in enumerate(tasks):
-            results.append(run_task(task))
+            raw.append(run_task(task))
             if progress:
                 progress(i + 1, len(tasks))
     else:
         with ProcessPoolExecutor(max_workers=n_jobs) as pool:
             futures = [pool.submit(run_task, t) for t in tasks]
             for i, fut in enumerate(futures):
-                results.append(fut.result())
+                raw.append(fut.result())
                 if progress:
                     progress(i + 1, len(tasks))
+    results = _join_parts(raw, len(parts), getattr(wl.run, "join_params", None))
     by_stage: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
     for res in results:
         by_stage[res["stage"]].append(res)

@@ -229,3 +229,20 @@ def test_benchmark_script_runs_small(tmp_path):
     assert masks == ["0x7"] * len(doc["stages"]) + ["0x49"] * len(doc["stages"])
     full = doc["sets"][-1]["tests"]
     assert full["align_shift_alloc_test"]["xfailed"] == 1
+
+
+def test_compare_runs_each_subtest_as_its_own_part(result):
+    from vmapsim_test_vmalloc.driver import split_params
+
+    parts = split_params({**SMALL, "mode": None})
+    assert [p["run_test_mask"] for p in parts] == [1, 8]
+    assert {p["mode"] for p in parts} == {"manual"}  # the mode the whole run resolves to
+    assert split_params({})[0]["mode"] == "smoke"
+    assert [p["run_test_mask"] for p in split_params({"args": ["run_test_mask=5"]})] == [1, 4]
+    # each part is a fresh allocator running that subtest alone
+    reg = get_registry()
+    for part, t in zip(parts, result["tests"], strict=True):
+        a = vmapsim.build(0)
+        rep = reg.workload("test_vmalloc").run(a, seed=0, **part)
+        assert rep.per_test()[t["test"]]["counters"] == t["rows"][0]["counters"]
+    assert result["report_params"]["run_test_mask"] == SMALL["run_test_mask"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -323,6 +323,49 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
     )
 
 
+def _overrides(
+    tests: str | Iterable[str] | None, args: Iterable[str], module_params: Mapping[str, Any]
+) -> dict[str, Any]:
+    overrides: dict[str, Any] = dict(parse_script_args(list(args)))
+    overrides.update(module_params)
+    if tests is not None:
+        names = tests.split(",") if isinstance(tests, str) else list(tests)
+        if "run_test_mask" in overrides:
+            raise ValueError("tests: give either tests or run_test_mask, not both")
+        overrides["run_test_mask"] = mask_from_names(names, subtest_names())
+    return overrides
+
+
+def split_params(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's parameters split into one run per selected subtest (for
+    ``vmapsim compare``, which runs the parts in parallel): the same mode and
+    parameters, ``run_test_mask`` = that subtest's bit."""
+    rest = dict(params)
+    mode = rest.pop("mode", None)
+    tests = rest.pop("tests", None)
+    args = list(rest.pop("args", ()))
+    rest.pop("progress", None)
+    seedless = {k: v for k, v in rest.items() if k != "seed"}
+    overrides = _overrides(tests, args, seedless)
+    mode_used, p = resolve_params(mode, overrides, num_cpus=1)
+    overrides.pop("run_test_mask", None)
+    return [
+        {**rest, **overrides, "mode": mode_used, "run_test_mask": 1 << i}
+        for i in range(len(TESTS))
+        if p.run_test_mask & (1 << i)
+    ]
+
+
+def join_params(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The report parameters of split runs put back together (the masks OR'ed)."""
+    out = dict(parts[0])
+    mask = 0
+    for part in parts:
+        mask |= int(part.get("run_test_mask", 0))
+    out["run_test_mask"] = mask
+    return out
+
+
 def run_test_vmalloc(
     allocator: VmapAllocator,
     *,
@@ -344,13 +387,7 @@ def run_test_vmalloc(
     list) instead of ``run_test_mask``.  ``progress(done, total)`` is called
     every few thousand steps.
     """
-    overrides: dict[str, Any] = dict(parse_script_args(list(args)))
-    overrides.update(module_params)
-    if tests is not None:
-        names = tests.split(",") if isinstance(tests, str) else list(tests)
-        if "run_test_mask" in overrides:
-            raise ValueError("tests: give either tests or run_test_mask, not both")
-        overrides["run_test_mask"] = mask_from_names(names, subtest_names())
+    overrides = _overrides(tests, args, module_params)
     mode_used, p = resolve_params(mode, overrides, num_cpus=allocator.nr_cpus)
     nr_cpus = allocator.nr_cpus
     nr_tests = len(TESTS)
@@ -396,3 +433,8 @@ def run_test_vmalloc(
         module_params=p.as_dict(),
         workers=results,
     )
+
+
+#: how ``vmapsim compare`` splits a run into parallel parts (one per subtest)
+run_test_vmalloc.split_params = split_params  # type: ignore[attr-defined]
+run_test_vmalloc.join_params = join_params  # type: ignore[attr-defined]
