@@ -246,3 +246,26 @@ def test_compare_runs_each_subtest_as_its_own_part(result):
         rep = reg.workload("test_vmalloc").run(a, seed=0, **part)
         assert rep.per_test()[t["test"]]["counters"] == t["rows"][0]["counters"]
     assert result["report_params"]["run_test_mask"] == SMALL["run_test_mask"]
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_only_after_its_delay():
+    from vmapsim.report import LazyProgress
+
+    quiet = io.StringIO()
+    with LazyProgress("x", delay=0.0, stream=quiet) as bar:
+        bar(1, 2)
+    assert quiet.getvalue() == ""
+    tty = _Tty()
+    with LazyProgress("late", delay=3600.0, stream=tty) as bar:
+        bar(1, 2)  # too early: nothing shown
+    assert tty.getvalue() == ""
+    tty = _Tty()
+    with LazyProgress("shown", delay=0.0, stream=tty) as bar:
+        bar(1, 2)
+        bar(2, 2)
+    assert "shown" in tty.getvalue()
