@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import warnings
@@ -104,10 +105,61 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+#: `vmapsim run` options handed to the workload as keyword parameters
+#: (test_vmalloc's module parameters and selectors), only when given
+_SUITE_OPTIONS = (
+    "mode",
+    "tests",
+    "run_test_mask",
+    "nr_threads",
+    "test_loop_count",
+    "test_repeat_count",
+    "sequential_test_order",
+    "nr_pages",
+    "nr_pcpu_objects",
+    "use_huge",
+)
+
+
+def _int0(text: str) -> int:
+    """An int in C notation (decimal, 0x hex, 0o octal), for --mask and friends."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
+def _suite_params(args: argparse.Namespace, workload_name: str, fn: Any) -> dict[str, Any]:
+    """The workload options given on the command line, checked against what
+    the workload's function takes."""
+    out: dict[str, Any] = {}
+    for key in _SUITE_OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None:
+            out[key] = value
+    if args.script_args:
+        out["args"] = list(args.script_args)
+    if not out:
+        return out
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return out
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    for key in out:
+        if key not in sig.parameters and not (takes_any and key != "args"):
+            flag = {"args": "KEY=VALUE", "run_test_mask": "--mask"}.get(
+                key, "--" + key.replace("_", "-")
+            )
+            raise UsageError(f"{flag}: workload {workload_name!r} takes no such parameter")
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     stage = resolve_stage(args.stage)
     reg = get_registry()
     workload = reg.workload(args.workload)
+    suite = _suite_params(args, workload.name, workload.run)
     alloc = build(
         stage.value,
         arch=args.arch,
@@ -116,16 +168,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         debug=args.debug,
         components=_parse_with(args.with_),
     )
-    params = {"seed": args.seed, **_parse_params(args.param)}
+    params = {"seed": args.seed, **_parse_params(args.param), **suite}
+    try:
+        takes_progress = "progress" in inspect.signature(workload.run).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        takes_progress = False
     if args.debug:
         from .progress import debug_progress
 
         with debug_progress(alloc, f"{workload.name} on {alloc.stage.key}"):
             report = workload.run(alloc, **params)
+    elif takes_progress:
+        from .report import LazyProgress
+
+        with LazyProgress(f"{workload.name} on {alloc.stage.key}") as bar:
+            report = workload.run(alloc, progress=bar, **params)
     else:
         report = workload.run(alloc, **params)
     metrics = alloc.metrics.snapshot()
     if args.json:
+        extra = getattr(report, "json_extra", None)
         print(
             json.dumps(
                 {
@@ -136,6 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "params": report.params,
                     "ops": report.ops,
                     "elapsed_s": report.elapsed_s,
+                    **(extra() if callable(extra) else {}),
                     "metrics": metrics,
                     "struct_vmap_area_size": alloc.struct_vmap_area_size,
                     "log": alloc.log,
@@ -220,7 +283,12 @@ def make_parser() -> argparse.ArgumentParser:
         help="stage number or series:number (default: $VMAPSIM_STAGE, then the project "
         "file's stage, then 0)",
     )
-    p.add_argument("--workload", default="mixed", help="workload name (default: mixed)")
+    p.add_argument(
+        "--workload",
+        default="test_vmalloc",
+        help="workload name (default: test_vmalloc; also mixed)",
+    )
+    _add_suite_options(p)
     p.add_argument(
         "--with",
         dest="with_",
@@ -251,13 +319,169 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_bisect_arguments(p)
     p.set_defaults(func=cmd_bisect)
+    _add_compare_parser(sub)
     return parser
+
+
+def _add_suite_options(p: argparse.ArgumentParser, *, positional: bool = True) -> None:
+    """test_vmalloc's selectors and module parameters (`run` and `compare`)."""
+    g = p.add_argument_group(
+        "test_vmalloc",
+        "lib/test_vmalloc.c's parameters; with none of them and no --mode, "
+        "the run is test_vmalloc.sh's smoke mode",
+    )
+    if positional:
+        g.add_argument(
+            "script_args",
+            nargs="*",
+            metavar="KEY=VALUE",
+            help="module parameters as test_vmalloc.sh takes them (each value > 0)",
+        )
+    g.add_argument(
+        "--mode",
+        choices=["smoke", "performance", "stress", "manual"],
+        default=None,
+        help="test_vmalloc.sh's templates; manual = the module's defaults "
+        "(test_loop_count=1000000) plus the parameters given",
+    )
+    g.add_argument(
+        "--mask",
+        dest="run_test_mask",
+        type=_int0,
+        default=None,
+        help="run_test_mask: bit 1<<i selects subtest i (default 7; 0xFFF = the series' "
+        "base, 0x1FFF with vrealloc_test)",
+    )
+    g.add_argument("--tests", default=None, metavar="NAME,…", help="subtests by name")
+    for name, help_ in (
+        ("nr_threads", "workers (simulated CPUs; clamped to [1, 65535])"),
+        ("test_loop_count", "loop iterations per subtest (module default 1000000)"),
+        ("test_repeat_count", "runs of each subtest (default 1)"),
+        ("nr_pages", "pages for fix_size, vm_map_ram and no_block (default 1)"),
+        ("nr_pcpu_objects", "objects of pcpu_alloc_test (default 35000)"),
+    ):
+        g.add_argument("--" + name.replace("_", "-"), type=_int0, default=None, help=help_)
+    g.add_argument(
+        "--sequential-test-order",
+        action="store_const",
+        const=1,
+        default=None,
+        help="run the subtests in array order (no shuffle)",
+    )
+    g.add_argument(
+        "--use-huge",
+        action="store_const",
+        const=1,
+        default=None,
+        help="vmalloc_huge in fix_size (not modelled: refused)",
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .report import FORMATS, LazyProgress, plot, render, to_terminal
+
+    reg = get_registry()
+    workload = reg.workload(args.workload)
+    # KEY=VALUE words among the stages are test_vmalloc.sh-style parameters
+    args.script_args = [s for s in args.stages if "=" in s]
+    args.stages = [s for s in args.stages if "=" not in s]
+    if not args.stages:
+        raise UsageError("compare: name at least one stage (A B …, A..B or all)")
+    params = {**_parse_params(args.param), **_suite_params(args, workload.name, workload.run)}
+    fmt = args.format
+    if fmt is None:
+        fmt = "terminal"
+        if args.output:
+            suffix = args.output.rsplit(".", 1)[-1].lower()
+            fmt = {"md": "markdown", "json": "json", "csv": "csv"}.get(suffix, "terminal")
+    if fmt not in FORMATS:  # pragma: no cover - argparse choices
+        raise UsageError(f"--format: one of {', '.join(FORMATS)}")
+    if args.plot:
+        if not args.plot.lower().endswith((".png", ".svg")):
+            raise UsageError(f"--plot {args.plot!r}: the file must end in .png or .svg")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--plot needs matplotlib: install the 'plot' extra (pip install 'vmapsim[plot]')"
+            ) from None
+    with LazyProgress(f"compare {' '.join(args.stages)}") as bar:
+        result = compare(
+            args.stages,
+            workload=workload.name,
+            params=params,
+            seed=args.seed,
+            nr_cpus=args.nr_cpus,
+            arch=args.arch,
+            reps=args.reps,
+            jobs=args.jobs,
+            components=_parse_with(args.with_),
+            progress=bar,
+        )
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(render(result, fmt))
+        print(f"wrote {args.output} ({fmt})", file=sys.stderr)
+    elif fmt == "terminal":
+        to_terminal(result)
+    else:
+        sys.stdout.write(render(result, fmt))
+    if args.plot:
+        plot(result, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _add_compare_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="run the same workload on several stages and tabulate time, counters, memory",
+    )
+    p.add_argument(
+        "stages",
+        nargs="+",
+        metavar="STAGE",
+        help="stage numbers, series:number, ranges A..B (inclusive, the stages that "
+        "exist), or all; KEY=VALUE words are test_vmalloc.sh-style parameters",
+    )
+    p.add_argument("--workload", default="test_vmalloc", help="workload (default test_vmalloc)")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="worker processes (default: the CPU count)"
+    )
+    p.add_argument("--reps", type=int, default=1, help="repetitions per stage (time: median)")
+    p.add_argument(
+        "--format",
+        choices=["terminal", "markdown", "summary", "json", "csv"],
+        default=None,
+        help="summary = one Markdown table, a row per subtest and stage",
+    )
+    p.add_argument(
+        "--output", default=None, metavar="FILE", help="write there (format from .md/.json/.csv)"
+    )
+    p.add_argument("--plot", default=None, metavar="FILE.png|svg", help="grouped bar chart")
+    p.add_argument("--with", dest="with_", action="append", default=[], metavar="ROLE=NAME")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
+    )
+    p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
+    p.add_argument("--nr-cpus", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    _add_suite_options(p, positional=False)
+    p.set_defaults(func=cmd_compare)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vmapsim`` command."""
     parser = make_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # words after options (`compare 0 --mask 1 2 nr_pages=2`, `run --mask 1 nr_pages=2`)
+    # belong to the command's positional list; anything else is an error
+    target = {"compare": "stages", "run": "script_args"}.get(args.command or "")
+    if extra and target and not any(e.startswith("-") for e in extra):
+        setattr(args, target, [*getattr(args, target), *extra])
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -276,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UnknownStageError, UnknownComponentError, PluginError, LookupError) as exc:
         print(f"vmapsim: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
-    except (VmapError, TypeError, ValueError) as exc:
+    except (VmapError, TypeError, ValueError, RuntimeError) as exc:
         print(f"vmapsim: {exc}", file=sys.stderr)
         return 2
     except InvariantError as exc:

@@ -16,7 +16,7 @@ import vmapsim.plugins
 from vmapsim.cli import main
 from vmapsim.plugins import load_registry
 
-SMALL = ["--param", "nr_ops=300"]
+SMALL = ["--workload", "mixed", "--param", "nr_ops=300"]
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_run_json_is_deterministic(capsys, workdir):
 
 
 def test_run_debug_checks_invariants(capsys, workdir):
-    rc, out, err = _run(capsys, "--debug", "--param", "nr_ops=100")
+    rc, out, err = _run(capsys, "--debug", "--workload", "mixed", "--param", "nr_ops=100")
     assert rc == 0, err
     assert "check_invariants: ok" in out
 
@@ -189,7 +189,7 @@ def test_run_with_unknown_role(capsys, workdir):
 
 
 def test_run_unknown_workload(capsys, workdir):
-    rc, _out, err = _run(capsys, "--workload", "nope", *SMALL)
+    rc, _out, err = _run(capsys, "--workload", "nope")
     assert rc == 2
     assert "nope" in err and "mixed" in err
 

@@ -167,7 +167,17 @@ def test_two_third_party_plugins_with_one_name(install, capsys):
         a.vfree(a.vmalloc(P))
     # the same from the command line
     rc = main(
-        ["run", "--with", "free=beta:twin", "--with", "coalesce=generic", "--param", "nr_ops=50"]
+        [
+            "run",
+            "--workload",
+            "mixed",
+            "--with",
+            "free=beta:twin",
+            "--with",
+            "coalesce=generic",
+            "--param",
+            "nr_ops=50",
+        ]
     )
     out = capsys.readouterr().out
     assert rc == 0 and "free=twin" in out
@@ -272,7 +282,7 @@ def test_broken_plugin_is_reported_by_plugin_and_distribution(install, case, cap
     assert data["rbtree"]["components"]["free"] == ["rb"]
 
     # `vmapsim run` still runs, and says once that plugins failed
-    assert main(["run", "--param", "nr_ops=50"]) == 0
+    assert main(["run", "--workload", "mixed", "--param", "nr_ops=50"]) == 0
     err = capsys.readouterr().err
     assert err.count("vmapsim: warning:") == 1, err
     assert ep in err and "vmapsim plugins" in err
@@ -474,7 +484,7 @@ def test_strict_mode_turns_problems_into_errors(install, monkeypatch, capsys):
 
 def test_debug_run_reports_progress_on_stderr(capsys, monkeypatch):
     monkeypatch.setattr(vmapsim.plugins, "_DEFAULT", [])
-    assert main(["run", "--debug", "--param", "nr_ops=120"]) == 0
+    assert main(["run", "--workload", "mixed", "--debug", "--param", "nr_ops=120"]) == 0
     captured = capsys.readouterr()
     assert "checking invariants after every operation" in captured.err
     done = re.search(r"(\d+) operations checked", captured.err)
