@@ -66,6 +66,8 @@ def _ulong(name: str, value: object) -> int:
 
 def _range(start: object, end: object) -> tuple[int, int]:
     """``[start, end)`` must be a non-empty range inside ``[1, ULONG_MAX)``."""
+    if type(start) is int and type(end) is int and 1 <= start < end <= ULONG_MAX:
+        return start, end  # the flow's calls: no need to say which rule failed
     s = _ulong("start", start)
     e = _ulong("end", end)
     if s < 1:
@@ -85,7 +87,7 @@ class MapleOccupiedIndex:
     ``counters`` through the maple tree's cost model.
     """
 
-    __slots__ = ("_fit", "counters", "name", "tree", "warn")
+    __slots__ = ("_fit", "_search", "counters", "name", "tree", "warn")
 
     def __init__(
         self,
@@ -101,6 +103,8 @@ class MapleOccupiedIndex:
         self.name = name
         #: the state the last successful search left on its gap (see fit_state)
         self._fit: Any = None
+        #: the state searches reuse (a fresh one while the last fit is unclaimed)
+        self._search = self.tree.state()
         # the sentinels are the model's way of keeping 0 and ULONG_MAX out of
         # every gap (an index that clipped its searches would store nothing):
         # their stores are left out of fault injection, so that building the
@@ -138,7 +142,10 @@ class MapleOccupiedIndex:
         hi = vend - 1 if vend <= ULONG_MAX else ULONG_MAX - 1
         lo = vstart
         am1 = align - 1
-        mas = self.tree.state()
+        if self._fit is self._search:  # the last fit is still held: keep it
+            mas = self.tree.state()
+        else:
+            mas = self._search = self._search.reuse(0)
         while True:
             if lo > hi or hi - lo + 1 < length:
                 return -errno.ENOENT
@@ -308,6 +315,7 @@ class OccupiedBusyView:
     """
 
     __slots__ = (
+        "_mas",
         "_n",
         "name",
         "node_id",
@@ -341,6 +349,8 @@ class OccupiedBusyView:
         self.single_erase = bool(params.get("busy_single_erase", False))
         self.name = f"busy[{node_id}]"
         self._n = 0
+        #: the state publish/unlink reuse (one operation at a time)
+        self._mas = self.tree.state()
 
     def _mine(self, entry: Any) -> bool:
         """Is ``entry`` a busy area of this view's node?"""
@@ -364,7 +374,7 @@ class OccupiedBusyView:
         last = va.va_end - 1
         mas = self.occupied.fit_state(s, last + 1)
         if mas is None:  # not straight after the search (a pooled area, a retry)
-            mas = self.tree.state(s)
+            mas = self._mas = self._mas.reuse(s)
             cur = mas.walk()
             if not (
                 (cur is None and mas.last >= last)
@@ -399,7 +409,7 @@ class OccupiedBusyView:
     def unlink(self, va: VmapArea) -> None:
         """``unlink_va()``: ``va``'s range stays in use as :data:`RESERVED` (one walk,
         then an exact-fit store through the same state, which allocates nothing)."""
-        mas = self.tree.state(va.va_start)
+        mas = self._mas = self._mas.reuse(va.va_start)
         if mas.walk() is not va:
             return
         mas.store(RESERVED)
@@ -421,7 +431,7 @@ class OccupiedBusyView:
             self.tree.store_range(va.va_start, va.va_end - 1, RESERVED)
             self._n -= 1
             return va
-        mas = self.tree.state(addr)
+        mas = self._mas = self._mas.reuse(addr)
         entry = mas.walk()
         if not self._mine(entry):
             return None
