@@ -4,11 +4,15 @@ Builds each stage with N live one-page areas (as ``bench_stages.py`` does),
 runs ``--pairs`` pairs under cProfile and prints, per stage, the self time
 (tottime) summed by layer (flow, mirror wrappers, components, maple tree
 internals, rb internals, …) as µs per pair and share, then the top functions.
-cProfile inflates call-heavy code, so read shares, not absolute µs; the
-wall-clock truth is ``bench_stages.py``.
+cProfile inflates call-heavy code (it charges every call), so ``--sample``
+instead runs a statistical sampler: a ``SIGPROF`` timer every ``--interval``
+seconds of CPU time, whose handler charges the interrupted frame's layer
+(self time, builtins included in their caller) and each layer on the stack
+(inclusive time).  Its overhead is one handler per sample, so its shares are
+the wall-clock ones; the absolute µs are the run's CPU time per pair.
 
     python benchmarks/profile_stages.py [--stages 0,4,7] [--live 10000]
-        [--pairs 3000] [--top 15] [--pattern pairs|busy]
+        [--pairs 3000] [--top 15] [--pattern pairs|busy] [--sample]
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import signal
 import sys
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 
 from bench_stages import Subject, parse_stages
 
@@ -85,6 +91,47 @@ def report(stage: int, st: pstats.Stats, pairs: int, top: int) -> None:
         print(f"    {tt / pairs * 1e6:>7.2f} µs {nc / pairs:>6.1f} calls  {label}")
 
 
+def sample(stage: int, live: int, pairs: int, pattern: str, interval: float, top: int) -> None:
+    """The ``--sample`` report: self and inclusive CPU time per layer, sampled."""
+    sub = Subject(stage, live, pattern)
+    self_layer: Counter[str] = Counter()
+    incl_layer: Counter[str] = Counter()
+    self_fn: Counter[str] = Counter()
+    n = 0
+
+    def on_sample(_signum, frame) -> None:
+        nonlocal n
+        n += 1
+        code = frame.f_code
+        self_layer[layer_of(code.co_filename)] += 1
+        self_fn[f"{'/'.join(code.co_filename.split('/')[-2:])}({code.co_name})"] += 1
+        seen = set()
+        while frame is not None:
+            seen.add(layer_of(frame.f_code.co_filename))
+            frame = frame.f_back
+        for layer in seen:
+            incl_layer[layer] += 1
+
+    old = signal.signal(signal.SIGPROF, on_sample)
+    signal.setitimer(signal.ITIMER_PROF, interval, interval)
+    t0 = time.process_time()
+    try:
+        sub.run(pairs)
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, old)
+    us = (time.process_time() - t0) / pairs * 1e6
+    print(f"\nstage {stage}: {us:.1f} CPU µs/pair, {n} samples")
+    print(f"  {'layer':<18} {'self':>6} {'µs':>6} {'incl':>6}")
+    for layer, _ in LAYERS:
+        if incl_layer[layer]:
+            sh = self_layer[layer] / n
+            print(f"  {layer:<18} {sh:>6.1%} {sh * us:>6.1f} {incl_layer[layer] / n:>6.1%}")
+    print(f"  top {top} functions by sampled self time:")
+    for name, k in self_fn.most_common(top):
+        print(f"    {k / n:>6.1%} {k / n * us:>6.2f} µs  {name}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages", default="0,4,7")
@@ -92,8 +139,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", type=int, default=3000)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--pattern", default="pairs", choices=("pairs", "busy"))
+    ap.add_argument("--sample", action="store_true", help="sample instead of cProfile")
+    ap.add_argument("--interval", type=float, default=0.0002)
     args = ap.parse_args(argv)
     for stage in parse_stages(args.stages):
+        if args.sample:
+            sample(stage, args.live, args.pairs, args.pattern, args.interval, args.top)
+            continue
         report(stage, profile(stage, args.live, args.pairs, args.pattern), args.pairs, args.top)
 
 
