@@ -10,9 +10,12 @@ seconds of CPU time, whose handler charges the interrupted frame's layer
 (self time, builtins included in their caller) and each layer on the stack
 (inclusive time).  Its overhead is one handler per sample, so its shares are
 the wall-clock ones; the absolute µs are the run's CPU time per pair.
+``--lines`` counts, with ``sys.settrace``, the Python lines executed and the
+Python functions called per pair, per layer: the interpreter's work, the same
+on every machine.
 
     python benchmarks/profile_stages.py [--stages 0,4,7] [--live 10000]
-        [--pairs 3000] [--top 15] [--pattern pairs|busy] [--sample]
+        [--pairs 3000] [--top 15] [--pattern pairs|busy] [--sample | --lines]
 """
 
 from __future__ import annotations
@@ -132,6 +135,37 @@ def sample(stage: int, live: int, pairs: int, pattern: str, interval: float, top
         print(f"    {k / n:>6.1%} {k / n * us:>6.2f} µs  {name}")
 
 
+def trace_lines(stage: int, live: int, pairs: int, pattern: str) -> None:
+    """The ``--lines`` report: Python lines executed and calls made per pair, by layer."""
+    sub = Subject(stage, live, pattern)
+    lines: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+
+    def local(frame, event, _arg):
+        if event == "line":
+            lines[layer_of(frame.f_code.co_filename)] += 1
+        return local
+
+    def on_call(frame, event, _arg):
+        if event != "call":
+            return None
+        calls[layer_of(frame.f_code.co_filename)] += 1
+        return local
+
+    sys.settrace(on_call)
+    try:
+        sub.run(pairs)
+    finally:
+        sys.settrace(None)
+    total = sum(lines.values()) / pairs
+    print(f"\nstage {stage}: {total:.0f} lines, {sum(calls.values()) / pairs:.0f} calls per pair")
+    for layer, _ in LAYERS:
+        if lines[layer]:
+            print(
+                f"  {layer:<18} {lines[layer] / pairs:>6.0f} lines {calls[layer] / pairs:>5.1f} calls"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages", default="0,4,7")
@@ -141,8 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pattern", default="pairs", choices=("pairs", "busy"))
     ap.add_argument("--sample", action="store_true", help="sample instead of cProfile")
     ap.add_argument("--interval", type=float, default=0.0002)
+    ap.add_argument("--lines", action="store_true", help="count lines executed per pair")
     args = ap.parse_args(argv)
     for stage in parse_stages(args.stages):
+        if args.lines:
+            trace_lines(stage, args.live, args.pairs, args.pattern)
+            continue
         if args.sample:
             sample(stage, args.live, args.pairs, args.pattern, args.interval, args.top)
             continue
