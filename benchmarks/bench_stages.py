@@ -16,6 +16,13 @@ interleaved run by run so drift hits all of them alike.
 
     python benchmarks/bench_stages.py [--stages 0..7] [--sizes 1e3,1e4,1e5]
         [--pairs 5000] [--repeat 5] [--patterns pairs,busy] [--json FILE]
+        [--memory 1e4]
+
+``--memory N`` also prints bytes per live area with N one-page vmallocs live:
+``sizeof(struct vmap_area)`` at the stage times the live ``vmap_area``
+objects (busy, free blocks, chunks and overlay areas alike), plus 256 bytes
+per maple node held (node allocations minus frees since build), plus what
+an overlay holds itself (chunk headers, back-pointer arrays), over N.
 """
 
 from __future__ import annotations
@@ -88,6 +95,25 @@ class Subject:
         return {k: m[k] / self.ops for k in COUNTERS}
 
 
+def bytes_per_live_area(stage: int, live: int) -> dict[str, float]:
+    """Memory per live area (see the module docstring), with ``live`` one-page areas."""
+    a = vmapsim.build(stage)
+    for _ in range(live):
+        a.vmalloc(P)
+    objects = a.va_cache.live
+    structs = objects * a.struct_vmap_area_size
+    nodes = (a.metrics.node_allocs - a.metrics.node_frees) * 256
+    overlay = a.overlay.memory_bytes() if a.overlay is not None else 0
+    return {
+        "stage": stage,
+        "struct": a.struct_vmap_area_size,
+        "objects": objects,
+        "index_nodes_bytes": nodes,
+        "overlay_bytes": overlay,
+        "bytes_per_area": (structs + nodes + overlay) / live,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages", default="all")
@@ -96,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--patterns", default="pairs,busy")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
+    ap.add_argument("--memory", default=None, help="also print bytes per live area at N live")
     args = ap.parse_args(argv)
     stages = parse_stages(args.stages)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
@@ -131,6 +158,20 @@ def main(argv: list[str] | None = None) -> dict:
                     + " ".join(f"{per[k]:>12.2f}" for k in COUNTERS)
                 )
             del subjects
+    if args.memory:
+        n = int(float(args.memory))
+        print(f"\nbytes per live area, {n} one-page areas live")
+        print(
+            f"{'stage':>5} {'struct':>6} {'objects':>8} {'nodes B':>10} {'overlay B':>10} {'B/area':>8}"
+        )
+        results["memory"] = []
+        for st in stages:
+            m = bytes_per_live_area(st, n)
+            results["memory"].append(m)
+            print(
+                f"{st:>5} {m['struct']:>6} {m['objects']:>8} {m['index_nodes_bytes']:>10} "
+                f"{m['overlay_bytes']:>10} {m['bytes_per_area']:>8.1f}"
+            )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

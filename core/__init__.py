@@ -41,7 +41,16 @@ from .errors import (
 from .faults import FailslabConfig, FaultInjector
 from .hookspecs import hookimpl
 from .layout import Member, StructLayout, Union
+from .percpu import PcpuChunk, PercpuAllocator
+from .rcu import RCU_GP_TICKS, RCU_TICK_COST
 from .roles import BusyIndex, Coalescer, FreeIndex, LazyQueue, Overlay
+from .vmap_block import (
+    VMAP_BBMAP_BITS,
+    VMAP_BLOCK_SIZE,
+    VMAP_MAX_ALLOC,
+    VMAP_PURGE_THRESHOLD,
+    VmapBlock,
+)
 
 __version__ = "0.1.0"
 
@@ -49,11 +58,17 @@ __all__ = [
     "ARCHES",
     "PAGE_SHIFT",
     "PAGE_SIZE",
+    "RCU_GP_TICKS",
+    "RCU_TICK_COST",
     "SHRINK_EMPTY",
     "SHRINK_STOP",
     "ULONG_MAX",
     "VMALLOC_END",
     "VMALLOC_START",
+    "VMAP_BBMAP_BITS",
+    "VMAP_BLOCK_SIZE",
+    "VMAP_MAX_ALLOC",
+    "VMAP_PURGE_THRESHOLD",
     "Arch",
     "BusyIndex",
     "Coalescer",
@@ -68,6 +83,8 @@ __all__ = [
     "LazyQueue",
     "Member",
     "Overlay",
+    "PcpuChunk",
+    "PercpuAllocator",
     "PluginError",
     "Stage",
     "StructLayout",
@@ -78,6 +95,7 @@ __all__ = [
     "VmapAllocator",
     "VmapArea",
     "VmapArgumentError",
+    "VmapBlock",
     "VmapError",
     "VmapTypeError",
     "Workload",

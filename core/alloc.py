@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .area import VmapArea, VmStruct
 from .constants import PAGE_SIZE, ULONG_MAX
 from .errors import VmapError
-from .gfp import GFP_RECLAIM_MASK, Gfp
+from .gfp import GFP_KERNEL, GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp
 from .vmap_node import encode_vn_id
 
 if TYPE_CHECKING:
@@ -162,6 +162,12 @@ class AllocMixin:
             if va is None:  # pragma: no cover - the two indexes disagree: a model bug
                 raise AssertionError(f"gap at {nva:#x} is in no free block")
             if fit_needs_spare(va, nva, size) and not self._have_spare(cpu):
+                # the clip would fail: va_alloc()'s WARN_ON_ONCE, as at stages 0-1
+                self._warn_once(
+                    "va_alloc",
+                    f"WARNING: CPU: {cpu} at mm/vmalloc.c va_alloc: "
+                    f"va_clip() returned {-errno.ENOMEM}",
+                )
                 return -errno.ENOMEM
         if not self._busy_occupies:
             ret = occupied.occupy(nva, nva + size, can_block)
@@ -252,6 +258,14 @@ class AllocMixin:
         if self.vmap_retry_queue:
             self._publish_retry_queue(allow_block)
 
+        # -- overlay (stage 10 on): an eligible vmalloc request is bump-allocated
+        overlay = self.overlay
+        if overlay is not None and vm is not None and not va_flags:
+            va = self._overlay_alloc(overlay, size, align, vstart, vend, cpu, allow_block, vm)
+            if va is not None:
+                return va
+        # -- end overlay
+
         if self.nr_vmap_nodes > 1:
             va, vn_id = self._node_alloc(size, align, vstart, vend, cpu)
         else:
@@ -329,6 +343,52 @@ class AllocMixin:
                 # the caller holds an address that vfree() cannot find
                 c.publish_lost += 1
         return va
+
+    # -- the overlay's side of the flow (stage 10 on) -----------------------------
+    def _overlay_alloc(
+        self: VmapAllocator,
+        overlay,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        cpu: int,
+        can_block: bool,
+        vm: VmStruct,
+    ) -> VmapArea | None:
+        """An eligible request from the overlay: its ``vmap_area`` object comes
+        from ``vmap_area_cachep`` as usual, its range from the CPU's chunk.
+        None: not eligible, or no chunk could be had (the normal path runs)."""
+        if not overlay.eligible(size, align, vstart, vend, can_block):
+            return None
+        va = self._kmem_cache_alloc_va(can_block)
+        if va is None:
+            return None
+        if not overlay.try_alloc(va, size, cpu, can_block):
+            self._kmem_cache_free_va(va)
+            return None
+        va.vm = vm
+        va.flags = 0
+        vm.addr = va.va_start
+        vm.size = size
+        return va
+
+    def _overlay_reserve(
+        self: VmapAllocator,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        cpu: int,
+        can_block: bool,
+    ) -> VmapArea | None:
+        """A chunk for the overlay: ``alloc_vmap_area()`` of ``[vstart, vend)``, a
+        busy area with no ``vm_struct`` (silent on failure: the request falls back)."""
+        gfp = int(GFP_KERNEL if can_block else GFP_NOWAIT) | _NOWARN
+        try:
+            return self._alloc_vmap_area(size, align, vstart, vend, gfp, cpu)
+        except VmapError:
+            return None
 
     def _publish_retry_queue(self: VmapAllocator, can_block: bool) -> None:
         """Publish the areas parked by a failed publish (stage 5 on), oldest first,

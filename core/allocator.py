@@ -23,7 +23,10 @@ from .faults import FaultInjector
 from .gfp import GFP_KERNEL
 from .invariants import InvariantsMixin
 from .mirror import MIRRORS, MirroredCoalescer, MirroredFreeIndex
+from .pcpu import PcpuMixin
+from .percpu import PercpuMixin
 from .purge import PurgeMixin
+from .rcu import RcuMixin
 from .roles import ROLE_PROTOCOLS
 from .slab import KmemCache
 from .validate import (
@@ -35,7 +38,9 @@ from .validate import (
     check_window,
 )
 from .vmalloc import VmallocMixin
+from .vmap_block import VmapBlockMixin
 from .vmap_node import VmapNode
+from .vrealloc import VreallocMixin
 
 __all__ = ["VmapAllocator"]
 
@@ -44,7 +49,18 @@ VMAP_ZONE_SIZE = 16 * PAGE_SIZE
 MAX_VMAP_NODES = 128
 
 
-class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
+class VmapAllocator(
+    AllocMixin,
+    PurgeMixin,
+    VmallocMixin,
+    InvariantsMixin,
+    # the features test_vmalloc's subtests need (vmcore): one module each
+    VmapBlockMixin,
+    PcpuMixin,
+    PercpuMixin,
+    RcuMixin,
+    VreallocMixin,
+):
     """One simulated kernel's vmalloc state, at one stage.
 
     Build it with :func:`vmapsim.build`.  Methods carry the kernel's names.
@@ -83,6 +99,10 @@ class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
         self.va_cache = KmemCache("vmap_area", stage.layout)
         self.last_tlb_flush: tuple[int, int] | None = None
         self._shared: dict[str, Any] = {}
+        # vmap blocks, the RCU clock, the percpu allocator (vmap_block.py, rcu.py, percpu.py)
+        self._vmap_block_init()
+        self._rcu_init()
+        self._percpu_init()
         features = stage.features
         #: stage 1 on: vmalloc_init() runs on first use instead of -EBUSY before it
         self._lazy_bringup = bool(features.get("lazy_bringup", False))
@@ -181,6 +201,14 @@ class VmapAllocator(AllocMixin, PurgeMixin, VmallocMixin, InvariantsMixin):
         #: the busy index's publish also marks the range in use (stage 7 on)
         self._busy_occupies = bool(getattr(self.vmap_nodes[0].busy, "occupies", False))
         self.overlay = self._make("overlay") if "overlay" in comps else None
+        if self.overlay is not None:
+            self.overlay.attach(
+                self._overlay_reserve,
+                self._overlay_release,
+                nr_cpus=self.nr_cpus,
+                lazy_max_pages=self._lazy_max,
+                debug=self.debug,
+            )
         self._import_vmlist()
         self.vmap_init_free_space()
         self.vmap_initialized = True

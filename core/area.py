@@ -46,7 +46,9 @@ class VmStruct:
     """``struct vm_struct``: what a vmalloc caller owns.
 
     ``size`` includes the guard page unless ``VM_NO_GUARD`` is set
-    (``get_vm_area_size()`` subtracts it).
+    (``get_vm_area_size()`` subtracts it).  ``nr_pages`` is how many pages
+    are mapped (vmalloc maps the page-rounded size; ``vrealloc()``'s shrink
+    lowers it; areas vmalloc does not populate keep 0).
     """
 
     addr: int
@@ -54,6 +56,7 @@ class VmStruct:
     flags: int = VM_ALLOC
     requested_size: int = 0
     caller: str | None = None
+    nr_pages: int = 0
 
     def get_vm_area_size(self) -> int:
         """``get_vm_area_size()``: the usable size, guard page excluded."""

@@ -142,6 +142,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bisect(args: argparse.Namespace) -> int:
+    """``vmapsim bisect``: the first stage where a check turns bad (core/bisect.py)."""
+    from . import bisect
+
+    try:
+        return bisect.run(args)
+    except bisect.BisectUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vmapsim",
@@ -182,6 +192,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--log-all", action="store_true", help="print the whole allocator log")
     p.set_defaults(func=cmd_run)
+
+    from .bisect import add_arguments as add_bisect_arguments
+
+    p = sub.add_parser(
+        "bisect",
+        help="find the first stage where a check turns bad (like git bisect run)",
+        description="Binary search over the stages of a series for the first stage where "
+        "a check turns bad (docs/bisect.md). Exit 0: found; 1: none; 2: usage error; "
+        "3: aborted.",
+    )
+    add_bisect_arguments(p)
+    p.set_defaults(func=cmd_bisect)
     return parser
 
 

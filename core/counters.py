@@ -53,6 +53,16 @@ COUNTER_NAMES: tuple[str, ...] = (
     "publish_lost",
     "publish_deferred",
     "publish_retried",
+    # the per-CPU bump overlay (stage 10 on)
+    "overlay_allocs",
+    "overlay_frees",
+    "overlay_fallbacks",
+    "overlay_chunk_reserves",
+    "overlay_chunk_releases",
+    "overlay_lookups",
+    "overlay_fast_rejects",
+    # out-of-range array indexes caught by the model's UBSAN bounds check
+    "ubsan_reports",
 )
 
 LOCK_PREFIX = "lock."

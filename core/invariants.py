@@ -5,13 +5,17 @@ component can see: the address space ``[1, ULONG_MAX)`` is exactly
 partitioned into free, busy, lazy, pooled and overlay ranges (nothing lost,
 nothing double-booked); free space is coalesced; each area sits in the node
 the kernel would put it in; pool entries match their pool; the lazy page
-count matches the lazy areas.
+count matches the lazy areas; vmap blocks' bitmaps match their free/dirty
+counts and their areas are busy ``VMAP_RAM|VMAP_BLOCK`` areas; areas
+queued by ``kvfree_rcu()`` stay busy until their grace period ends; percpu
+chunks' maps are consistent and their areas busy.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .area import VMAP_BLOCK, VmapArea
 from .constants import MAX_VA_SIZE_PAGES, PAGE_SHIFT, ULONG_MAX
 from .errors import InvariantError
 from .vmap_node import decode_vn_id
@@ -68,8 +72,11 @@ class InvariantsMixin:
 
         nr = self.nr_vmap_nodes
         lazy_pages = 0
+        nr_block_areas = 0
         for vn in self.vmap_nodes:
             for va in vn.busy:
+                if va.flags & VMAP_BLOCK:
+                    nr_block_areas += 1
                 if self.addr_to_node_id(va.va_start) != vn.id:
                     raise InvariantError(
                         f"busy area {va!r} is in node {vn.id}, not its address's node"
@@ -90,7 +97,13 @@ class InvariantsMixin:
                         raise InvariantError(f"pooled area {va!r} is in pool {idx} of node {vn.id}")
                     ranges.append((va.va_start, va.va_end, f"pool[{vn.id}][{idx}]"))
         if self.overlay is not None:
-            ranges.extend((va.va_start, va.va_end, "overlay") for va in self.overlay)
+            # a chunk's space is occupied as a busy area of the busy index; the
+            # overlay's check() accounts for every sub-area inside it
+            busy_ids = {id(va) for vn in self.vmap_nodes for va in vn.busy}
+            busy_ids.update(id(va) for va in self.vmap_retry_queue)
+            for chunk in self.overlay:
+                if id(chunk) not in busy_ids:
+                    raise InvariantError(f"overlay chunk {chunk!r} is not a busy area")
 
         if lazy_pages != self.vmap_lazy_nr:
             raise InvariantError(
@@ -109,3 +122,15 @@ class InvariantsMixin:
             cursor = end
         if cursor != ULONG_MAX:
             raise InvariantError(f"range {cursor:#x}-{ULONG_MAX:#x} is lost (in no structure)")
+
+        # vmap blocks, kvfree_rcu'd areas and percpu chunks (core/vmap_block.py,
+        # core/rcu.py, core/percpu.py)
+        busy: dict[int, VmapArea] = {}
+        if nr_block_areas or self._rcu_cbs or self.percpu.chunks:
+            busy = {va.va_start: va for vn in self.vmap_nodes for va in vn.busy}
+            busy.update((va.va_start, va) for va in self.vmap_retry_queue)
+            if self.overlay is not None:  # -- overlay: its areas are busy too
+                busy.update((va.va_start, va) for va in self.overlay.areas())
+        self._check_vmap_blocks(busy, nr_block_areas)
+        self._check_rcu(busy)
+        self.percpu.check(busy)

@@ -187,6 +187,7 @@ class ReferenceAllocator:
         self.vmap_lazy_nr = 0
         self.log: list[str] = []
         self._warned_once: set[str] = set()
+        self._init_core_features()  # vmap blocks, pcpu, percpu, RCU, vrealloc (below)
 
     def _warn_once(self, what: str) -> None:
         """``WARN_ON_ONCE()``: log the first time only."""
@@ -397,8 +398,8 @@ class ReferenceAllocator:
                     self._release(va.va_start, va.va_end)
 
     def purge_vmap_area_lazy(self) -> None:
-        """``purge_vmap_area_lazy()``: a purge with full pool decay."""
-        self._purge_vmap_area_lazy(full_pool_decay=True)
+        """``purge_vmap_area_lazy()``: ``reclaim_and_purge_vmap_areas()`` (full pool decay)."""
+        self._reclaim_and_purge_vmap_areas()
 
     def vmap_node_shrink_scan(self) -> None:
         """``vmap_node_shrink_scan()``: every pool is released whole; the
@@ -416,6 +417,8 @@ class ReferenceAllocator:
         if busy.get(area.va_start) is not area:
             raise OracleMismatch(f"{area} is not busy")
         del busy[area.va_start]
+        self._requested.pop(area.va_start, None)  # its vm_struct goes with it
+        self._nr_pages.pop(area.va_start, None)
 
     def find_vmap_area(self, addr: int) -> OracleArea | None:
         """``find_vmap_area()``: the busy area with ``va_start <= addr < va_end``, any node."""
@@ -454,8 +457,7 @@ class ReferenceAllocator:
         else:
             addr = self.try_alloc_range(size, align, vstart, vend, choose)
             if addr < 0 and allow_block:
-                # reclaim_and_purge_vmap_areas()
-                self._purge_vmap_area_lazy(full_pool_decay=True)
+                self._reclaim_and_purge_vmap_areas()
                 addr = self.try_alloc_range(size, align, vstart, vend, choose)
             if addr < 0:
                 if allow_block and not nowarn:
@@ -478,6 +480,19 @@ class ReferenceAllocator:
         choose: Chooser | None = None,
     ) -> int | None:
         """``__vmalloc_node()``: page-rounded size plus a guard page in the vmalloc window."""
+        self._rcu_tick()
+        return self._vmalloc_node_range(size, align, gfp=gfp, cpu=cpu, choose=choose)
+
+    def _vmalloc_node_range(
+        self,
+        size: int,
+        align: int,
+        *,
+        gfp: int | None = None,
+        cpu: int = 0,
+        choose: Chooser | None = None,
+    ) -> int | None:
+        """``__vmalloc_node_range()`` in the vmalloc window; records ``requested_size``."""
         if size == 0:
             self._warn_once("__vmalloc_node_range: size 0")
             return None
@@ -500,6 +515,8 @@ class ReferenceAllocator:
                     f"{_warn_alloc_suffix(gfp)}"
                 )
             return None
+        self._requested[area.va_start] = size
+        self._nr_pages[area.va_start] = real // self.page_size - 1  # no guard page
         return area.va_start
 
     def vmalloc(self, size: int, *, cpu: int = 0, choose: Chooser | None = None) -> int | None:
@@ -514,6 +531,10 @@ class ReferenceAllocator:
         ``vm_struct``, only warns (the kernel would unlink that area).
         """
         if not addr:
+            return
+        self._rcu_tick()
+        if addr in self._rcu_pending:
+            self.log.append(f"vfree({addr:#x}): queued by kvfree_rcu() (double free)")
             return
         if addr % self.page_size:
             self.log.append(f"Trying to vfree() bad address ({addr:#x})")
@@ -559,3 +580,424 @@ class ReferenceAllocator:
             if any(va.va_start == addr for va in lazy):
                 return node
         return None
+
+    # == the features test_vmalloc needs (vmap blocks, pcpu, percpu, RCU, vrealloc) ==
+    # Written plainly and apart from core/vmap_block.py, pcpu.py, percpu.py, rcu.py
+    # and vrealloc.py: blocks hold a set of mapped page numbers, the pcpu search
+    # tries every candidate base from the top, percpu chunks scan a dict.
+
+    #: pages per vmap block, from VMAP_BBMAP_BITS' formula with NR_CPUS = 64
+    VB_PAGES = min(1024, max(128, (128 << 30) // 4096 // 64 // 16))
+    #: modeled RCU: ticks per entry point, ticks per grace period
+    RCU_TICK = 1
+    RCU_GP = 128
+    #: percpu: 256 KiB units, 2 MiB atoms, 4-byte granule, 32 KiB largest object
+    PCPU_UNIT = 256 << 10
+    PCPU_ATOM = 2 << 20
+
+    def _init_core_features(self) -> None:
+        self.vb_size = self.VB_PAGES * self.page_size
+        #: per CPU: the free list of blocks (dicts) and the "xarray" idx -> block
+        self._vb_free: list[list[dict]] = [[] for _ in range(self.nr_cpus)]
+        self._vb_xa: list[dict[int, dict]] = [{} for _ in range(self.nr_cpus)]
+        self.rcu_clock = 0
+        self._rcu_queue: list[tuple[int, int]] = []  # (grace period end, addr), FIFO
+        self._rcu_pending: set[int] = set()
+        self._requested: dict[int, int] = {}  # vmalloc area -> requested_size
+        self._nr_pages: dict[int, int] = {}  # vmalloc area -> pages mapped
+        upa = self.PCPU_ATOM // self.PCPU_UNIT
+        self.pcpu_nr_units = -(-self.nr_cpus // upa) * upa
+        self._chunks: list[dict] = []  # {"base", "addr", "objs": {off: size}}
+
+    def _reclaim_and_purge_vmap_areas(self) -> None:
+        """``reclaim_and_purge_vmap_areas()``: forced fragmented-block purge, full purge."""
+        self.purge_fragmented_blocks_allcpus()
+        self._purge_vmap_area_lazy(full_pool_decay=True)
+
+    # -- RCU --------------------------------------------------------------------
+
+    def _rcu_tick(self) -> None:
+        self.rcu_clock += self.RCU_TICK
+        self._rcu_run_due()
+
+    def _rcu_run_due(self) -> None:
+        while self._rcu_queue and self._rcu_queue[0][0] <= self.rcu_clock:
+            _, addr = self._rcu_queue.pop(0)
+            self._rcu_pending.discard(addr)
+            area = self._busy[self.addr_to_node(addr)][addr]
+            self._unlink_busy(area)
+            self._queue_lazy(area)
+
+    def kvfree_rcu(self, addr: int | None, *, cpu: int = 0) -> None:
+        """``kvfree_rcu()``: vfree() the area once a grace period has passed."""
+        if not addr:
+            return
+        self._rcu_tick()
+        if addr % self.page_size:
+            self.log.append(f"Trying to vfree() bad address ({addr:#x})")
+            return
+        if addr in self._rcu_pending:
+            self.log.append(f"kvfree_rcu({addr:#x}): already queued (double free)")
+            return
+        area = self.find_vmap_area(addr)
+        if area is None or not area.has_vm or area.va_start != addr:
+            self.log.append(f"Trying to vfree() nonexistent vm area ({addr:#x})")
+            return
+        self._rcu_queue.append((self.rcu_clock + self.RCU_GP, addr))
+        self._rcu_pending.add(addr)
+
+    def synchronize_rcu(self) -> None:
+        """``synchronize_rcu()``: one grace period passes."""
+        self.rcu_clock += self.RCU_GP
+        self._rcu_run_due()
+
+    def rcu_barrier(self) -> None:
+        """``rcu_barrier()``: every queued callback runs."""
+        if self._rcu_queue:
+            self.rcu_clock = max(self.rcu_clock, self._rcu_queue[-1][0])
+        self._rcu_run_due()
+
+    def rcu_pending_areas(self) -> list[int]:
+        return sorted(self._rcu_pending)
+
+    # -- __vmalloc(gfp), vrealloc --------------------------------------------------
+
+    def vmalloc_gfp(
+        self, size: int, *, gfp: int, cpu: int = 0, choose: Chooser | None = None
+    ) -> int | None:
+        """``__vmalloc(size, gfp)``."""
+        self._rcu_tick()
+        return self._vmalloc_node_range(size, 1, gfp=gfp, cpu=cpu, choose=choose)
+
+    def vrealloc(
+        self, addr: int | None, size: int, *, gfp: int | None = None, cpu: int = 0
+    ) -> int | None:
+        """``vrealloc()``: a shrink frees whole tail pages (with IO and FS in gfp);
+        in place while ``size`` fits the mapped pages; else move."""
+        if size == 0:
+            self.vfree(addr, cpu=cpu)
+            return None
+        self._rcu_tick()
+        if addr:
+            area = self.find_vmap_area(addr)
+            if addr in self._rcu_pending or area is None or not area.has_vm:
+                self.log.append(f"Trying to vrealloc() nonexistent vm area ({addr:#x})")
+                return None
+            if area.va_start != addr:
+                self.log.append(f"Trying to vrealloc() nonexistent vm area ({addr:#x})")
+                return None
+            usable = area.size - self.page_size  # get_vm_area_size(): no guard
+            if self._requested.get(addr, 0) > usable:
+                self.log.append(f"vrealloc() has mismatched area vs requested sizes ({addr:#x})")
+                return None
+            old = self._requested.get(addr, 0)
+            if size <= old:
+                pages = -(-size // self.page_size)
+                io_fs = 0xC0  # __GFP_IO | __GFP_FS
+                if pages < self._nr_pages.get(addr, 0) and (gfp is None or gfp & io_fs == io_fs):
+                    self._nr_pages[addr] = pages
+                self._requested[addr] = size
+                return addr
+            if size <= self._nr_pages.get(addr, 0) * self.page_size:
+                self._requested[addr] = size
+                return addr
+        new = self._vmalloc_node_range(size, 1, gfp=gfp, cpu=cpu)
+        if new is not None and addr:
+            area = self.find_vmap_area(addr)
+            assert area is not None
+            self._requested.pop(addr, None)
+            self._nr_pages.pop(addr, None)
+            self._unlink_busy(area)
+            self._queue_lazy(area)
+        return new
+
+    def requested_size(self, addr: int) -> int:
+        """The ``vm_struct.requested_size`` of the vmalloc area at *addr*."""
+        return self._requested.get(addr, 0)
+
+    def nr_pages(self, addr: int) -> int:
+        """The ``vm_struct.nr_pages`` (pages mapped) of the vmalloc area at *addr*."""
+        return self._nr_pages.get(addr, 0)
+
+    # -- vm_map_ram and vmap blocks -------------------------------------------------
+
+    def _vb_xa_of(self, addr: int) -> tuple[dict[int, dict], int]:
+        """``addr_to_vb_xa()`` and ``addr_to_vb_idx()``."""
+        xa = self._vb_xa[(addr // self.vb_size) % self.nr_cpus]
+        base = self.vmalloc_start - self.vmalloc_start % self.vb_size
+        return xa, (addr - base) // self.vb_size
+
+    def vm_map_ram(self, count: int, *, cpu: int = 0, choose: Chooser | None = None) -> int | None:
+        """``vm_map_ram()``: a block mapping for <= 64 pages, else an area of its own."""
+        self._rcu_tick()
+        if count == 0:
+            self._warn_once("vb_alloc: size 0")
+            return None
+        if count > 64:
+            try:
+                area = self.alloc_vmap_area(
+                    count * self.page_size,
+                    self.page_size,
+                    self.vmalloc_start,
+                    self.vmalloc_end,
+                    cpu=cpu,
+                )
+            except VmapError:
+                return None
+            area.flags |= 0x1  # VMAP_RAM
+            return area.va_start
+        n = 1
+        while n < count:
+            n *= 2
+        for vb in self._vb_free[cpu]:
+            if vb["free"] >= n:
+                off = self.VB_PAGES - vb["free"]
+                vb["free"] -= n
+                vb["mapped"].update(range(off, off + n))
+                if vb["free"] == 0:
+                    self._vb_free[cpu].remove(vb)
+                return vb["va"].va_start + off * self.page_size
+        try:
+            area = self.alloc_vmap_area(
+                self.vb_size,
+                self.vb_size,
+                self.vmalloc_start,
+                self.vmalloc_end,
+                cpu=cpu,
+                choose=choose,
+            )
+        except VmapError:
+            return None
+        area.flags |= 0x3  # VMAP_RAM | VMAP_BLOCK
+        vb = {
+            "va": area,
+            "cpu": cpu,
+            "free": self.VB_PAGES - n,
+            "dirty": 0,
+            "mapped": set(range(n)),
+            "dirty_min": self.VB_PAGES,
+            "dirty_max": 0,
+        }
+        xa, idx = self._vb_xa_of(area.va_start)
+        xa[idx] = vb
+        self._vb_free[cpu].append(vb)
+        return area.va_start
+
+    def vm_unmap_ram(self, addr: int, count: int, *, cpu: int = 0) -> None:
+        """``vm_unmap_ram()`` (valid addresses: the model raises for the BUG_ON cases)."""
+        self._rcu_tick()
+        if count > 64:
+            area = self.find_vmap_area(addr)
+            if area is None:
+                self._warn_once("vm_unmap_ram: no area")
+                return
+            if (
+                area.va_start != addr
+                or area.has_vm
+                or area.flags & 0x3 != 0x1
+                or area.size != count * self.page_size
+            ):
+                self.log.append(f"vm_unmap_ram({addr:#x}, {count}): not such an area")
+                return
+            self.free_vmap_area_noflush(area)
+            return
+        xa, idx = self._vb_xa_of(addr)
+        vb = xa[idx]
+        n = 1
+        while n < count:
+            n *= 2
+        off = (addr - vb["va"].va_start) // self.page_size
+        pages = set(range(off, off + n))
+        if off + n > self.VB_PAGES or not pages <= vb["mapped"]:
+            self.log.append(f"vm_unmap_ram({addr:#x}, {count}): pages not mapped")
+            return
+        vb["mapped"] -= pages
+        vb["dirty_min"] = min(vb["dirty_min"], off)
+        vb["dirty_max"] = max(vb["dirty_max"], off + n)
+        vb["dirty"] += n
+        if vb["dirty"] == self.VB_PAGES:
+            self._free_vb(vb)
+
+    def _free_vb(self, vb: dict) -> None:
+        """``free_vmap_block()``: the block's area goes down the lazy path."""
+        xa, idx = self._vb_xa_of(vb["va"].va_start)
+        del xa[idx]
+        self.free_vmap_area_noflush(vb["va"])
+
+    def _purgeable(self, vb: dict, force: bool) -> bool:
+        fragmented = vb["free"] + vb["dirty"] == self.VB_PAGES and vb["dirty"] != self.VB_PAGES
+        return fragmented and (force or vb["free"] < self.VB_PAGES // 4)
+
+    def _take_for_purge(self, vb: dict) -> None:
+        vb["free"], vb["dirty"] = 0, self.VB_PAGES
+        vb["dirty_min"], vb["dirty_max"] = 0, self.VB_PAGES
+        if vb in self._vb_free[vb["cpu"]]:
+            self._vb_free[vb["cpu"]].remove(vb)
+
+    def purge_fragmented_blocks_allcpus(self) -> None:
+        """``purge_fragmented_blocks_allcpus()``: forced, CPU by CPU, free-list order."""
+        for cpu in range(self.nr_cpus):
+            purge = [vb for vb in self._vb_free[cpu] if self._purgeable(vb, True)]
+            for vb in purge:
+                self._take_for_purge(vb)
+            for vb in purge:
+                self._free_vb(vb)
+
+    def vm_unmap_aliases(self) -> None:
+        """``_vm_unmap_aliases()``: unforced block purge or dirty-range reset, then a purge."""
+        purge = []
+        for xa in self._vb_xa:
+            for idx in sorted(xa):
+                vb = xa[idx]
+                if self._purgeable(vb, False):
+                    self._take_for_purge(vb)
+                    purge.append(vb)
+                elif vb["dirty_max"] and vb["dirty"] != self.VB_PAGES:
+                    vb["dirty_min"], vb["dirty_max"] = self.VB_PAGES, 0
+        for vb in purge:
+            self._free_vb(vb)
+        self._purge_vmap_area_lazy(full_pool_decay=False)
+
+    def vmap_blocks(self) -> list[tuple[int, int, int, int, int, int]]:
+        """Every block as ``(va_start, free, dirty, mapped bitmap, dirty_min, dirty_max)``."""
+        out = []
+        for xa in self._vb_xa:
+            for vb in xa.values():
+                bitmap = sum(1 << p for p in vb["mapped"])
+                out.append(
+                    (vb["va"].va_start, vb["free"], vb["dirty"], bitmap, vb["dirty_min"],
+                     vb["dirty_max"])
+                )  # fmt: skip
+        return sorted(out)
+
+    # -- pcpu_get_vm_areas ------------------------------------------------------------
+
+    def _free_block_holding(self, start: int, end: int) -> Block | None:
+        i = bisect.bisect_right(self._free, (start, ADDRESS_LIMIT)) - 1
+        if i >= 0 and self._free[i][0] <= start and end <= self._free[i][1]:
+            return self._free[i]
+        return None
+
+    def _pcpu_base(self, offsets: list[int], sizes: list[int], align: int) -> int | None:
+        """The highest aligned base putting every area inside one free block,
+        between ``ALIGN(VMALLOC_START)`` and ``VMALLOC_END`` aligned down."""
+        lo = -(-self.vmalloc_start // align) * align
+        hi = self.vmalloc_end // align * align
+        last_end = max(o + s for o, s in zip(offsets, sizes, strict=True))
+        candidates = set()
+        for bstart, bend in self._free:
+            top = min(bend // align * align, hi)
+            if top <= bstart:
+                continue
+            for o, s in zip(offsets, sizes, strict=True):
+                base = top - (o + s)
+                if lo <= base and base + last_end <= hi:
+                    candidates.add(base)
+        for base in sorted(candidates, reverse=True):
+            if all(
+                self._free_block_holding(base + o, base + o + s)
+                for o, s in zip(offsets, sizes, strict=True)
+            ):
+                return base
+        return None
+
+    def pcpu_get_vm_areas(
+        self, offsets: list[int], sizes: list[int], align: int, *, cpu: int = 0
+    ) -> list[int] | None:
+        """``pcpu_get_vm_areas()``: the areas' addresses, or None."""
+        self._rcu_tick()
+        return self._pcpu_get_vm_areas(offsets, sizes, align)
+
+    def _pcpu_get_vm_areas(
+        self, offsets: list[int], sizes: list[int], align: int
+    ) -> list[int] | None:
+        lo = -(-self.vmalloc_start // align) * align
+        hi = self.vmalloc_end // align * align
+        last = max(range(len(offsets)), key=lambda i: offsets[i])
+        if hi - lo < offsets[last] + sizes[last]:
+            self.log.append("WARNING: pcpu_get_vm_areas: areas larger than the vmalloc space")
+            return None
+        base = self._pcpu_base(offsets, sizes, align)
+        if base is None:
+            self._reclaim_and_purge_vmap_areas()
+            base = self._pcpu_base(offsets, sizes, align)
+            if base is None:
+                return None
+        addrs = []
+        for o, s in zip(offsets, sizes, strict=True):
+            self._carve(base + o, base + o + s)
+            area = OracleArea(base + o, base + o + s, flags=0, has_vm=True)
+            self._busy[self.addr_to_node(area.va_start)][area.va_start] = area
+            addrs.append(area.va_start)
+        return addrs
+
+    def pcpu_free_vm_areas(self, addrs: list[int]) -> None:
+        """``pcpu_free_vm_areas()``: each area freed lazily."""
+        self._rcu_tick()
+        for addr in addrs:
+            area = self._busy[self.addr_to_node(addr)][addr]
+            self._unlink_busy(area)
+            self._queue_lazy(area)
+
+    # -- the percpu allocator ----------------------------------------------------------
+
+    def alloc_percpu(self, size: int, align: int, *, cpu: int = 0) -> int | None:
+        """``__alloc_percpu()``: first fit in the first chunk that has room."""
+        self._rcu_tick()
+        if not size or size > 32 << 10 or not _is_power_of_2(align) or align > self.page_size:
+            self.log.append(f"illegal size ({size}) or align ({align}) for percpu allocation")
+            return None
+        align = max(align, 4)
+        size = -(-size // 4) * 4
+
+        def fit(chunk: dict) -> int | None:
+            pos = 0
+            for off in [*sorted(chunk["objs"]), self.PCPU_UNIT]:
+                cand = -(-pos // align) * align
+                if cand + size <= off:
+                    return cand
+                if off < self.PCPU_UNIT:
+                    pos = max(pos, off + chunk["objs"][off])
+            return None
+
+        for chunk in self._chunks:
+            off = fit(chunk)
+            if off is not None:
+                break
+        else:
+            addrs = self._pcpu_get_vm_areas(
+                [0], [self.pcpu_nr_units * self.PCPU_UNIT], self.PCPU_ATOM
+            )
+            if addrs is None:
+                self.log.append(f"percpu: allocation failed, size={size} align={align}")
+                return None
+            chunk = {"base": addrs[0], "addrs": addrs, "objs": {}}
+            self._chunks.append(chunk)
+            off = fit(chunk)
+            assert off is not None
+        chunk["objs"][off] = size
+        return chunk["base"] + off
+
+    def free_percpu(self, ptr: int | None) -> None:
+        """``free_percpu()``; an emptied chunk goes if another empty one exists."""
+        if not ptr:
+            return
+        self._rcu_tick()
+        for chunk in self._chunks:
+            if chunk["base"] <= ptr < chunk["base"] + self.PCPU_UNIT:
+                break
+        else:
+            raise VmapArgumentError("ptr", "is not a percpu pointer", ptr)
+        if chunk["objs"].pop(ptr - chunk["base"], None) is None:
+            self.log.append(f"free_percpu({ptr:#x}): double free")
+            return
+        if not chunk["objs"] and any(not c["objs"] for c in self._chunks if c is not chunk):
+            self._chunks.remove(chunk)
+            for addr in chunk["addrs"]:
+                area = self._busy[self.addr_to_node(addr)][addr]
+                self._unlink_busy(area)
+                self._queue_lazy(area)
+
+    def percpu_chunks(self) -> list[tuple[int, list[tuple[int, int]]]]:
+        """Every chunk as ``(base, sorted (offset, size))``, in creation order."""
+        return [(c["base"], sorted(c["objs"].items())) for c in self._chunks]

@@ -60,17 +60,38 @@ class PurgeMixin:
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
 
     def reclaim_and_purge_vmap_areas(self: VmapAllocator) -> None:
-        """``reclaim_and_purge_vmap_areas()``: purge everything and decay pools fully."""
+        """``reclaim_and_purge_vmap_areas()``: purge fragmented vmap blocks, then
+        everything lazy, decaying pools fully (with an overlay, its empty chunks
+        go back first and are purged too)."""
+        if self.overlay is not None:  # -- overlay
+            self.overlay.reclaim()
         self.metrics.locks["vmap_purge_lock"] += 1
+        self.purge_fragmented_blocks_allcpus()  # core/vmap_block.py
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, True)
 
     def vm_unmap_aliases(self: VmapAllocator) -> None:
-        """``vm_unmap_aliases()``: purge every lazily freed area now, decaying the
-        pools by ~25% only (``__purge_vmap_area_lazy(..., false)``).  With no
-        vmap blocks modelled there is no dirty block range to flush besides."""
+        """``vm_unmap_aliases()`` -> ``_vm_unmap_aliases(ULONG_MAX, 0, 0)``: purge
+        fragmented vmap blocks or collect their dirty ranges (and, stage 10 on,
+        the overlay's freed areas), then purge every lazily freed area,
+        decaying the pools by ~25% only; if nothing was purged but a range is
+        dirty, flush that range."""
         self.metrics.locks["vmap_purge_lock"] += 1
-        self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
+        start, end, flush = self._vb_unmap_aliases(ULONG_MAX, 0)  # core/vmap_block.py
+        dirty = self.overlay.dirty_span() if self.overlay is not None else None
+        if dirty is not None:  # -- overlay
+            start, end = min(start, dirty[0]), max(end, dirty[1])
+            flush = True
+        if not self.__purge_vmap_area_lazy(start, end, False) and flush:
+            self._flush_tlb_kernel_range(start, end)
         self._debug_check()
+
+    def _overlay_release(self: VmapAllocator, chunk: VmapArea) -> None:
+        """The overlay gives a chunk back: unlink its busy area and free it lazily,
+        like any area (its TLB entries go with the next purge)."""
+        va = self.find_unlink_vmap_area(chunk.va_start)
+        if va is not chunk:  # pragma: no cover - the overlay and the busy tree disagree
+            raise AssertionError(f"overlay chunk {chunk!r} is not busy (found {va!r})")
+        self._free_vmap_area_noflush(va)
 
     def purge_vmap_area_lazy(self: VmapAllocator) -> None:
         """Purge every lazily freed area now, as the allocation-failure path does
@@ -82,6 +103,8 @@ class PurgeMixin:
         """``vmap_node_shrink_count()``: the areas held in every node's pools,
         or ``SHRINK_EMPTY`` when there are none (read without locks)."""
         count = sum(len(pool) for vn in self.vmap_nodes for pool in vn.pools.values())
+        if self.overlay is not None:  # -- overlay: its empty chunks
+            count += self.overlay.reclaimable()
         return count or SHRINK_EMPTY
 
     def vmap_node_shrink_scan(self: VmapAllocator) -> int:
@@ -94,6 +117,8 @@ class PurgeMixin:
         for vn in self.vmap_nodes:
             if vn.pools:
                 self._decay_va_pool_node(vn, True)
+        if self.overlay is not None:  # -- overlay: empty chunks go back (lazily)
+            self.overlay.reclaim()
         self._debug_check()
         return SHRINK_STOP
 
@@ -114,6 +139,10 @@ class PurgeMixin:
                 continue
             c.locks["vmap_node.lazy.lock"] += 1
             purge = vn.lazy.detach_all()
+            # a queue may hand back its own order (list_head, stage 8 on: the order
+            # queued); purge_vmap_node() pools and merges in address order.
+            # Timsort is one pass over an already sorted list (stages 0-7).
+            purge.sort(key=_va_start)
             vn.purge_list = purge
             if purge[0].va_start < start:
                 start = purge[0].va_start

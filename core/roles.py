@@ -10,7 +10,7 @@ All ranges are the kernel's: ``va_start`` inclusive, ``va_end`` exclusive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 from .area import VmapArea
@@ -213,12 +213,18 @@ class LazyQueue(Protocol):
     """One vmap node's lazily freed areas: ``vn->lazy``."""
 
     def add(self, va: VmapArea) -> bool:
-        """Queue an area (``insert_vmap_area`` into the lazy tree); False on overlap."""
+        """Queue an area (``insert_vmap_area`` into the lazy tree); False on overlap
+        (a queue without an index cannot tell one and returns True)."""
         ...
 
     def detach_all(self) -> list[VmapArea]:
-        """Take every queued area, in address order, leaving the queue empty
-        (``list_replace_init`` of the lazy list, root reset)."""
+        """Take every queued area, leaving the queue empty (``list_replace_init``
+        of the lazy list, root reset).
+
+        In the queue's own order: address order for an indexed queue (rb,
+        maple), the order queued for a bare ``list_head`` (stage 8 on).  The
+        purge sorts each node's list by address itself, so no order is
+        required here; ``__iter__`` still yields address order."""
         ...
 
     def __iter__(self) -> Iterator[VmapArea]: ...
@@ -230,18 +236,77 @@ class LazyQueue(Protocol):
 
 @runtime_checkable
 class Overlay(Protocol):
-    """An optional fast path in front of the allocator (stage 10 on)."""
+    """An optional fast path in front of the allocator (stage 10 on): space the
+    overlay reserved from the flow as busy areas (chunks, no ``vm_struct``)
+    and hands out in smaller areas without the trees.
 
-    def try_alloc(self, size: int, align: int, vstart: int, vend: int, cpu: int) -> VmapArea | None:
-        """Satisfy an allocation from the overlay, or None to fall through."""
+    The flow binds it once (:meth:`attach`); on ``alloc_vmap_area()`` of a
+    vmalloc-family request it asks :meth:`eligible` then :meth:`try_alloc`;
+    ``vfree()`` / ``find_vmap_area()`` ask :meth:`lookup` before the busy tree
+    and :meth:`resolve` when the busy tree answers with a chunk; memory
+    pressure calls :meth:`reclaim`, ``vm_unmap_aliases()`` :meth:`dirty_span`.
+    Chunks are busy areas of the busy index; ``check_invariants()`` requires
+    that and the overlay's own :meth:`check` that every sub-area is accounted for.
+    """
+
+    def attach(
+        self,
+        reserve: Callable[[int, int, int, int, int, bool], VmapArea | None],
+        release: Callable[[VmapArea], None],
+        *,
+        nr_cpus: int,
+        lazy_max_pages: int,
+        debug: bool = False,
+    ) -> None:
+        """Bind ``reserve(size, align, vstart, vend, cpu, can_block)`` (a busy area
+        from ``alloc_vmap_area()``, or None) and ``release(chunk_area)`` (unlink
+        it from the busy tree and free it lazily)."""
         ...
 
-    def try_free(self, addr: int, cpu: int) -> VmapArea | None:
-        """Take back an overlay-resident area, or None if ``addr`` is not one."""
+    def eligible(self, size: int, align: int, vstart: int, vend: int, can_block: bool) -> bool:
+        """Whether the overlay takes a request of this shape (size guard included)."""
+        ...
+
+    def try_alloc(self, va: VmapArea, size: int, cpu: int, can_block: bool) -> bool:
+        """Place an eligible request: set ``va``'s range, True; False to fall through."""
+        ...
+
+    def lookup(self, addr: int) -> VmapArea | None:
+        """The live overlay area holding ``addr`` without a tree walk, or None
+        (not known: the flow walks the busy tree)."""
+        ...
+
+    def owns(self, va: VmapArea) -> bool:
+        """Whether the busy area ``va`` is one of the overlay's chunks."""
+        ...
+
+    def resolve(self, chunk_va: VmapArea, addr: int) -> VmapArea | None:
+        """A busy area found through the busy tree: if it is a chunk, the live
+        overlay area in it holding ``addr``; otherwise None."""
+        ...
+
+    def free(self, va: VmapArea) -> None:
+        """Take back a live overlay area (may ``release`` its chunk)."""
+        ...
+
+    def reclaimable(self) -> int:
+        """Chunks :meth:`reclaim` would give back now."""
+        ...
+
+    def reclaim(self) -> int:
+        """Give back every chunk holding no live area; how many."""
+        ...
+
+    def dirty_span(self) -> tuple[int, int] | None:
+        """The range over areas freed since the last call (not yet flushed), or None."""
+        ...
+
+    def areas(self) -> Iterator[VmapArea]:
+        """The live overlay areas, in address order."""
         ...
 
     def __iter__(self) -> Iterator[VmapArea]:
-        """The ranges the overlay holds (reserved chunks)."""
+        """The chunks' busy areas, in address order."""
         ...
 
     def check(self) -> None: ...

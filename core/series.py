@@ -38,6 +38,16 @@ _DEFERRED = {"lazy_bringup": True}
 _PREALLOC = {**_DEFERRED, "maple_publish": "prealloc", "publish_retry_queue": True}
 #: stage 6 on: va_clip() trims a free-area entry with one store of NULL
 _CLIP_STORE = {**_PREALLOC, "va_clip_store_null": True}
+#: stage 9 on: find_unlink_vmap_area() is one mas_erase walk
+_SINGLE_ERASE = {**_CLIP_STORE, "busy_single_erase": True}
+#: stage 11 on: each overlay chunk keeps a back-pointer array (O(1) lookup)
+_BACKPTR = {**_SINGLE_ERASE, "pcpu_backptr": True}
+#: stage 12: every back-pointer index bounds-checked on the alloc and free paths
+_HARDENED = {**_BACKPTR, "pcpu_bounds_hardened": True}
+#: stages 8-9: the occupied tree is gap and busy index; lazy areas on a list_head
+_LIST = {"occupied": "maple", "busy": "maple-occupied", "lazy": "listhead"}
+#: stage 10 on: and the per-CPU bump overlay in front
+_OVERLAY = {**_LIST, "overlay": "pcpu-bump"}
 
 
 def _stage(number: int, components: dict[str, str], features: dict, summary: str) -> Stage:
@@ -139,5 +149,39 @@ STAGES: list[Stage] = [
         _CLIP_STORE,
         "the occupied tree is the busy index too: one empty_area descent and one store per "
         "alloc; no free-area tree",
+    ),
+    _stage(
+        8,
+        _LIST,
+        _CLIP_STORE,
+        "lazy areas on a plain list_head per node: O(1) append, the drain splices the list; "
+        "no tree work per lazy free",
+    ),
+    _stage(
+        9,
+        _LIST,
+        _SINGLE_ERASE,
+        "vfree unlinks the busy entry with one mas_erase walk instead of a find walk and an "
+        "erase walk",
+    ),
+    _stage(
+        10,
+        _OVERLAY,
+        _SINGLE_ERASE,
+        "per-CPU chunks reserved through alloc_vmap_area; small page-aligned blocking vmallocs "
+        "bump-allocated from them; vfree finds them through the busy tree",
+    ),
+    _stage(
+        11,
+        _OVERLAY,
+        _BACKPTR,
+        "each chunk keeps a back-pointer array: vfree resolves a chunk address in O(1), "
+        "fast-rejects others; the fill loop indexes one past the array (UBSAN)",
+    ),
+    _stage(
+        12,
+        _OVERLAY,
+        _HARDENED,
+        "every back-pointer index bounds-checked on the alloc and free paths: UBSAN-clean",
     ),
 ]

@@ -40,6 +40,7 @@ class VmallocMixin:
         ):
             check_cpu(cpu, self.nr_cpus)
             check_ulong("size", size)
+        self._rcu_tick()  # the modeled RCU clock (core/rcu.py)
         return self.__vmalloc_node_range(
             size, 1, self.vmalloc_start, self.vmalloc_end, _GFP_KERNEL, 0, cpu, "vmalloc"
         )
@@ -57,8 +58,30 @@ class VmallocMixin:
         check_ulong("size", size)
         check_ulong("align", align)
         gfp = check_gfp(gfp)
+        self._rcu_tick()
         return self.__vmalloc_node_range(
             size, align, self.vmalloc_start, self.vmalloc_end, gfp, 0, cpu, "__vmalloc_node"
+        )
+
+    def vmalloc_gfp(self: VmapAllocator, size: int, *, gfp: int, cpu: int = 0) -> int | None:
+        """``__vmalloc(size, gfp)``: ``size`` bytes with the caller's gfp.
+
+        A non-blocking gfp (``GFP_ATOMIC``, ``GFP_NOWAIT``) never purges and
+        retries: without free space the call fails (warning unless
+        ``__GFP_NOWARN``)."""
+        check_cpu(cpu, self.nr_cpus)
+        check_ulong("size", size)
+        gfp = check_gfp(gfp)
+        self._rcu_tick()
+        return self._vmalloc_range(size, 1, gfp, cpu, "__vmalloc")
+
+    def _vmalloc_range(
+        self: VmapAllocator, size: int, align: int, gfp: int, cpu: int, caller: str
+    ) -> int | None:
+        """``__vmalloc_node_range()`` over the vmalloc window, for other mixins
+        (``vrealloc()``); charges no clock tick."""
+        return self.__vmalloc_node_range(
+            size, align, self.vmalloc_start, self.vmalloc_end, gfp, 0, cpu, caller
         )
 
     def __vmalloc_node_range(
@@ -104,6 +127,7 @@ class VmallocMixin:
             # first attempt and returns NULL (docs/divergences.md).
             self._debug_check()
             return None
+        area.nr_pages = size >> PAGE_SHIFT  # __vmalloc_area_node() mapped them
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
         if self.debug:
             self.check_invariants()
@@ -148,8 +172,21 @@ class VmallocMixin:
 
     # -- lookup ------------------------------------------------------------------
     def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
-        """``find_vmap_area()``: the busy area containing ``addr``, or None."""
-        return self._busy_walk(check_ulong("addr", addr), False)
+        """``find_vmap_area()``: the busy area containing ``addr``, or None.
+
+        With an overlay (stage 10 on) an address in a chunk resolves to the
+        overlay area holding it (the chunk's own area if none does)."""
+        addr = check_ulong("addr", addr)
+        overlay = self.overlay
+        if overlay is None:
+            return self._busy_walk(addr, False)
+        # -- overlay: O(1) lookup first (stage 11 on), else through the busy tree
+        va = overlay.lookup(addr)
+        if va is None:
+            va = self._busy_walk(addr, False)
+            if va is not None and va.vm is None:
+                va = overlay.resolve(va, addr) or va
+        return va
 
     def find_unlink_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
         """``find_unlink_vmap_area()``: find the busy area containing ``addr`` and
@@ -212,6 +249,9 @@ class VmallocMixin:
         ):
             check_ulong("addr", addr)
             check_cpu(cpu, self.nr_cpus)
+        self._rcu_tick()
+        if self._rcu_pending and self._rcu_owns(addr, "vfree"):
+            return
         self.metrics.free_calls += 1
         vm = self.remove_vm_area(addr)
         if vm is None:
@@ -225,6 +265,11 @@ class VmallocMixin:
         if addr & _PAGE_MASK:
             self._printk(f"WARNING: Trying to vfree() bad address ({addr:#x})")
             return None
+        overlay = self.overlay
+        if overlay is not None:  # -- overlay, stage 11 on: O(1), no tree walk
+            sub = overlay.lookup(addr)
+            if sub is not None:
+                return self._overlay_vfree(sub, addr)
         va = self.find_unlink_vmap_area(addr)
         if va is None:
             return None
@@ -232,6 +277,10 @@ class VmallocMixin:
         if vm is None or va.va_start != addr:
             # Not something vfree() may release: put it back untouched.
             self._busy_reinsert(va)
+            if overlay is not None and vm is None:  # -- overlay: a chunk (stage 10)
+                sub = overlay.resolve(va, addr)
+                if sub is not None:
+                    return self._overlay_vfree(sub, addr)
             if vm is not None:
                 self._printk(
                     f"WARNING: vfree({addr:#x}) is inside {va.va_start:#x}-{va.va_end:#x} "
@@ -240,6 +289,21 @@ class VmallocMixin:
             return None
         va.vm = None
         self._free_vmap_area_noflush(va)  # free_unmap_vmap_area(): unmap, no TLB flush
+        return vm
+
+    def _overlay_vfree(self: VmapAllocator, sub: VmapArea, addr: int) -> VmStruct | None:
+        """``remove_vm_area()`` of an overlay area: the overlay takes it back
+        (its range is flushed when its chunk goes back through the lazy path)."""
+        if sub.va_start != addr:
+            self._printk(
+                f"WARNING: vfree({addr:#x}) is inside {sub.va_start:#x}-{sub.va_end:#x} "
+                f"but not its start (the kernel would free the whole area)"
+            )
+            return None
+        vm = sub.vm
+        sub.vm = None
+        self.overlay.free(sub)
+        self._kmem_cache_free_va(sub)
         return vm
 
     def free_vmap_area_noflush(self: VmapAllocator, area: VmapArea) -> None:
@@ -256,6 +320,9 @@ class VmallocMixin:
         self.metrics.free_calls += 1
         # one find-and-unlink, as the kernel's callers do (vm_unmap_ram)
         va = self.find_unlink_vmap_area(area.va_start) if area.va_end > area.va_start else None
+        if va is not None and self.overlay is not None and self.overlay.owns(va):
+            self._busy_reinsert(va)  # -- overlay: a chunk is the overlay's to give back
+            va = None
         if va is not area:
             if va is not None:  # another busy area holds that address: put it back
                 self._busy_reinsert(va)

@@ -15,11 +15,15 @@ from attrs import field, frozen
 
 from .constants import PAGE_SIZE
 from .descriptors import Workload
+from .errors import VmapArgumentError
+from .gfp import GFP_NOWAIT
 
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
 
 __all__ = ["WORKLOADS", "WorkloadReport", "mixed"]
+
+_GFP_NOWAIT = int(GFP_NOWAIT)
 
 
 @frozen
@@ -49,14 +53,26 @@ def _size_pages(rng: random.Random) -> int:
 
 
 def mixed(
-    allocator: VmapAllocator, *, seed: int = 0, nr_ops: int = 20000, max_live: int = 2000
+    allocator: VmapAllocator,
+    *,
+    seed: int = 0,
+    nr_ops: int = 20000,
+    max_live: int = 2000,
+    nowait_pct: int = 0,
+    aligned_pct: int = 10,
 ) -> WorkloadReport:
     """A seeded mix of vmalloc, __vmalloc_node (aligned) and vfree on every CPU.
 
     70% of sizes are 1-4 pages, 25% 5-256 pages (pool sizes), 5% larger;
-    about one request in ten asks for an alignment of 2..64 pages.  Up to
+    ``aligned_pct`` percent (default 10) ask for an alignment of 2..64 pages.  Up to
     ``max_live`` areas stay live; frees pick a random live area.
+    ``nowait_pct`` percent of the requests are ``__vmalloc_node(size,
+    PAGE_SIZE, GFP_NOWAIT)`` (non-blocking; 0, the default, draws nothing
+    extra, so the mix is unchanged).
     """
+    for name, pct in (("nowait_pct", nowait_pct), ("aligned_pct", aligned_pct)):
+        if type(pct) is not int or not 0 <= pct <= 100:
+            raise VmapArgumentError(name, "must be an integer percentage in [0, 100]", pct)
     rng = random.Random(seed)
     live: list[int] = []
     ops = {"vmalloc": 0, "vmalloc_node": 0, "vfree": 0, "failed": 0}
@@ -71,7 +87,10 @@ def mixed(
             ops["vfree"] += 1
             continue
         size = _size_pages(rng) * PAGE_SIZE - rng.choice((0, 0, 0, 100))
-        if rng.random() < 0.1:
+        if nowait_pct and rng.randrange(100) < nowait_pct:
+            addr = allocator.vmalloc_node(size, PAGE_SIZE, gfp=_GFP_NOWAIT, cpu=cpu)
+            ops["vmalloc_nowait"] = ops.get("vmalloc_nowait", 0) + 1
+        elif rng.random() < aligned_pct / 100:
             align = PAGE_SIZE << rng.randint(1, 6)
             addr = allocator.vmalloc_node(size, align, cpu=cpu)
             ops["vmalloc_node"] += 1
@@ -86,9 +105,12 @@ def mixed(
         allocator.vfree(addr)
         ops["vfree"] += 1
     elapsed = time.perf_counter() - t0
-    return WorkloadReport(
-        "mixed", {"seed": seed, "nr_ops": nr_ops, "max_live": max_live}, ops, elapsed
-    )
+    params = {"seed": seed, "nr_ops": nr_ops, "max_live": max_live}
+    if nowait_pct:
+        params["nowait_pct"] = nowait_pct
+    if aligned_pct != 10:
+        params["aligned_pct"] = aligned_pct
+    return WorkloadReport("mixed", params, ops, elapsed)
 
 
 WORKLOADS: list[Workload] = [

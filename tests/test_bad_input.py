@@ -15,10 +15,20 @@ XS = vmapsim.VMALLOC_START
 XE = vmapsim.VMALLOC_END
 
 
+#: every stage of the maple series that exists (docs/stages.md rows 0-7)
+STAGES = range(8)
+
+
+@pytest.fixture(params=STAGES, ids=[f"stage{n}" for n in STAGES])
+def stage(request) -> int:
+    """Each bad-input case runs on every stage: each must refuse it the same way."""
+    return request.param
+
+
 @pytest.fixture
-def busy():
+def busy(stage):
     """An allocator with some busy, lazy and free structure to disturb."""
-    a = vmapsim.build(0, nr_cpus=2, debug=True)
+    a = vmapsim.build(stage, nr_cpus=2, debug=True)
     addrs = [a.vmalloc(k * P, cpu=k % 2) for k in (1, 2, 3, 4)]
     a.vfree(addrs[1])
     return a, addrs
@@ -173,9 +183,9 @@ def test_double_free_vmap_area_noflush(busy):
         ({"components": {"cache": "rb"}}, "components"),
     ],
 )
-def test_build_rejects_bad_arguments(kwargs, argument):
+def test_build_rejects_bad_arguments(stage, kwargs, argument):
     with pytest.raises(VmapError) as ei:
-        vmapsim.build(0, **kwargs)
+        vmapsim.build(stage, **kwargs)
     assert ei.value.argument == argument
 
 
@@ -184,3 +194,37 @@ def test_find_vmap_area_bad_address(busy):
     with pytest.raises(VmapArgumentError, match="addr"):
         a.find_vmap_area(-5)
     assert a.find_vmap_area(1) is None
+
+
+@pytest.mark.parametrize(
+    ("gfp", "error"),
+    [(-1, VmapArgumentError), (1 << 32, VmapArgumentError), ("GFP_KERNEL", VmapTypeError)],
+)
+def test_gfp_outside_gfp_t(busy, gfp, error):
+    a, _ = busy
+    before = snapshot(a)
+    with pytest.raises(error) as ei:
+        a.vmalloc_node(P, P, gfp=gfp)
+    assert ei.value.argument == "gfp"
+    with pytest.raises(error) as ei:
+        a.alloc_vmap_area(P, P, XS, XE, gfp=gfp)
+    assert ei.value.argument == "gfp"
+    assert snapshot(a) == before
+    assert a.log == []
+
+
+def test_bad_input_before_vmalloc_init_brings_nothing_up(stage):
+    """Before vmalloc_init() a refused call changes nothing, not even at the
+    stages that bring maple up on first use (row 1): the refusal comes first."""
+    a = vmapsim.build(stage, init=False, debug=True)
+    with pytest.raises(VmapArgumentError, match="size"):
+        a.alloc_vmap_area(-P, P, XS, XE)
+    with pytest.raises(VmapArgumentError, match="vstart"):
+        a.alloc_vmap_area(P, P, XE, XS)
+    assert a.vmalloc(0) is None  # the kernel's zero-size WARN, no area
+    assert a.find_vmap_area(XS) is None
+    a.vfree(XS)
+    assert a.log[-1] == f"WARNING: Trying to vfree() nonexistent vm area ({XS:#x})"
+    assert not a.vmap_initialized
+    a.vmalloc_init()
+    a.check_invariants()

@@ -7,12 +7,17 @@ step, the free / busy / lazy / pooled sets, ``vmap_lazy_nr`` and the model's
 own ``check_invariants()``.
 
 Where the kernel's pruned search leaves the choice open (``align >
-PAGE_SIZE`` outside an exact-fit window), the oracle checks the model's
-choice against :class:`vmapsim.oracle.PlacementBounds` and follows it.
+PAGE_SIZE`` outside an exact-fit window), the model's choice is first
+checked here against the rule docs/rbtree.md states for
+``find_vmap_lowest_match`` with ``adjust_search_size``
+(:func:`check_pruned_placement`, written from that rule over the oracle's
+free set, not from the model or :class:`vmapsim.oracle.PlacementBounds`);
+then the oracle checks it against its own bounds and follows it.
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
 from collections.abc import Callable
 from typing import Any
@@ -69,18 +74,90 @@ def blocks(areas: object) -> list[tuple[int, int]]:
     return sorted((va.va_start, va.va_end) for va in areas)  # type: ignore[attr-defined]
 
 
-def chooser(result: int | None, purged: bool) -> Callable[[PlacementBounds, int], int | None]:
+def _fits(block: tuple[int, int], size: int, align: int, vstart: int) -> int | None:
+    """``is_within_this_va`` (docs/rbtree.md): the aligned start in *block*, or None.
+
+    64-bit unsigned: ``nva = ALIGN(max(va_start, vstart), align)`` modulo
+    2**64; no fit if ``nva + size`` reaches 2**64, if ``nva < vstart`` (the
+    ALIGN wrapped), or if ``nva + size > va_end``.
+    """
+    nva = -(-max(block[0], vstart) // align) * align % (ULONG_MAX + 1)
+    if nva + size > ULONG_MAX or nva < vstart or nva + size > block[1]:
+        return None
+    return nva
+
+
+def check_pruned_placement(
+    free: list[tuple[int, int]],
+    size: int,
+    align: int,
+    vstart: int,
+    vend: int,
+    result: int | None,
+) -> None:
+    """Assert one ``__alloc_vmap_area`` outcome obeys the pruned-search rule.
+
+    The rule (docs/rbtree.md, ``find_vmap_lowest_match``, with adjust): the
+    search prunes subtrees by ``size + align - 1``, so the block it returns
+    fits (``is_within_this_va``) and no free block *below* it both fits and
+    is at least ``size + align - 1`` long; it returns nothing only when no
+    such block exists.  ``va_alloc`` then places the request at that block's
+    aligned start and fails with -ERANGE if it crosses ``vend``.  So a
+    result is a multiple of ``align``, at or above ``vstart``, ending at or
+    below ``vend``, at the aligned start of a free block that holds it, with
+    no big fitting block below; a failure means the lowest big fitting
+    block (if any) crosses ``vend``.  *free* is the free set before the
+    attempt, sorted.
+    """
+    what = f"size {size:#x} align {align:#x} in [{vstart:#x}, {vend:#x})"
+    length = size + align - 1
+    lowest_big = next(
+        (b for b in free if b[1] - b[0] >= length and _fits(b, size, align, vstart) is not None),
+        None,
+    )
+    if result is None:
+        if lowest_big is not None:
+            nva = _fits(lowest_big, size, align, vstart)
+            assert nva is not None and nva + size > vend, (
+                f"{what}: failed, but free block {lowest_big} holds size + align - 1 "
+                f"and places at {nva:#x} below vend"
+            )
+        return
+    assert result % align == 0, f"{what}: {result:#x} is not aligned"
+    assert vstart <= result and result + size <= vend, f"{what}: {result:#x} outside the window"
+    i = bisect.bisect_right(free, (result, ULONG_MAX + 1)) - 1  # the block starting at or below
+    block = free[i] if i >= 0 else (0, 0)
+    assert block[0] <= result and result + size <= block[1], (
+        f"{what}: [{result:#x}, {result + size:#x}) is not inside one free block"
+    )
+    assert _fits(block, size, align, vstart) == result, (
+        f"{what}: {result:#x} is not the aligned start of free block {block}"
+    )
+    assert lowest_big is None or lowest_big[0] >= block[0], (
+        f"{what}: took block {block}, but free block {lowest_big} below it fits and "
+        f"holds size + align - 1"
+    )
+
+
+def chooser(
+    result: int | None, purged: bool, free_now: Callable[[], list[tuple[int, int]]]
+) -> Callable[[PlacementBounds, int], int | None]:
     """Tell the oracle which allowed outcome the model took on each placement attempt.
 
     The model shows only its final result; whether its first attempt failed
-    shows in the purge it then ran (lazy and pooled areas all gone).
+    shows in the purge it then ran (lazy and pooled areas all gone).  Each
+    outcome is checked with :func:`check_pruned_placement` against the
+    oracle's free set at that attempt before the oracle takes it.
     """
     attempts = 0
 
     def choose(bounds: PlacementBounds, vend: int) -> int | None:
         nonlocal attempts
         attempts += 1
-        if attempts == 1 and purged:
+        outcome = None if attempts == 1 and purged else result
+        check_pruned_placement(free_now(), bounds.size, bounds.align, bounds.vstart, vend, outcome)
+        event("pruned placement checked")
+        if outcome is None:
             return None
         lowest = bounds.lowest_fit
         if result is not None and lowest is not None and result != bounds.nva(lowest):
@@ -88,6 +165,39 @@ def chooser(result: int | None, purged: bool) -> Callable[[PlacementBounds, int]
         return result
 
     return choose
+
+
+# -- the pruned-search rule itself ----------------------------------------------------
+
+
+def test_pruned_placement_rule_by_hand() -> None:
+    """check_pruned_placement accepts what the rule allows and nothing else.
+
+    Free: a 2-page hole at 0x1000 (fits one page aligned to 0x2000 at
+    0x2000, but is shorter than size + align - 1 = 0x2fff), a big block at
+    0x10000 and another at 0x40000.
+    """
+    free = [(0x1000, 0x3000), (0x10000, 0x20000), (0x40000, 0x80000)]
+    ok = [0x2000, 0x10000]  # the small hole (the search may reach it) or the lowest big
+    for addr in ok:
+        check_pruned_placement(free, P, 2 * P, 0, 1 << 40, addr)
+    check_pruned_placement(free, P, 2 * P, 0, 0x10000, None)  # the big block crosses vend
+    bad = [
+        0x40000,  # skips the big block at 0x10000
+        0x12000,  # inside a free block, aligned, but not at its aligned start
+        0x3000,  # not inside a free block
+        0x10800,  # not aligned
+        None,  # fails although 0x10000 fits below vend
+    ]
+    for addr in bad:
+        with pytest.raises(AssertionError):
+            check_pruned_placement(free, P, 2 * P, 0, 1 << 40, addr)
+    with pytest.raises(AssertionError, match="outside the window"):
+        check_pruned_placement(free, P, 2 * P, 0x11000, 1 << 40, 0x10000)
+    # vstart inside the big block: its part above vstart still fits
+    check_pruned_placement(free, P, 2 * P, 0x1F000, 1 << 40, 0x40000)
+    with pytest.raises(AssertionError):
+        check_pruned_placement(free, P, 2 * P, 0x1E000, 1 << 40, 0x40000)
 
 
 class Stage0Machine(RuleBasedStateMachine):
@@ -155,7 +265,7 @@ class Stage0Machine(RuleBasedStateMachine):
             got = self.m.vmalloc(size, cpu=cpu)
         else:
             got = self.m.vmalloc_node(size, align, gfp=gfp, cpu=cpu)
-        choose = chooser(got, self._model_purged(pending))
+        choose = chooser(got, self._model_purged(pending), self.oracle.free_areas)
         if align is None:
             want = self.oracle.vmalloc(size, cpu=cpu, choose=choose)
         else:
@@ -282,7 +392,7 @@ class Stage0Machine(RuleBasedStateMachine):
         else:
             got_err = None
         purged = self._model_purged(pending)
-        choose = chooser(got.va_start if got is not None else None, purged)
+        choose = chooser(got.va_start if got is not None else None, purged, self.oracle.free_areas)
         try:
             want = self.oracle.alloc_vmap_area(
                 size, align, vstart, vend, gfp=gfp, cpu=cpu, choose=choose

@@ -37,6 +37,7 @@ __all__ = [
     "AUGMENT_FIELDS",
     "LOOKUP_FIELDS",
     "OVERLAP_WARNING",
+    "SUCCESSOR_FIELDS",
     "ULONG_MASK",
     "RbList",
     "RbTree",
@@ -54,6 +55,8 @@ OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
 AUGMENT_FIELDS = ("va_start", "va_end", "rb_node", "subtree_max_size")
 #: fields a busy/lazy lookup or a link search reads per node
 LOOKUP_FIELDS = ("va_start", "va_end", "rb_node")
+#: fields rb_erase's in-order successor search reads per node (``rb_left``)
+SUCCESSOR_FIELDS = ("rb_node",)
 
 
 def layout_from_params(params: Mapping[str, Any] | None) -> StructLayout:
@@ -86,7 +89,15 @@ class RbTree:
     colour-only tree of the busy and lazy trees.
     """
 
-    __slots__ = ("augmented", "counters", "lines_augment", "lines_lookup", "name", "rb_node")
+    __slots__ = (
+        "augmented",
+        "counters",
+        "lines_augment",
+        "lines_lookup",
+        "lines_successor",
+        "name",
+        "rb_node",
+    )
 
     def __init__(
         self,
@@ -104,6 +115,8 @@ class RbTree:
         #: cache lines per slab position for an augmented walk / a lookup walk
         self.lines_augment: tuple[int, ...] = field_lines_table(layout, AUGMENT_FIELDS)
         self.lines_lookup: tuple[int, ...] = field_lines_table(layout, LOOKUP_FIELDS)
+        #: cache lines per slab position for a step of rb_erase's successor search
+        self.lines_successor: tuple[int, ...] = field_lines_table(layout, SUCCESSOR_FIELDS)
 
     # -- helpers --------------------------------------------------------
 
@@ -236,6 +249,11 @@ class RbTree:
         """``rb_erase()`` / ``rb_erase_augmented()``: unlink ``node`` and rebalance.
 
         Clears ``node``'s tree fields afterwards (``RB_CLEAR_NODE``).
+
+        Counts the rotations; in augmented mode one ``augment_updates`` per
+        rotation and per propagate step; ``nodes_visited`` and
+        ``cache_lines`` for the nodes the successor search and the propagate
+        steps read (docs/rbtree.md, "Counters").
         """
         aug = self.augmented
         upd = 0
@@ -266,7 +284,7 @@ class RbTree:
         else:
             # two children: splice in the in-order successor
             successor = child
-            tbl = self.lines_lookup
+            tbl = self.lines_successor  # the search reads each node's rb_left only
             visited = 1
             lines = tbl[child.slab_pos]
             tmp = child.rb_left
@@ -290,10 +308,12 @@ class RbTree:
                 if aug:
                     successor.subtree_max_size = node.subtree_max_size  # copy
                     # propagate from the successor's old parent up to the successor
+                    atbl = self.lines_augment
                     p = parent
                     while p is not successor:
                         m = compute_subtree_max_size(p)
                         upd += 1
+                        lines += atbl[p.slab_pos]
                         if p.subtree_max_size == m:
                             break
                         p.subtree_max_size = m
@@ -313,10 +333,12 @@ class RbTree:
             from_node = successor
         if aug:
             # propagate callback up to the root, stopping when unchanged
+            atbl = self.lines_augment
             p = from_node
             while p is not None:
                 m = compute_subtree_max_size(p)
                 upd += 1
+                lines += atbl[p.slab_pos]
                 if p.subtree_max_size == m:
                     break
                 p.subtree_max_size = m
@@ -328,7 +350,8 @@ class RbTree:
             c = self.counters
             c.rotations += rot
             c.augment_updates += upd + (rot if aug else 0)
-            c.nodes_visited += visited
+            # the successor search's nodes and every node a propagate step read
+            c.nodes_visited += visited + upd
             c.cache_lines += lines
 
     def _erase_color(self, parent: VmapArea) -> int:

@@ -119,3 +119,34 @@ def test_backtrack_to_right_subtree() -> None:
 
 def test_empty_tree_returns_none() -> None:
     assert RbFreeIndex(Counters(), print).find_vmap_lowest_match(PAGE_SIZE, 1, 0, False) is None
+
+
+def test_adjusted_search_skips_a_small_aligned_fit() -> None:
+    """The kernel's pruning, on a tree whose shape is known: root B = [1 MiB,
+    2 MiB) with left child H = [4 KiB, 12 KiB).  One page aligned to 8 KiB fits H
+    at 8 KiB, but H (8 KiB) is shorter than size + align - 1, so with adjust the
+    search does not go left and returns the root; without adjust it takes H."""
+    free = RbFreeIndex(Counters(), print)
+    big = VmapArea(0x100000, 0x200000)
+    hole = VmapArea(0x1000, 0x3000)
+    assert free.insert(big) and free.insert(hole)
+    assert free.rb_node is big and big.rb_left is hole
+    assert free.find_vmap_lowest_match(PAGE_SIZE, 2 * PAGE_SIZE, 1, True) is big
+    assert free.find_vmap_lowest_match(PAGE_SIZE, 2 * PAGE_SIZE, 1, False) is hole
+    # vstart at or above H's start: the left subtree is not entered either way
+    assert free.find_vmap_lowest_match(PAGE_SIZE, 1, 0x100000, False) is big
+
+
+def test_search_does_not_go_left_below_vstart() -> None:
+    """Root R = [64 KiB, 128 KiB), left child L = [4 KiB, 32 KiB) (big enough), vstart
+    inside R: the left subtree lies below vstart, so the search must not descend
+    into it; R itself fits above vstart."""
+    free = RbFreeIndex(Counters(), print)
+    root = VmapArea(0x10000, 0x20000)
+    left = VmapArea(0x1000, 0x8000)
+    assert free.insert(root) and free.insert(left)
+    assert free.rb_node is root and root.rb_left is left
+    counters = free.counters
+    before = counters.nodes_visited
+    assert free.find_vmap_lowest_match(PAGE_SIZE, 1, 0x10000, False) is root
+    assert counters.nodes_visited - before == 1  # the root only
