@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import tomllib
 
 CHILD = r"""
 import gc, json, sys, time
@@ -57,17 +58,14 @@ gc.enable()
 print(json.dumps({s: sorted(v)[1] for s, v in out.items()}))
 """
 
-PACKAGES = {
-    "vmapsim": "core",
-    "vmapsim_rbtree": "plugins/rbtree",
-    "vmapsim_mapletree": "plugins/mapletree",
-}
-
 
 def link_dir(tree: str) -> str:
-    """A temporary directory of package symlinks into ``tree``."""
+    """A temporary directory of symlinks to ``tree``'s packages (its
+    pyproject's ``package-dir``), to put first on ``sys.path``."""
+    with open(os.path.join(tree, "pyproject.toml"), "rb") as fh:
+        packages = tomllib.load(fh)["tool"]["setuptools"]["package-dir"]
     d = tempfile.mkdtemp(prefix="ab_stages_")
-    for name, rel in PACKAGES.items():
+    for name, rel in packages.items():
         os.symlink(os.path.abspath(os.path.join(tree, rel)), os.path.join(d, name))
     return d
 

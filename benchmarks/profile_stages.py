@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
+import os
 import pstats
 import signal
 import sys
@@ -54,9 +56,12 @@ LAYERS = (
 )
 
 
+@functools.cache
 def layer_of(filename: str) -> str:
+    """The layer of a source file (symlinks resolved: see ab_stages.py)."""
+    path = os.path.realpath(filename)
     for name, frags in LAYERS:
-        if any(f in filename for f in frags):
+        if any(f in path for f in frags):
             return name
     return "attrs/builtins"
 
