@@ -44,6 +44,7 @@ from vmapsim import (
 
 from .errors import MapleError
 from .tree import MapleTree
+from .walk import descend
 
 __all__ = ["MapleOccupiedIndex", "OccupiedBusyView", "make_occupied", "make_occupied_or_busy"]
 
@@ -425,10 +426,31 @@ class OccupiedBusyView:
         same state: 1 walk.  Neither store allocates a node.
         """
         if not self.single_erase:
-            va = self.find(addr)
-            if va is None:
-                return None
-            self.tree.store_range(va.va_start, va.va_end - 1, RESERVED)
+            tree = self.tree
+            if tree.root is None or type(addr) is not int or not 0 <= addr <= ULONG_MAX:
+                va = self.find(addr)
+                if va is None:
+                    return None
+                tree.store_range(va.va_start, va.va_end - 1, RESERVED)
+            else:
+                # The find's walk (mtree_load, counted as such) ...
+                c = tree.counters
+                w, n, k, ln = c.walks, c.nodes_visited, c.comparisons, c.cache_lines
+                pos = descend(tree, addr)
+                entry = pos[0].slots[pos[1]]
+                if not self._mine(entry):
+                    return None
+                va = entry
+                if va.va_start != addr:
+                    tree.store_range(va.va_start, va.va_end - 1, RESERVED)
+                else:
+                    # ... and the store's, to the same index of the same tree: the
+                    # same nodes and costs, counted again, the position reused.
+                    c.walks += c.walks - w
+                    c.nodes_visited += c.nodes_visited - n
+                    c.comparisons += c.comparisons - k
+                    c.cache_lines += c.cache_lines - ln
+                    tree.store_range_walked(addr, va.va_end - 1, RESERVED, pos)
             self._n -= 1
             return va
         mas = self._mas = self._mas.reuse(addr)
