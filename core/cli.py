@@ -5,14 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .allocator import component_name
 from .api import build
 from .config import resolve_stage
-from .errors import PluginError, UnknownComponentError, UnknownStageError, VmapError
+from .errors import (
+    InvariantError,
+    PluginError,
+    PluginWarning,
+    UnknownComponentError,
+    UnknownStageError,
+    VmapError,
+)
 from .plugins import get_registry
 from .roles import ROLES
 
@@ -56,24 +65,43 @@ def cmd_stages(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plugins(_args: argparse.Namespace) -> int:
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """``vmapsim plugins``: each plugin's distribution, components by role, failures."""
     reg = get_registry()
-    status = 0
+    status = 1 if reg.failures() else 0
+    if args.json:
+        print(json.dumps({"plugins": [r.as_dict() for r in reg.plugins]}, indent=2))
+        return status
     for rec in reg.plugins:
-        if rec.ok:
-            print(f"ok      {rec.name:<14} from {rec.distribution} ({rec.module})")
-            for label, items in (
-                ("components", rec.components),
-                ("stages", rec.stages),
-                ("workloads", rec.workloads),
-            ):
-                if items:
-                    print(f"        {label}: {', '.join(items)}")
-        else:
-            status = 1
-            print(f"FAILED  {rec.name:<14} from {rec.distribution} ({rec.module})")
-            print(f"        {rec.error}")
+        d = rec.as_dict()
+        kind = "built-in" if rec.builtin else "third-party"
+        version = f" {rec.version}" if rec.version else ""
+        shown = rec.status if rec.status in ("ok", "disabled") else rec.status.upper()
+        print(f"{shown:<9} {rec.name:<14} from {rec.distribution}{version} ({kind}, {rec.module})")
+        by_role = [f"{r}={n}" for r, names in sorted(d["components"].items()) for n in names]
+        for label, items in (
+            ("components", by_role),
+            ("stages", rec.stages),
+            ("workloads", rec.workloads),
+        ):
+            if items:
+                print(f"          {label + ':':<11} {', '.join(items)}")
+        for reason in rec.reasons():
+            print(f"          FAILED    {reason}")
     return status
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    """``vmapsim new-plugin NAME``: a plugin package that passes the kit's smoke tests."""
+    from .templates import TemplateError, render_plugin
+
+    try:
+        root = render_plugin(args.name, role=args.role, directory=Path(args.dir))
+    except TemplateError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"created {root}")
+    print(f"  cd {root} && pip install -e '.[test]' && python -m pytest -q")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -89,7 +117,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         components=_parse_with(args.with_),
     )
     params = {"seed": args.seed, **_parse_params(args.param)}
-    report = workload.run(alloc, **params)
+    if args.debug:
+        from .progress import debug_progress
+
+        with debug_progress(alloc, f"{workload.name} on {alloc.stage.key}"):
+            report = workload.run(alloc, **params)
+    else:
+        report = workload.run(alloc, **params)
     metrics = alloc.metrics.snapshot()
     if args.json:
         print(
@@ -159,12 +193,25 @@ def make_parser() -> argparse.ArgumentParser:
         "through the rb-tree to maple-tree series.",
     )
     parser.add_argument("--version", action="version", version=f"vmapsim {__version__}")
+    parser.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        help="any plugin problem is an error (also: VMAPSIM_STRICT_PLUGINS=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("stages", help="list the stages: number, patch title, components")
     p.set_defaults(func=cmd_stages)
     p = sub.add_parser("plugins", help="list the plugins: what loaded, from where, what failed")
+    p.add_argument("--json", action="store_true", help="print the plugins as JSON")
     p.set_defaults(func=cmd_plugins)
+    p = sub.add_parser(
+        "new-plugin", help="create a plugin package from the template (passes the kit)"
+    )
+    p.add_argument("name", help="plugin name: lower-case letters, digits and '_'")
+    p.add_argument("--role", default="free", help="role of the template component (default free)")
+    p.add_argument("--dir", default=".", help="parent folder of the new package (default .)")
+    p.set_defaults(func=cmd_new_plugin)
 
     p = sub.add_parser("run", help="run a workload against a stage")
     p.add_argument(
@@ -215,7 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if args.strict_plugins:
+                get_registry(strict=True)
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # `vmapsim run --json | head`
         sys.stderr.close()
         return 0
@@ -228,6 +279,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (VmapError, TypeError, ValueError) as exc:
         print(f"vmapsim: {exc}", file=sys.stderr)
         return 2
+    except InvariantError as exc:
+        print(f"vmapsim: invariant broken: {exc}", file=sys.stderr)
+        return 1
+
+
+def _show_warning(message: Any, category: type, *_args: Any, **_kwargs: Any) -> None:
+    """Plugin warnings as one ``vmapsim: warning:`` line on stderr."""
+    if issubclass(category, PluginWarning):
+        print(f"vmapsim: warning: {message}", file=sys.stderr)
+    else:
+        print(f"vmapsim: {category.__name__}: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

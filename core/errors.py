@@ -14,9 +14,11 @@ from __future__ import annotations
 import errno as _errno
 
 __all__ = [
+    "AmbiguousComponentError",
     "ComponentError",
     "InvariantError",
     "PluginError",
+    "PluginWarning",
     "UnknownComponentError",
     "UnknownStageError",
     "VmapArgumentError",
@@ -71,6 +73,14 @@ class ComponentError(PluginError):
 
 class UnknownComponentError(LookupError):
     """No component of that name is registered for the role."""
+
+
+class AmbiguousComponentError(UnknownComponentError):
+    """Two third-party plugins ship the name; ``plugin:name`` chooses one."""
+
+
+class PluginWarning(UserWarning):
+    """Plugins failed to load (issued once per registry by ``build()``)."""
 
 
 class UnknownStageError(LookupError):

@@ -57,6 +57,8 @@ ULONG_MAX = ADDRESS_LIMIT - 1
 LAZY_MAX_BYTES_PER_STEP = 32 * 1024 * 1024
 
 Block = tuple[int, int]
+#: the placement policies above PAGE_SIZE (see ReferenceAllocator.placement)
+PLACEMENTS = ("pruned", "gaps")
 #: ``choose(bounds, vend) -> address or None``: which allowed outcome the model took.
 Chooser = Callable[["PlacementBounds", int], "int | None"]
 
@@ -168,9 +170,17 @@ class ReferenceAllocator:
     ``nr_cpus`` is ``num_possible_cpus()`` and ``num_online_cpus()`` alike.
     """
 
-    def __init__(self, *, arch: str = "x86_64", nr_cpus: int = 1) -> None:
+    def __init__(
+        self, *, arch: str = "x86_64", nr_cpus: int = 1, placement: str = "pruned"
+    ) -> None:
         if arch not in VMALLOC_WINDOWS:
             raise VmapArgumentError("arch", f"must be one of {sorted(VMALLOC_WINDOWS)}", arch)
+        if placement not in PLACEMENTS:
+            raise VmapArgumentError("placement", f"must be one of {PLACEMENTS}", placement)
+        #: how placements above PAGE_SIZE are made: "pruned" (the rb-tree's walk:
+        #: bounds, the model's choice followed) or "gaps" (an occupied tree's
+        #: over-ask: exact, see :meth:`_gap_placement`)
+        self.placement = placement
         self.arch = arch
         self.page_size = PAGE_SIZE
         self.vmalloc_start, self.vmalloc_end = VMALLOC_WINDOWS[arch]
@@ -289,6 +299,12 @@ class ReferenceAllocator:
         bounds; without it the oracle takes the lowest fit, one allowed outcome.
         """
         adjust = not (align <= self.page_size or vend - vstart == size)
+        if adjust and self.placement == "gaps":
+            nva = self._gap_placement(size, align, vstart, vend)
+            if nva < 0:
+                return nva
+            self._carve(nva, nva + size)
+            return nva
         bounds = self.placement_bounds(size, align, vstart, adjust=adjust)
         if not adjust or choose is None:
             block = bounds.lowest_fit
@@ -322,6 +338,28 @@ class ReferenceAllocator:
             )
         self._carve(chosen, chosen + size)
         return chosen
+
+    def _gap_placement(self, size: int, align: int, vstart: int, vend: int) -> int:
+        """Placement over the gaps of an occupied tree, above PAGE_SIZE: the
+        lowest free range whose part inside ``[vstart, vend)`` holds ``size +
+        align - 1`` bytes gives ``ALIGN(max(start, vstart), align)`` (the
+        over-ask); if none does, the lowest aligned fit inside the window;
+        ``-ENOENT`` if there is none either."""
+        length = size + align - 1
+        fallback = -errno.ENOENT
+        for start, end in self._free:
+            lo = start if start > vstart else vstart
+            hi = end if end < vend else vend
+            if lo >= hi:
+                continue
+            nva = (lo + align - 1) & ~(align - 1)
+            if nva < lo or nva >= ADDRESS_LIMIT:  # ALIGN() wrapped
+                continue
+            if hi - lo >= length:
+                return nva
+            if fallback < 0 and nva + size <= hi:
+                fallback = nva
+        return fallback
 
     # -- pools ---------------------------------------------------------------
 

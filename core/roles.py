@@ -6,6 +6,13 @@ Components count their own work in the shared :class:`~vmapsim.Counters`
 they receive at build time; the flow counts locks.
 
 All ranges are the kernel's: ``va_start`` inclusive, ``va_end`` exclusive.
+Components return the :class:`VmapArea` objects they were given (the flow
+edits them in place).  Where a method refuses an overlapping range it calls
+``ctx.warn`` with ``find_va_links()``'s text, ``"vmalloc bug: 0x%x-0x%x
+overlaps with 0x%x-0x%x" % (new_start, new_end, held_start, held_end)``, and
+changes nothing.  ``check()`` raises :class:`~vmapsim.InvariantError`.  The
+author's guide, with the counters to bump and the conformance kit
+(:mod:`vmapsim.testing`), is docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -53,13 +60,23 @@ class FreeIndex(Protocol):
     """The free-space index: ``free_vmap_area_root`` + ``free_vmap_area_list``.
 
     Holds free :class:`VmapArea` blocks, address-ordered and non-overlapping.
+    The trace rule: where the kernel's answer is fixed (``align <= PAGE_SIZE``
+    or an exact-fit window) a free index gives the same allocation trace as
+    the stage's own; above that, only the bounds of
+    :meth:`find_vmap_lowest_match` apply.  Any free index can be coalesced by
+    ``coalesce=generic``.
     """
 
     def find_vmap_lowest_match(
         self, size: int, align: int, vstart: int, adjust_search_size: bool
     ) -> VmapArea | None:
-        """``find_vmap_lowest_match()``: the lowest free block the search reaches
-        that can hold ``size`` bytes aligned to ``align`` at or above ``vstart``."""
+        """``find_vmap_lowest_match()``: a held block ``is_within_this_va()``
+        accepts (``nva = ALIGN(max(va_start, vstart), align)`` mod 2**64 with
+        ``nva >= vstart`` and ``nva + size <= va_end``, below 2**64).  Without
+        ``adjust_search_size``: exactly the lowest such block.  With it: any
+        accepted block at or below the lowest accepted block of at least
+        ``size + align - 1`` bytes, None only if there is none.  Counts
+        its work (one ``walks`` per search); changes nothing."""
         ...
 
     def insert(self, va: VmapArea, near: VmapArea | None = None) -> bool:
@@ -114,7 +131,9 @@ class Coalescer(Protocol):
     def merge_or_add(self, va: VmapArea) -> VmapArea | None:
         """``merge_or_add_vmap_area_augment()``: merge ``va`` with its free
         neighbours or link it; return the resulting free block, or None (with
-        the kernel's overlap warning logged and nothing changed) on overlap."""
+        the kernel's overlap warning logged and nothing changed) on overlap.
+        Each area merged away is appended to the coalescer's ``dropped`` list
+        (the flow frees those objects)."""
         ...
 
 
@@ -138,7 +157,8 @@ class OccupiedIndex(Protocol):
         ``align`` with ``vstart <= nva`` and ``[nva, nva + size)`` inside one gap
         and ``nva + size <= vend``; ``-ENOENT`` if there is none.  With
         ``adjust_search_size`` the search asks for ``size + align - 1`` (the
-        kernel's over-ask) and aligns inside the gap it finds; otherwise it asks
+        kernel's over-ask) and aligns inside the gap it finds, falling back to
+        the exact search when nothing holds the over-ask; otherwise it asks
         for ``size`` and moves on to the next gap when the aligned range does
         not fit.  Does not change the index."""
         ...
@@ -194,7 +214,7 @@ class BusyIndex(Protocol):
         ...
 
     def unlink(self, va: VmapArea) -> None:
-        """``unlink_va()``."""
+        """``unlink_va()``; afterwards ``va.list_next is None``."""
         ...
 
     def find_unlink(self, addr: int) -> VmapArea | None:
@@ -219,7 +239,8 @@ class LazyQueue(Protocol):
 
     def detach_all(self) -> list[VmapArea]:
         """Take every queued area, leaving the queue empty (``list_replace_init``
-        of the lazy list, root reset).
+        of the lazy list, root reset); each returned area is on no list
+        (``list_next is None``).
 
         In the queue's own order: address order for an indexed queue (rb,
         maple), the order queued for a bare ``list_head`` (stage 8 on).  The

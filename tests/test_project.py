@@ -89,6 +89,27 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert readme_test_command(readme.read_text()) == ci_command(ci.read_text())
 
 
+def example_plugins() -> list[Path]:
+    """Every example plugin package (a folder under examples/ with a pyproject.toml)."""
+    return sorted(p.parent for p in (ROOT / "examples").glob("*/pyproject.toml"))
+
+
+def test_ci_installs_and_tests_every_example_plugin():
+    """The test command installs each example plugin, and pytest collects its tests."""
+    command = readme_test_command((ROOT / "README.md").read_text())
+    testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
+        "ini_options"
+    ]["testpaths"]
+    examples = example_plugins()
+    assert examples, "no example plugin under examples/"
+    for folder in examples:
+        rel = folder.relative_to(ROOT).as_posix()
+        assert f"-e ./{rel}" in command, f"the test command does not install {rel}"
+        assert f"{rel}/tests" in testpaths, f"pytest's testpaths miss {rel}/tests"
+        data = tomllib.loads((folder / "pyproject.toml").read_text())
+        assert data["project"]["entry-points"]["vmapsim"], f"{rel}: no vmapsim entry point"
+
+
 def test_readme_first_block_installs_and_runs():
     blocks = shell_blocks((ROOT / "README.md").read_text())
     assert blocks, "README.md has no fenced shell block"

@@ -201,7 +201,12 @@ def test_pruned_placement_rule_by_hand() -> None:
 
 
 class Stage0Machine(RuleBasedStateMachine):
-    """``vmapsim.build(stage=0)`` and the oracle, driven in lockstep."""
+    """``vmapsim.build(stage=STAGE)`` and the oracle, driven in lockstep.
+
+    ``STAGE`` is 0 here; :func:`machine_for_stage` makes the same machine for
+    any stage that hands out what stage 0 does (tests/test_stages_machine.py)."""
+
+    STAGE = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -215,8 +220,10 @@ class Stage0Machine(RuleBasedStateMachine):
     @initialize(nr_cpus=st.sampled_from([1, 2, 4]))
     def setup(self, nr_cpus: int) -> None:
         self.nr_cpus = nr_cpus
-        self.model = vmapsim.build(stage=0, nr_cpus=nr_cpus, debug=True)
-        self.oracle = ReferenceAllocator(nr_cpus=nr_cpus)
+        self.model = vmapsim.build(stage=self.STAGE, nr_cpus=nr_cpus, debug=True)
+        # a stage whose occupied tree finds free space places by the over-ask
+        placement = "gaps" if self.model.occupied is not None else "pruned"
+        self.oracle = ReferenceAllocator(nr_cpus=nr_cpus, placement=placement)
         event(f"nr_cpus={nr_cpus}")
 
     # -- helpers -------------------------------------------------------------
@@ -548,6 +555,11 @@ Stage0Machine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestStage0Machine = Stage0Machine.TestCase
+
+
+def machine_for_stage(stage: int) -> type[Stage0Machine]:
+    """The lockstep machine on another stage of the series."""
+    return type(f"Stage{stage}Machine", (Stage0Machine,), {"STAGE": stage})
 
 
 @pytest.mark.soak

@@ -102,7 +102,9 @@ class MapleFreeIndex:
         the occupied tree, so that this index and ``occupied=maple`` place
         alike.  The rb-tree uses the over-ask only to prune subtrees and may
         return a lower block that happens to fit; its answer depends on the
-        tree's shape, which a scan has not got.
+        tree's shape, which a scan has not got.  When no block holds the
+        over-ask, the lowest block that holds the request at all is the answer
+        (as ``occupied=maple`` falls back to its exact search).
 
         Counts the tree's walk and moves, and one comparison per block tested.
         """
@@ -110,17 +112,19 @@ class MapleFreeIndex:
         length = size + align - 1 if adjust_search_size else 0
         tested = 0
         found = None
+        exact = None  # the lowest block that holds the request without the over-ask
         va = mas.find(ULONG_MAX)
         while va is not None:
             tested += 1
-            if is_within_this_va(va, size, align, vstart) and (
-                va.va_end - (va.va_start if va.va_start > vstart else vstart) >= length
-            ):
-                found = va
-                break
+            if is_within_this_va(va, size, align, vstart):
+                if va.va_end - (va.va_start if va.va_start > vstart else vstart) >= length:
+                    found = va
+                    break
+                if exact is None:
+                    exact = va
             va = mas.find(ULONG_MAX)
         self.counters.comparisons += tested
-        return found
+        return found if found is not None else exact
 
     # ------------------------------------------------------------------
     # linking

@@ -132,16 +132,27 @@ class MapleOccupiedIndex:
         answer.  Otherwise one ``mas_walk(g)`` reads the gap's end; if the
         aligned range does not fit, the search continues from the next gap
         (``lo`` = the gap's end + 1: the entry there is skipped), as
-        ``unmapped_area()`` retries its ``mas_empty_area``.  ``-ENOENT`` when no
-        gap holds it.  Never changes the tree.
+        ``unmapped_area()`` retries its ``mas_empty_area``.  When the over-ask
+        finds nothing (a window narrower than ``size + align - 1``, or no gap
+        that long), the exact search for ``size`` runs, so a request fails
+        only when no aligned fit exists at all.  ``-ENOENT`` when no gap holds
+        it.  Never changes the tree.
 
         For ``align <= PAGE_SIZE`` (no over-ask) the result is the rb-tree's
         placement: the lowest aligned ``nva >= vstart`` with ``[nva, nva +
         size)`` free and ``nva + size <= vend``.
         """
-        length = size + align - 1 if adjust_search_size else size
         hi = vend - 1 if vend <= ULONG_MAX else ULONG_MAX - 1
-        lo = vstart
+        if adjust_search_size:
+            nva = self._search(size, align, vstart, hi, size + align - 1, True)
+            if nva != -errno.ENOENT:
+                return nva
+            # nothing holds the over-ask (a window narrower than size + align -
+            # 1, or fragmented space): the exact, gap-by-gap search decides
+        return self._search(size, align, vstart, hi, size, False)
+
+    def _search(self, size: int, align: int, lo: int, hi: int, length: int, overask: bool) -> int:
+        """One ``mas_empty_area`` search loop for ``length`` indices in ``[lo, hi]``."""
         am1 = align - 1
         if self._fit is self._search:  # the last fit is still held: keep it
             mas = self.tree.state()
@@ -160,7 +171,7 @@ class MapleOccupiedIndex:
             nva = (g + am1) & ~am1
             if nva + size - 1 > hi:
                 return -errno.ENOENT  # higher gaps only align higher
-            if nva == g or adjust_search_size:
+            if nva == g or overask:
                 self._fit = mas
                 return nva
             # the aligned start moved: does the range still fit this gap?

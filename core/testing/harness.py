@@ -1,0 +1,73 @@
+"""Building one component on its own, as the allocator would.
+
+:func:`make_component` resolves a name (``name`` or ``plugin:name``) through
+a registry and calls its factory with a :class:`~vmapsim.ComponentContext`
+like the one :func:`vmapsim.build` passes (fresh counters, a log, the
+stage's parameters), behind the same boundary: a factory that raises or an
+object missing protocol methods fails with a
+:class:`~vmapsim.ComponentError` naming them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define, field
+
+from ..api import _guarded
+from ..constants import arch_by_name
+from ..counters import Counters
+from ..descriptors import ComponentContext, Stage
+from ..faults import FailslabConfig, FaultInjector
+from ..plugins import Registry
+
+__all__ = ["Built", "make_component", "stage_params"]
+
+
+@define
+class Built:
+    """A component built on its own: the object, its counters and its log."""
+
+    obj: Any
+    counters: Counters
+    log: list[str] = field(factory=list)
+    ctx: ComponentContext | None = None
+
+
+def stage_params(stage: Stage, arch: str = "x86_64") -> dict[str, Any]:
+    """The ``ctx.params`` a stage's allocator gives its components."""
+    return {
+        **stage.features,
+        "layout": stage.layout,
+        "arch": arch_by_name(arch),
+        "vmap_zone_size": 1,  # one vmap node
+    }
+
+
+def make_component(
+    registry: Registry,
+    role: str,
+    spec: str,
+    *,
+    stage: Stage,
+    node_id: int | None = None,
+    shared: dict[str, Any] | None = None,
+    counters: Counters | None = None,
+    log: list[str] | None = None,
+) -> Built:
+    """Build ``spec`` for ``role`` with the context ``stage``'s allocator would give it."""
+    offer = registry.offer(role, spec)
+    counters = counters if counters is not None else Counters()
+    log = log if log is not None else []
+    ctx = ComponentContext(
+        role=role,
+        node_id=node_id,
+        counters=counters,
+        warn=log.append,
+        nr_vmap_nodes=1,
+        params=stage_params(stage),
+        faults=FaultInjector(FailslabConfig(seed=0)),
+        shared=shared if shared is not None else {},
+    )
+    obj = _guarded(role, offer, None)(ctx)
+    return Built(obj, counters, log, ctx)

@@ -1,0 +1,5 @@
+"""vmapsim_sortedfree: a free index on sortedcontainers' SortedKeyList (example plugin)."""
+
+from .index import SortedFreeIndex
+
+__all__ = ["SortedFreeIndex"]

@@ -1,0 +1,208 @@
+"""The built-in components pass vmapsim's conformance kit, run the way an author runs it.
+
+Each class below is what a plugin author writes: a base class from
+``vmapsim.testing`` and the component's name.  The kit finds the stages that
+fill each role in the registry, so new stages are covered as they land.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+
+import pytest
+from hypothesis import settings
+
+import vmapsim.testing
+from vmapsim.cli import main
+from vmapsim.templates import TEMPLATE_ROLES, render_plugin
+
+pytest_plugins = ["pytester"]
+
+
+class TestRbFree(vmapsim.testing.suite("free")):
+    component = "rb"
+    with_components: dict[str, str] = {}  # the stage's own list-neighbour coalescer
+
+
+class TestRbFreeGenericCoalesce(vmapsim.testing.AllocatorConformance):
+    role = "free"
+    component = "rbtree:rb"  # the qualified form resolves too
+    stages = (0,)
+
+
+class TestRbBusy(vmapsim.testing.suite("busy")):
+    component = "rb"
+
+
+class TestMapleBusy(vmapsim.testing.suite("busy")):
+    component = "maple"
+
+
+class TestRbLazy(vmapsim.testing.suite("lazy")):
+    component = "rb"
+
+
+class TestMapleLazy(vmapsim.testing.suite("lazy")):
+    component = "maple"
+
+
+class TestListNeighbourCoalescer(vmapsim.testing.suite("coalesce")):
+    component = "list-neighbour"
+    stages = (0, 1, 2)  # it merges in the rb-tree: the stages that still have one
+
+
+class TestGenericCoalescer(vmapsim.testing.suite("coalesce")):
+    component = "generic"
+
+
+# -- the kit catches a wrong component ---------------------------------------------
+
+BROKEN_FREE = '''
+import pytest
+
+import vmapsim
+import vmapsim.testing
+from vmapsim.plugins import load_registry
+from vmapsim_rbtree.free import RbFreeIndex, is_within_this_va
+
+
+class HighestFit(RbFreeIndex):
+    """Returns the highest fitting block: a valid block, but not the kernel's choice."""
+
+    def find_vmap_lowest_match(self, size, align, vstart, adjust_search_size):
+        fits = [va for va in self if is_within_this_va(va, size, align, vstart)]
+        return fits[-1] if fits else None
+
+
+class Plugin:
+    @vmapsim.hookimpl
+    def vmapsim_index_components(self):
+        return [vmapsim.Component("highest", {"free"},
+                                  lambda ctx: HighestFit(ctx.counters, ctx.warn))]
+
+
+class TestHighest(vmapsim.testing.suite("free")):
+    component = "highest"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def vmapsim_registry(cls):
+        # a component not installed: a registry with the plugin object added
+        return load_registry(plugins=[("broken", Plugin())])
+'''
+
+
+def test_the_kit_fails_a_wrong_free_index(pytester):
+    """A free index returning the highest fit fails the exact search, the trace and the oracle."""
+    pytester.makepyfile(test_broken=BROKEN_FREE)
+    # find the failures, skip shrinking them (minutes); the profile is put back after
+    pytester.makeconftest(
+        "from hypothesis import Phase, settings\n"
+        "settings.register_profile('kit-noshrink', database=None, derandomize=True,\n"
+        "    phases=[Phase.explicit, Phase.generate])\n"
+    )
+    previous = settings.get_current_profile_name()
+    try:
+        result = pytester.runpytest_inprocess(
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--hypothesis-profile=kit-noshrink",
+            "-k",
+            "lowest_match_exact or trace or oracle",
+        )
+    finally:
+        settings.load_profile(previous)
+    out = result.stdout.str()
+    for test in (
+        "test_lowest_match_exact",
+        "test_trace_matches_the_stage_component[maple:0]",
+        "test_state_machine_against_oracle[maple:0]",
+    ):
+        assert f"FAILED test_broken.py::TestHighest::{test}" in out, out[-3000:]
+
+
+# -- the new-plugin template passes the kit unchanged ------------------------------
+
+
+def _fake_install(site, name, root):
+    """What `pip install -e` leaves for the loader: a dist-info naming the entry point."""
+    info = site / f"vmapsim_{name}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: vmapsim-{name}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[vmapsim]\n{name} = vmapsim_{name}.plugin\n")
+    return info
+
+
+@pytest.mark.parametrize("role", TEMPLATE_ROLES)
+def test_new_plugin_template_passes_the_kit(pytester, tmp_path, monkeypatch, role):
+    name = f"tmpl_{role}"
+    root = render_plugin(name, role=role, directory=tmp_path)
+    _fake_install(tmp_path / "site", name, root)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    # the whole kit for the free index; the smoke tests and the role contract for the others
+    select = [] if role == "free" else ["-k", "not state_machine and not trace"]
+    result = pytester.runpytest_inprocess(
+        str(root / "tests"), "-v", "-p", "no:cacheprovider", *select
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 9 and "failed" not in outcomes, result.stdout.str()[-3000:]
+    expect = [
+        "vmapsim.testing: profile *",  # the conftest's pytest_plugins = ["vmapsim.testing"]
+        "*::TestConformance::test_registered PASSED*",
+    ]
+    if role == "free":
+        expect += [
+            "*::TestConformance::test_state_machine_against_oracle?maple:0? PASSED*",
+            "*::TestConformance::test_trace_matches_the_stage_component?maple:0? PASSED*",
+        ]
+    expect.append("*::TestConformance::test_short_workload?maple:0? PASSED*")
+    result.stdout.fnmatch_lines(expect, consecutive=False)
+
+
+def test_new_plugin_command(tmp_path, capsys):
+    assert main(["new-plugin", "mine", "--dir", str(tmp_path)]) == 0
+    assert (tmp_path / "mine" / "vmapsim_mine" / "free.py").is_file()
+    data = tomllib.loads((tmp_path / "mine" / "pyproject.toml").read_text())
+    assert data["project"]["entry-points"]["vmapsim"] == {"mine": "vmapsim_mine.plugin"}
+    assert "created" in capsys.readouterr().out
+    assert main(["new-plugin", "mine", "--dir", str(tmp_path)]) == 2  # exists
+    assert "already exists" in capsys.readouterr().err
+    assert main(["new-plugin", "Bad-Name", "--dir", str(tmp_path)]) == 2
+    assert "name:" in capsys.readouterr().err
+    assert main(["new-plugin", "x", "--role", "coalesce", "--dir", str(tmp_path)]) == 2
+    assert "role:" in capsys.readouterr().err
+
+
+class TestMapleOccupied(vmapsim.testing.suite("occupied")):
+    component = "maple"
+
+
+@pytest.mark.soak
+def test_new_plugin_installs_into_a_fresh_venv_and_passes(tmp_path):
+    """The real thing: `pip install` vmapsim and the generated package, then its tests."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    root = render_plugin("venvcheck", role="free", directory=tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", f"{repo}[test]", "-e", f"{root}[test]"], check=True)
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    listing = subprocess.run(
+        [str(venv / "bin" / "vmapsim"), "plugins"], capture_output=True, text=True, check=False
+    )
+    assert "venvcheck" in listing.stdout and "free=venvcheck" in listing.stdout
