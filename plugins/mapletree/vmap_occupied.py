@@ -88,7 +88,7 @@ class MapleOccupiedIndex:
     ``counters`` through the maple tree's cost model.
     """
 
-    __slots__ = ("_fit", "_search", "counters", "name", "tree", "warn")
+    __slots__ = ("_fit", "_search_mas", "counters", "name", "tree", "warn")
 
     def __init__(
         self,
@@ -105,7 +105,7 @@ class MapleOccupiedIndex:
         #: the state the last successful search left on its gap (see fit_state)
         self._fit: Any = None
         #: the state searches reuse (a fresh one while the last fit is unclaimed)
-        self._search = self.tree.state()
+        self._search_mas = self.tree.state()
         # the sentinels are the model's way of keeping 0 and ULONG_MAX out of
         # every gap (an index that clipped its searches would store nothing):
         # their stores are left out of fault injection, so that building the
@@ -154,10 +154,10 @@ class MapleOccupiedIndex:
     def _search(self, size: int, align: int, lo: int, hi: int, length: int, overask: bool) -> int:
         """One ``mas_empty_area`` search loop for ``length`` indices in ``[lo, hi]``."""
         am1 = align - 1
-        if self._fit is self._search:  # the last fit is still held: keep it
+        if self._fit is self._search_mas:  # the last fit is still held: keep it
             mas = self.tree.state()
         else:
-            mas = self._search = self._search.reuse(0)
+            mas = self._search_mas = self._search_mas.reuse(0)
         while True:
             if lo > hi or hi - lo + 1 < length:
                 return -errno.ENOENT
