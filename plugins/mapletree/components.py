@@ -36,7 +36,7 @@ OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
 class _MapleAreaIndex:
     """Areas as maple ranges; the shared part of the busy and lazy indexes."""
 
-    __slots__ = ("_n", "name", "tree", "warn")
+    __slots__ = ("_mas", "_n", "name", "tree", "warn")
 
     def __init__(
         self,
@@ -49,6 +49,8 @@ class _MapleAreaIndex:
         self.warn = warn
         self.name = name
         self._n = 0
+        #: the state the advanced-API paths reuse (one operation at a time)
+        self._mas = self.tree.state()
 
     def _insert(self, va: VmapArea) -> bool:
         """``mtree_insert_range(va_start, va_end - 1, va)``; False on overlap."""
@@ -139,7 +141,7 @@ class MapleBusyIndex(_MapleAreaIndex):
             if not self.prealloc:
                 tree.insert_range(s, last, va, can_block=bool(can_block))
             else:
-                mas = tree.state(s)
+                mas = self._mas = self._mas.reuse(s)
                 if mas.walk() is not None or mas.last < last:
                     self._warn_overlap(va)
                     return -errno.EEXIST
@@ -177,7 +179,8 @@ class MapleBusyIndex(_MapleAreaIndex):
         """
         tree = self.tree
         if self.single_erase:
-            va = tree.state(addr).erase()
+            mas = self._mas = self._mas.reuse(addr)
+            va = mas.erase()
         else:
             va = tree.load(addr)
             if va is not None:

@@ -50,13 +50,17 @@ _LEAF_SCAN = GAP_SCAN_LINES[MAPLE_LEAF64]
 
 
 def leaf_max_gap(pivots: list[int], slots: list[object], mn: int) -> int:
-    """``mas_leaf_max_gap()``: size of the largest NULL range in a leaf."""
+    """``mas_leaf_max_gap()``: size of the largest NULL range in a leaf.
+
+    Only the NULL slots are visited, found by ``list.count`` / ``list.index``
+    (C loops; a leaf holds few NULLs, never two side by side)."""
     gap = 0
-    prev = mn - 1
-    for p, s in zip(pivots, slots):  # noqa: B905 - equal lengths by construction; strict costs ~15%
-        if s is None and p - prev > gap:
-            gap = p - prev
-        prev = p
+    i = -1
+    for _ in range(slots.count(None)):
+        i = slots.index(None, i + 1)
+        g = pivots[i] - (pivots[i - 1] if i else mn - 1)
+        if g > gap:
+            gap = g
     return gap
 
 
@@ -135,49 +139,43 @@ def search_forward(
             continue
         visited += 1
         n = len(piv)
-        i = off
+        # The scan examines offsets off.. up to the first pivot >= hi (or the
+        # last slot); ``last`` is where it stops when nothing is found.
+        last = bisect_left(piv, hi, off)
+        if last == n:
+            last -= 1
+        i = last
         if node.type == MAPLE_LEAF64:
             slots = node.slots
-            prev = piv[off - 1] if off else nmin - 1
-            while i < n:
-                p = piv[i]
-                if slots[i] is None:
+            for j in range(off, last + 1):
+                if slots[j] is None:
+                    prev = piv[j - 1] if j else nmin - 1
                     start = prev + 1 if prev >= lo else lo
+                    p = piv[j]
                     stop = p if p < hi else hi
                     if stop - start + 1 >= size:
                         res = start
                         if where is not None:
-                            where[:] = (node, i, nmin)
+                            where[:] = (node, j, nmin)
+                        i = j
                         break
-                if p >= hi:
-                    break
-                prev = p
-                i += 1
-            if i == n:  # ran off the end: the last slot was the last examined
-                i -= 1
             cmps += i + 1
             lines += ltab[n - 1][off][i]
             if res >= 0:
                 break
         else:
             gaps = node.gaps
-            while i < n:
-                if gaps[i] >= size:
+            for j in range(off, last + 1):
+                if gaps[j] >= size:
+                    cmps += j + 1
+                    lines += table[node.type][n - 1][off][j]
+                    nmin = piv[j - 1] + 1
+                    node = node.slots[j]
                     break
-                if piv[i] >= hi:
-                    i = -1 - i  # stop here, nothing entered
-                    break
-                i += 1
-            if 0 <= i < n:
-                cmps += i + 1
-                lines += table[node.type][n - 1][off][i]
-                nmin = piv[i - 1] + 1
-                node = node.slots[i]
+            else:
+                j = -1
+            if j >= 0:
                 continue
-            if i < 0:
-                i = -1 - i
-            elif i == n:
-                i -= 1
             cmps += i + 1
             lines += table[node.type][n - 1][off][i]
         # ``node`` failed: resume the nearest ancestor with another candidate.
@@ -187,24 +185,23 @@ def search_forward(
                 break
             piv = parent.pivots
             n = len(piv)
-            off = i = bisect_left(piv, node.pivots[-1])
+            off = bisect_left(piv, node.pivots[-1])
             node = parent
             gaps = node.gaps
-            p = piv[i]
-            while p < hi:
-                i += 1
-                if i == n:
-                    break
+            # the siblings after the failed child, up to the first pivot >= hi
+            last = bisect_left(piv, hi, off)
+            if last == n:
+                last -= 1
+            for i in range(off + 1, last + 1):
                 if gaps[i] >= size:
-                    p = -1
                     break
-                p = piv[i]
-            if p < 0:  # enter child ``i``
+            else:
+                i = -1
+            if i >= 0:  # enter child ``i``
                 cmps += i + 1
                 lines += table[node.type][n - 1][off][i]
                 break
-            if i == n:
-                i -= 1
+            i = last
             cmps += i + 1
             lines += table[node.type][n - 1][off][i]
         if parent is None:

@@ -95,12 +95,14 @@ class MapleState:
 
     def __init__(self, tree: MapleTree, index: int = 0, last: int | None = None) -> None:
         """``MA_STATE(name, mt, first, end)``; ``last`` defaults to ``index``."""
-        check_index("index", index)
         if last is None:
             last = index
-        check_index("last", last)
-        if index > last:
-            raise MapleError(errno.EINVAL, f"index: must be <= last (got {index} > {last})")
+        if type(index) is not int or type(last) is not int or not 0 <= index <= last <= ULONG_MAX:
+            # the checks, in order, only when the one-line test fails
+            check_index("index", index)
+            check_index("last", last)
+            if index > last:
+                raise MapleError(errno.EINVAL, f"index: must be <= last (got {index} > {last})")
         self.tree = tree
         self.index = index
         self.last = last
@@ -137,6 +139,26 @@ class MapleState:
         """``mas_reset()``: the next operation walks from the root."""
         self.status = _START
         self.node = None
+
+    def reuse(self, index: int) -> MapleState:
+        """``MA_STATE(mas, tree, index, index)`` again, on a state a component
+        keeps for its hot paths instead of building one per operation.
+
+        Resets what a fresh state starts from and is read before it is set
+        (``index``/``last``, status, leaf, error, store type); ``offset``,
+        ``min`` and ``seq`` are only read with a leaf, which a walk sets
+        together with them.  A state still holding preallocated nodes is not
+        reused: a fresh one is returned (keep the returned state)."""
+        if type(index) is not int or not 0 <= index <= ULONG_MAX:
+            check_index("index", index)
+        if self.reserved or self.prealloc:
+            return MapleState(self.tree, index)
+        self.index = self.last = index
+        self.status = _START
+        self.node = None
+        self.error = 0
+        self.wr_type = WR_INVALID
+        return self
 
     def set(self, index: int) -> None:
         """``mas_set()``: ``index = last = index`` and reset."""

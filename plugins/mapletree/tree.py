@@ -104,6 +104,19 @@ class MapleTree:
         mas.node = None
         mas._write(first, last, entry, can_block, True, False)
 
+    def store_range_walked(
+        self, first: int, last: int, entry: Any, pos: tuple[MapleNode, int, int, int]
+    ) -> None:
+        """:meth:`store_range` (GFP_KERNEL) for a caller that has just done,
+        and counted, the store's own walk: ``pos`` is ``descend(self, first)``
+        with nothing written since.  Arguments are the caller's, unchecked."""
+        mas = self._mas
+        mas.index = first
+        mas.last = last
+        mas.status = _START
+        mas.node = None
+        mas._write(first, last, entry, True, True, False, pos)
+
     def store(self, index: int, entry: Any, *, can_block: bool = True) -> None:
         """``mtree_store()``: ``store_range(index, index, entry)``."""
         self.store_range(index, index, entry, can_block=can_block)

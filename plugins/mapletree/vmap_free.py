@@ -64,7 +64,7 @@ class MapleFreeIndex:
     ``MapleFreeIndex(counters, warn, faults=None, clip_store_null=False)``.
     """
 
-    __slots__ = ("_n", "clip_store_null", "counters", "name", "tree", "warn")
+    __slots__ = ("_mas", "_n", "clip_store_null", "counters", "name", "tree", "warn")
 
     def __init__(
         self,
@@ -80,6 +80,8 @@ class MapleFreeIndex:
         self.clip_store_null = bool(clip_store_null)
         self.name = name
         self._n = 0
+        #: the state every operation reuses (one operation at a time)
+        self._mas = self.tree.state()
 
     # ------------------------------------------------------------------
     # search
@@ -106,7 +108,7 @@ class MapleFreeIndex:
 
         Counts the tree's walk and moves, and one comparison per block tested.
         """
-        mas = self.tree.state(vstart if 0 <= vstart <= ULONG_MAX else 0)
+        mas = self._mas = self._mas.reuse(vstart if 0 <= vstart <= ULONG_MAX else 0)
         length = size + align - 1 if adjust_search_size else 0
         tested = 0
         found = None
@@ -157,8 +159,7 @@ class MapleFreeIndex:
         moves one end, a merge moves one end), so ``va`` is found by a walk at
         ``va.va_start``, else at ``va.va_end - 1``.
         """
-        tree = self.tree
-        mas = tree.state(va.va_start)
+        mas = self._mas = self._mas.reuse(va.va_start)
         if mas.walk() is va:
             return mas
         mas.set(va.va_end - 1)
@@ -212,23 +213,25 @@ class MapleFreeIndex:
 
     def next_block(self, va: VmapArea) -> VmapArea | None:
         """The next block in address order: ``mas_walk(va_start)`` + ``mas_next``."""
-        mas = self.tree.state(va.va_start)
+        mas = self._mas = self._mas.reuse(va.va_start)
         mas.walk()
         return mas.next(ULONG_MAX)
 
     def prev_block(self, va: VmapArea) -> VmapArea | None:
         """The previous block in address order: ``mas_walk(va_start)`` + ``mas_prev``."""
-        mas = self.tree.state(va.va_start)
+        mas = self._mas = self._mas.reuse(va.va_start)
         mas.walk()
         return mas.prev(0)
 
     def first(self) -> VmapArea | None:
         """The lowest block: ``mas_find`` from 0."""
-        return self.tree.state(0).find(ULONG_MAX)
+        mas = self._mas = self._mas.reuse(0)
+        return mas.find(ULONG_MAX)
 
     def last(self) -> VmapArea | None:
         """The highest block: ``mas_find_rev`` from ``ULONG_MAX``."""
-        return self.tree.state(ULONG_MAX).find_rev(0)
+        mas = self._mas = self._mas.reuse(ULONG_MAX)
+        return mas.find_rev(0)
 
     def find_enclosing(self, addr: int) -> VmapArea | None:
         """``find_vmap_area_exfree()``: ``mtree_load(addr)``."""

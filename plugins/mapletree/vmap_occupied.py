@@ -44,6 +44,7 @@ from vmapsim import (
 
 from .errors import MapleError
 from .tree import MapleTree
+from .walk import descend
 
 __all__ = ["MapleOccupiedIndex", "OccupiedBusyView", "make_occupied", "make_occupied_or_busy"]
 
@@ -66,6 +67,8 @@ def _ulong(name: str, value: object) -> int:
 
 def _range(start: object, end: object) -> tuple[int, int]:
     """``[start, end)`` must be a non-empty range inside ``[1, ULONG_MAX)``."""
+    if type(start) is int and type(end) is int and 1 <= start < end <= ULONG_MAX:
+        return start, end  # the flow's calls: no need to say which rule failed
     s = _ulong("start", start)
     e = _ulong("end", end)
     if s < 1:
@@ -85,7 +88,7 @@ class MapleOccupiedIndex:
     ``counters`` through the maple tree's cost model.
     """
 
-    __slots__ = ("_fit", "counters", "name", "tree", "warn")
+    __slots__ = ("_fit", "_search_mas", "counters", "name", "tree", "warn")
 
     def __init__(
         self,
@@ -101,6 +104,8 @@ class MapleOccupiedIndex:
         self.name = name
         #: the state the last successful search left on its gap (see fit_state)
         self._fit: Any = None
+        #: the state searches reuse (a fresh one while the last fit is unclaimed)
+        self._search_mas = self.tree.state()
         # the sentinels are the model's way of keeping 0 and ULONG_MAX out of
         # every gap (an index that clipped its searches would store nothing):
         # their stores are left out of fault injection, so that building the
@@ -149,7 +154,10 @@ class MapleOccupiedIndex:
     def _search(self, size: int, align: int, lo: int, hi: int, length: int, overask: bool) -> int:
         """One ``mas_empty_area`` search loop for ``length`` indices in ``[lo, hi]``."""
         am1 = align - 1
-        mas = self.tree.state()
+        if self._fit is self._search_mas:  # the last fit is still held: keep it
+            mas = self.tree.state()
+        else:
+            mas = self._search_mas = self._search_mas.reuse(0)
         while True:
             if lo > hi or hi - lo + 1 < length:
                 return -errno.ENOENT
@@ -319,6 +327,7 @@ class OccupiedBusyView:
     """
 
     __slots__ = (
+        "_mas",
         "_n",
         "name",
         "node_id",
@@ -352,6 +361,8 @@ class OccupiedBusyView:
         self.single_erase = bool(params.get("busy_single_erase", False))
         self.name = f"busy[{node_id}]"
         self._n = 0
+        #: the state publish/unlink reuse (one operation at a time)
+        self._mas = self.tree.state()
 
     def _mine(self, entry: Any) -> bool:
         """Is ``entry`` a busy area of this view's node?"""
@@ -375,7 +386,7 @@ class OccupiedBusyView:
         last = va.va_end - 1
         mas = self.occupied.fit_state(s, last + 1)
         if mas is None:  # not straight after the search (a pooled area, a retry)
-            mas = self.tree.state(s)
+            mas = self._mas = self._mas.reuse(s)
             cur = mas.walk()
             if not (
                 (cur is None and mas.last >= last)
@@ -410,7 +421,7 @@ class OccupiedBusyView:
     def unlink(self, va: VmapArea) -> None:
         """``unlink_va()``: ``va``'s range stays in use as :data:`RESERVED` (one walk,
         then an exact-fit store through the same state, which allocates nothing)."""
-        mas = self.tree.state(va.va_start)
+        mas = self._mas = self._mas.reuse(va.va_start)
         if mas.walk() is not va:
             return
         mas.store(RESERVED)
@@ -426,13 +437,34 @@ class OccupiedBusyView:
         same state: 1 walk.  Neither store allocates a node.
         """
         if not self.single_erase:
-            va = self.find(addr)
-            if va is None:
-                return None
-            self.tree.store_range(va.va_start, va.va_end - 1, RESERVED)
+            tree = self.tree
+            if tree.root is None or type(addr) is not int or not 0 <= addr <= ULONG_MAX:
+                va = self.find(addr)
+                if va is None:
+                    return None
+                tree.store_range(va.va_start, va.va_end - 1, RESERVED)
+            else:
+                # The find's walk (mtree_load, counted as such) ...
+                c = tree.counters
+                w, n, k, ln = c.walks, c.nodes_visited, c.comparisons, c.cache_lines
+                pos = descend(tree, addr)
+                entry = pos[0].slots[pos[1]]
+                if not self._mine(entry):
+                    return None
+                va = entry
+                if va.va_start != addr:
+                    tree.store_range(va.va_start, va.va_end - 1, RESERVED)
+                else:
+                    # ... and the store's, to the same index of the same tree: the
+                    # same nodes and costs, counted again, the position reused.
+                    c.walks += c.walks - w
+                    c.nodes_visited += c.nodes_visited - n
+                    c.comparisons += c.comparisons - k
+                    c.cache_lines += c.cache_lines - ln
+                    tree.store_range_walked(addr, va.va_end - 1, RESERVED, pos)
             self._n -= 1
             return va
-        mas = self.tree.state(addr)
+        mas = self._mas = self._mas.reuse(addr)
         entry = mas.walk()
         if not self._mine(entry):
             return None

@@ -325,7 +325,7 @@ def exact_fit(
         if entry is None:
             if size > recorded:
                 gap_up(tree, leaf, size, poff)
-        elif size >= recorded and not _has_gap(piv, slots, mn, recorded, o1):
+        elif size >= recorded and not _has_gap(piv, slots, mn, recorded):
             # The filled NULL was the only one as large as the recorded
             # maximum: rescan for the new, smaller one.
             gap_up(tree, leaf, leaf_max_gap(piv, slots, mn), poff)
@@ -538,7 +538,7 @@ def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
         recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
         if created > recorded:
             gap_up(tree, leaf, created)
-        elif removed >= recorded and not _has_gap(piv, slots, mn, recorded, o1):
+        elif removed >= recorded and not _has_gap(piv, slots, mn, recorded):
             # No NULL exceeds the recorded maximum now; it changed only if
             # none reaches it any more.
             gap_up(tree, leaf, leaf_max_gap(piv, slots, mn))
@@ -548,31 +548,18 @@ def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     tree.counters.cache_lines += 2
 
 
-def _has_gap(pivots: list[int], slots: list[Any], mn: int, size: int, near: int = 0) -> bool:
+def _has_gap(pivots: list[int], slots: list[Any], mn: int, size: int) -> bool:
     """Whether the leaf has a NULL range of at least ``size`` indices.
 
     The early-exit form of ``leaf_max_gap(...) >= size`` used when the
-    recorded maximum can only have stayed or shrunk.  The scan starts at
-    slot ``near`` (the slot just written, whose neighbours' pivots the write
-    has read already) and wraps round; the answer does not depend on it.
+    recorded maximum can only have stayed or shrunk.  Only the NULL slots
+    are visited, found by ``list.count`` / ``list.index`` (C loops).
     """
-    n = len(slots)
-    i = near
-    prev = pivots[i - 1] if i else mn - 1
-    while i < n:
-        p = pivots[i]
-        if slots[i] is None and p - prev >= size:
+    i = -1
+    for _ in range(slots.count(None)):
+        i = slots.index(None, i + 1)
+        if pivots[i] - (pivots[i - 1] if i else mn - 1) >= size:
             return True
-        prev = p
-        i += 1
-    prev = mn - 1
-    i = 0
-    while i < near:
-        p = pivots[i]
-        if slots[i] is None and p - prev >= size:
-            return True
-        prev = p
-        i += 1
     return False
 
 
