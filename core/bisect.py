@@ -53,6 +53,7 @@ from .errors import PluginError, UnknownComponentError, UnknownStageError
 from .expr import Expr, ExprError, parse_expr
 from .faults import FailslabConfig
 from .faultspec import FaultSpecError, parse_faults
+from .params import parse_params
 from .trace import TracingAllocator, first_difference
 
 __all__ = [
@@ -813,16 +814,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _params(items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise BisectUsageError(f"--param {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    return parse_params(items, BisectUsageError)
 
 
 def _one_stage(flag: str, spec: str, registry: plugins.Registry, series: str | None) -> Stage:

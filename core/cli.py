@@ -23,6 +23,7 @@ from .errors import (
     UnknownStageError,
     VmapError,
 )
+from .params import parse_params
 from .plugins import get_registry
 from .roles import ROLES
 
@@ -44,16 +45,7 @@ def _parse_with(items: Sequence[str]) -> dict[str, str]:
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    return parse_params(items, UsageError)
 
 
 def cmd_stages(_args: argparse.Namespace) -> int:

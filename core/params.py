@@ -1,0 +1,24 @@
+"""``KEY=VALUE`` workload parameters from the command line (``--param``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["parse_params"]
+
+
+def parse_params(items: Sequence[str], error: type[Exception] = ValueError) -> dict[str, Any]:
+    """Each ``KEY=VALUE`` as ``{key: value}``: VALUE as JSON when it parses
+    (``5``, ``true``, ``[1, 2]``), else the string; ``error`` for a malformed item."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise error(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
