@@ -53,7 +53,8 @@ from .errors import PluginError, UnknownComponentError, UnknownStageError
 from .expr import Expr, ExprError, parse_expr
 from .faults import FailslabConfig
 from .faultspec import FaultSpecError, parse_faults
-from .params import parse_params
+from .params import parse_params, parse_with
+from .roles import ROLES
 from .trace import TracingAllocator, first_difference
 
 __all__ = [
@@ -370,6 +371,8 @@ class WorkloadRunner:
     arch: str = "x86_64"
     debug: bool = False
     failslab: FailslabConfig | None = None
+    #: ``--with ROLE=NAME``: the same component swap on every stage probed
+    components: Mapping[str, str] = field(factory=dict)
 
     def effective_params(self) -> dict[str, Any]:
         """``seed``, bisect's ``nr_ops`` default (if the workload takes one), then ``--param``."""
@@ -396,6 +399,7 @@ class WorkloadRunner:
                 debug=self.debug,
                 failslab=self.failslab,
                 registry=self.registry,
+                components=dict(self.components) or None,
             )
         except (UnknownComponentError, PluginError) as exc:
             raise _CannotBuild(str(exc.args[0] if exc.args else exc)) from exc
@@ -413,6 +417,8 @@ class WorkloadRunner:
     def describe(self) -> str:
         params = " ".join(f"{k}={v}" for k, v in self.effective_params().items())
         extra = f", faults {_faults_text(self.failslab)}" if self.failslab else ""
+        if self.components:
+            extra += ", with " + " ".join(f"{r}={n}" for r, n in self.components.items())
         return f"workload {self.workload} ({params}), nr_cpus {self.nr_cpus}{extra}"
 
 
@@ -785,6 +791,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workload", default=None, help="workload of --metric / --log (default: mixed)")
     p.add_argument(
+        "--with",
+        dest="with_",
+        action="append",
+        default=[],
+        metavar="ROLE=[PLUGIN:]NAME",
+        help="use component NAME for ROLE on every stage probed (as vmapsim run --with)",
+    )
+    p.add_argument(
         "--param",
         action="append",
         default=[],
@@ -873,6 +887,7 @@ def _make_check(args: argparse.Namespace, registry: plugins.Registry) -> Any:
                 ("--seed", args.seed),
                 ("--arch", args.arch),
                 ("--faults", args.faults),
+                ("--with", args.with_ or None),
             )
             if value is not None
         ]
@@ -918,6 +933,7 @@ def _make_check(args: argparse.Namespace, registry: plugins.Registry) -> Any:
         arch=args.arch or "x86_64",
         debug=args.debug,
         failslab=failslab,
+        components=parse_with(args.with_, list(ROLES), BisectUsageError),
     )
     if args.trace is not None:
         return TraceCheck(runner)

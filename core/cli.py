@@ -23,7 +23,7 @@ from .errors import (
     UnknownStageError,
     VmapError,
 )
-from .params import parse_params
+from .params import parse_params, parse_with
 from .plugins import get_registry
 from .roles import ROLES
 
@@ -35,13 +35,7 @@ class UsageError(Exception):
 
 
 def _parse_with(items: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        role, sep, name = item.partition("=")
-        if not sep or not role or not name:
-            raise UsageError(f"--with {item!r}: expected ROLE=NAME (roles: {', '.join(ROLES)})")
-        out[role] = name
-    return out
+    return parse_with(items, list(ROLES), UsageError)
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["parse_params"]
+__all__ = ["parse_params", "parse_with"]
 
 
 def parse_params(items: Sequence[str], error: type[Exception] = ValueError) -> dict[str, Any]:
@@ -21,4 +21,17 @@ def parse_params(items: Sequence[str], error: type[Exception] = ValueError) -> d
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
+    return out
+
+
+def parse_with(
+    items: Sequence[str], roles: Sequence[str], error: type[Exception] = ValueError
+) -> dict[str, str]:
+    """Each ``--with ROLE=NAME`` as ``{role: name}`` (the last one wins)."""
+    out: dict[str, str] = {}
+    for item in items:
+        role, sep, name = item.partition("=")
+        if not sep or not role or not name:
+            raise error(f"--with {item!r}: expected ROLE=NAME (roles: {', '.join(roles)})")
+        out[role] = name
     return out

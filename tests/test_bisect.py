@@ -744,3 +744,20 @@ def test_bench_bisect_runs(capsys):
     out = capsys.readouterr().out
     rows = dict(re.findall(r"^(metric|log)\s.*first bad: (\d+)$", out, re.M))
     assert rows == {"metric": "4", "log": "12"}
+
+
+def test_with_swaps_a_component_on_every_probe(capsys) -> None:
+    """--with ROLE=NAME builds every probed stage with that component: with the
+    rb busy/lazy trees kept, stage 4 still rotates, so 'rotations == 0' never
+    turns bad (exit 1); without it, stage 4 is the first stage with no rb work."""
+    check = ["--metric", "rotations == 0", "--param", "nr_ops=300"]
+    assert main(["bisect", "--good", "0", "--bad", "4", *check]) == 0
+    assert "first bad stage: 4" in capsys.readouterr().out
+    rc = main(
+        ["bisect", "--good", "0", "--bad", "4", *check, "--with", "busy=rb", "--with", "lazy=rb"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert "with busy=rb lazy=rb" in out
+    assert main(["bisect", "--good", "0", "--bad", "4", "--run", "true", "--with", "busy=rb"]) == 2
+    assert "--with" in capsys.readouterr().err
