@@ -228,7 +228,49 @@ MUTATIONS: tuple[Mutation, ...] = (
             ),
         ),
         MAPLE_TESTS,
-        note="needs the maple write-path cost tests (branch maplecost)",
+    ),
+    Mutation(
+        "maple erase fast path does not count its store",
+        "counter",
+        "plugins/mapletree/tree.py",
+        (
+            (
+                "            c.comparisons += off + 1\n            c.stores += 1\n",
+                "            c.comparisons += off + 1\n",
+            ),
+        ),
+        MAPLE_TESTS,
+    ),
+    Mutation(
+        "maple rebalance does not count the nodes it frees",
+        "counter",
+        MAPLE_WRITE,
+        (
+            (
+                "    tree.counters.rebalances += 1\n",
+                "    tree.counters.rebalances += 1\n    tree.counters.node_frees -= 2\n",
+            ),
+        ),
+        MAPLE_TESTS,
+    ),
+    Mutation(
+        "maple gap propagation reads no cache lines",
+        "counter",
+        "plugins/mapletree/gap.py",
+        (("        c.cache_lines += updates\n", ""),),
+        MAPLE_TESTS,
+    ),
+    Mutation(
+        "maple insert over an occupied range keeps its reservation",
+        "counter",
+        "plugins/mapletree/state.py",
+        (
+            (
+                "            self.tree.allocator.unreserve(more)\n        self.status = _ERROR",
+                "            pass\n        self.status = _ERROR",
+            ),
+        ),
+        MAPLE_TESTS,
     ),
     # -- core behaviour ----------------------------------------------------------
     Mutation(

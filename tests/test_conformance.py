@@ -56,6 +56,38 @@ class TestGenericCoalescer(vmapsim.testing.suite("coalesce")):
     component = "generic"
 
 
+class TestMapleFree(vmapsim.testing.suite("free")):
+    component = "maple"
+    with_components = {"coalesce": "generic"}  # list-neighbour needs the rb-tree
+
+    @pytest.mark.skip(
+        reason="above PAGE_SIZE free=maple places by the occupied tree's over-ask, not within "
+        "the rb-tree's pruning bounds (docs/stages.md, 'Alignment above PAGE_SIZE'); "
+        "tests/mapletree/test_vmap_free.py checks the over-ask rule"
+    )
+    def test_lowest_match_adjusted_bounds(self) -> None: ...
+
+
+class TestMapleOccupied(vmapsim.testing.suite("occupied")):
+    component = "maple"
+
+
+class TestMapleOccupiedBusy(vmapsim.testing.AllocatorConformance):
+    # a per-node view of the occupied tree, so only inside an allocator that
+    # has one: the allocator-level checks, on the stages whose busy index it is
+    role = "busy"
+    component = "maple-occupied"
+    stages = (7, 8, 9)
+
+
+class TestListheadLazy(vmapsim.testing.suite("lazy")):
+    component = "listhead"
+
+
+class TestPcpuOverlay(vmapsim.testing.suite("overlay")):
+    component = "pcpu-bump"
+
+
 # -- the kit catches a wrong component ---------------------------------------------
 
 BROKEN_FREE = '''

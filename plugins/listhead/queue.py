@@ -74,15 +74,18 @@ class ListHeadLazyQueue:
 
     def detach_all(self) -> list[VmapArea]:
         """``list_replace_init()``: take the whole list, in the order queued, and
-        leave the head empty (one splice; the areas keep their links until the
-        purge moves each one on)."""
+        leave the head empty (one splice, one ``list_ops``).  The model hands the
+        purge a Python list, so each area's links are cleared as it is taken
+        (``LazyQueue.detach_all``: every returned area is on no list)."""
         head = self._head
         out: list[VmapArea] = []
         append = out.append
         va = head.list_next
         while va is not head:
             append(va)
-            va = va.list_next
+            nxt = va.list_next
+            va.list_next = va.list_prev = None
+            va = nxt
         head.list_next = head.list_prev = head
         self._n = 0
         self.counters.list_ops += 1
