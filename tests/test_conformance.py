@@ -68,10 +68,6 @@ class TestMapleFree(vmapsim.testing.suite("free")):
     def test_lowest_match_adjusted_bounds(self) -> None: ...
 
 
-class TestMapleOccupied(vmapsim.testing.suite("occupied")):
-    component = "maple"
-
-
 class TestMapleOccupiedBusy(vmapsim.testing.AllocatorConformance):
     # a per-node view of the occupied tree, so only inside an allocator that
     # has one: the allocator-level checks, on the stages whose busy index it is
