@@ -18,7 +18,15 @@ from .vmap_node import encode_vn_id
 if TYPE_CHECKING:
     from .allocator import VmapAllocator
 
-__all__ = ["FL_FIT_TYPE", "LE_FIT_TYPE", "NE_FIT_TYPE", "NOTHING_FIT", "RE_FIT_TYPE", "AllocMixin"]
+__all__ = [
+    "FL_FIT_TYPE",
+    "LE_FIT_TYPE",
+    "NE_FIT_TYPE",
+    "NOTHING_FIT",
+    "RE_FIT_TYPE",
+    "AllocMixin",
+    "is_within_this_va",
+]
 
 # enum fit_type
 NOTHING_FIT = 0
@@ -30,6 +38,23 @@ NE_FIT_TYPE = 4
 _DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
 _NOWARN = int(Gfp.NOWARN)
 _RECLAIM_MASK = int(GFP_RECLAIM_MASK)
+
+
+def is_within_this_va(va: VmapArea, size: int, align: int, vstart: int) -> bool:
+    """``is_within_this_va()``: can ``va`` hold ``size`` bytes aligned to
+    ``align`` at or above ``vstart``?
+
+    64-bit unsigned arithmetic: ``ALIGN`` wraps modulo 2**64 (a wrapped
+    result is below ``vstart`` and fails) and a sum ``nva + size >= 2**64``
+    is an overflow and fails.  ``vend`` is not checked here.  Free-block
+    indexes (the rb-tree's, the maple free tree) decide fits with it.
+    """
+    nva = va.va_start if va.va_start > vstart else vstart
+    nva = (nva + align - 1) & ULONG_MAX & ~(align - 1)
+    end = nva + size
+    if end > ULONG_MAX or nva < vstart:
+        return False
+    return end <= va.va_end
 
 
 def fit_needs_spare(va: VmapArea, nva_start_addr: int, size: int) -> bool:

@@ -16,15 +16,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .area import VmapArea
+from .roles import OVERLAP_WARNING
 
 if TYPE_CHECKING:
     from .descriptors import ComponentContext
     from .roles import FreeIndex
 
 __all__ = ["OVERLAP_WARNING", "NeighbourLookupCoalescer", "make_generic_coalescer"]
-
-#: ``find_va_links()``'s warning when a released range overlaps a free block
-OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
 
 
 class NeighbourLookupCoalescer:

@@ -32,6 +32,11 @@ ROLES: dict[str, str] = {
     "overlay": "vmapsim_overlay_components",
 }
 
+#: ``find_va_links()``'s WARN text, which every index logs when it refuses an
+#: overlapping range: ``OVERLAP_WARNING % (new_start, new_end, held_start,
+#: held_end)`` (printf ``%lx`` is Python's ``%x``)
+OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
+
 #: roles the flow instantiates once per vmap node (the rest are global)
 PER_NODE_ROLES = frozenset({"busy", "lazy"})
 

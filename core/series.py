@@ -50,6 +50,16 @@ _LIST = {"occupied": "maple", "busy": "maple-occupied", "lazy": "listhead"}
 _OVERLAY = {**_LIST, "overlay": "pcpu-bump"}
 
 
+#: stages 4-6: every index a maple tree, the rb-trees gone
+_MAPLE_ONLY = {
+    "occupied": "maple",
+    "free": "maple",
+    "busy": "maple",
+    "lazy": "maple",
+    "coalesce": "generic",
+}
+
+
 def _stage(number: int, components: dict[str, str], features: dict, summary: str) -> Stage:
     return Stage(
         number=number,
@@ -108,38 +118,20 @@ STAGES: list[Stage] = [
     ),
     _stage(
         4,
-        {
-            "occupied": "maple",
-            "free": "maple",
-            "busy": "maple",
-            "lazy": "maple",
-            "coalesce": "generic",
-        },
+        _MAPLE_ONLY,
         _DEFERRED,
         "rb-trees removed: maple only; struct vmap_area loses rb_node (72 -> 48 B)",
     ),
     _stage(
         5,
-        {
-            "occupied": "maple",
-            "free": "maple",
-            "busy": "maple",
-            "lazy": "maple",
-            "coalesce": "generic",
-        },
+        _MAPLE_ONLY,
         _PREALLOC,
         "publish via mas_preallocate/mas_store_prealloc; a failed publish parks the area on "
         "a retry queue",
     ),
     _stage(
         6,
-        {
-            "occupied": "maple",
-            "free": "maple",
-            "busy": "maple",
-            "lazy": "maple",
-            "coalesce": "generic",
-        },
+        _MAPLE_ONLY,
         _CLIP_STORE,
         "va_clip trims a free-area entry with one mas_store(NULL)",
     ),

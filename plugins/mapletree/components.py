@@ -23,14 +23,28 @@ from vmapsim import (
     InvariantError,
     VmapArea,
 )
+from vmapsim.roles import OVERLAP_WARNING
 
 from .errors import MapleError
 from .tree import MapleTree
 
 __all__ = ["MapleBusyIndex", "MapleLazyQueue"]
 
-#: ``find_va_links()``'s warning, reused when a range is already occupied
-OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
+
+def check_area_ranges(tree: MapleTree, name: str, count: int, what: str) -> None:
+    """A tree of ``[va_start, va_end - 1] -> va`` ranges: the tree's own rules,
+    every range holding the :class:`VmapArea` with exactly those bounds, and
+    ``count`` ranges in all (``what`` names the entries in the message)."""
+    tree.check()
+    n = 0
+    for first, last, va in tree:
+        n += 1
+        if not isinstance(va, VmapArea) or (first, last + 1) != (va.va_start, va.va_end):
+            raise InvariantError(
+                f"{name}: range {first:#x}-{last:#x} holds {va!r}, not its own {what}"
+            )
+    if n != count:
+        raise InvariantError(f"{name}: {n} ranges but a count of {count}")
 
 
 class _MapleAreaIndex:
@@ -79,16 +93,7 @@ class _MapleAreaIndex:
 
     def check(self) -> None:
         """The tree's own rules, and every entry spanning exactly its area."""
-        self.tree.check()
-        n = 0
-        for first, last, va in self.tree:
-            n += 1
-            if not isinstance(va, VmapArea) or (first, last + 1) != (va.va_start, va.va_end):
-                raise InvariantError(
-                    f"{self.name}: range {first:#x}-{last:#x} holds {va!r}, not its own area"
-                )
-        if n != self._n:
-            raise InvariantError(f"{self.name}: {n} ranges but a count of {self._n}")
+        check_area_ranges(self.tree, self.name, self._n, "area")
 
 
 class MapleBusyIndex(_MapleAreaIndex):

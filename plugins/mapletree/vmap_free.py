@@ -35,27 +35,15 @@ from vmapsim import (
     InvariantError,
     VmapArea,
 )
+from vmapsim.alloc import is_within_this_va
+from vmapsim.roles import OVERLAP_WARNING
 
+from .components import check_area_ranges
 from .errors import MapleError
 from .state import MapleState
 from .tree import MapleTree
 
 __all__ = ["MapleFreeIndex", "is_within_this_va", "make_free"]
-
-#: ``find_va_links()``'s warning when a block overlaps one already linked
-OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
-
-
-def is_within_this_va(va: VmapArea, size: int, align: int, vstart: int) -> bool:
-    """``is_within_this_va()``: can ``va`` hold ``size`` bytes aligned to
-    ``align`` at or above ``vstart``?  (64-bit unsigned: an ``ALIGN`` that
-    wraps, or an end past ``ULONG_MAX``, fails.)"""
-    nva = va.va_start if va.va_start > vstart else vstart
-    nva = (nva + align - 1) & ULONG_MAX & ~(align - 1)
-    end = nva + size
-    if end > ULONG_MAX or nva < vstart:
-        return False
-    return end <= va.va_end
 
 
 class MapleFreeIndex:
@@ -247,16 +235,7 @@ class MapleFreeIndex:
     def check(self) -> None:
         """The tree's rules, every range holding the block with exactly those
         bounds, and the count."""
-        self.tree.check()
-        n = 0
-        for first, last, va in self.tree:
-            n += 1
-            if not isinstance(va, VmapArea) or (first, last + 1) != (va.va_start, va.va_end):
-                raise InvariantError(
-                    f"{self.name}: range {first:#x}-{last:#x} holds {va!r}, not its own block"
-                )
-        if n != self._n:
-            raise InvariantError(f"{self.name}: {n} ranges but a count of {self._n}")
+        check_area_ranges(self.tree, self.name, self._n, "block")
 
     def __repr__(self) -> str:
         return f"MapleFreeIndex({self._n} blocks, {self.tree!r})"

@@ -41,6 +41,7 @@ from vmapsim import (
     VmapArgumentError,
     VmapTypeError,
 )
+from vmapsim.roles import OVERLAP_WARNING
 
 from .errors import MapleError
 from .tree import MapleTree
@@ -50,8 +51,6 @@ __all__ = ["MapleOccupiedIndex", "OccupiedBusyView", "make_occupied", "make_occu
 
 RESERVED = vmapsim.roles.RESERVED
 
-#: ``find_va_links()``'s warning, reused when a range is already occupied
-OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
 
 #: the allocator's ``vmap_zone_size`` with several vmap nodes (16 pages)
 _DEFAULT_ZONE = 16 * PAGE_SIZE

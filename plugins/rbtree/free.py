@@ -10,27 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from vmapsim import Counters, VmapArea
+from vmapsim.alloc import is_within_this_va
 from vmapsim.layout import StructLayout
 
 from .rbtree import ULONG_MASK, RbList
 
 __all__ = ["RbFreeIndex", "is_within_this_va"]
-
-
-def is_within_this_va(va: VmapArea, size: int, align: int, vstart: int) -> bool:
-    """``is_within_this_va()``: can ``va`` hold ``size`` bytes aligned to
-    ``align`` at or above ``vstart``?
-
-    64-bit unsigned arithmetic: ``ALIGN`` wraps modulo 2**64 (a wrapped
-    result is below ``vstart`` and fails) and a sum ``nva + size >= 2**64``
-    is an overflow and fails.  ``vend`` is not checked here.
-    """
-    nva = va.va_start if va.va_start > vstart else vstart
-    nva = (nva + align - 1) & ULONG_MASK & ~(align - 1)
-    end = nva + size
-    if end > ULONG_MASK or nva < vstart:
-        return False
-    return end <= va.va_end
 
 
 class RbFreeIndex(RbList):

@@ -32,6 +32,7 @@ from typing import Any
 from vmapsim import Counters, InvariantError, VmapArea
 from vmapsim.cachemodel import field_lines_table
 from vmapsim.layout import VMAP_AREA_RB, StructLayout
+from vmapsim.roles import OVERLAP_WARNING
 
 __all__ = [
     "AUGMENT_FIELDS",
@@ -48,8 +49,6 @@ __all__ = [
 #: 64-bit ``unsigned long`` arithmetic: values are reduced modulo 2**64.
 ULONG_MASK = (1 << 64) - 1
 
-#: the kernel's find_va_links() WARN text (printf ``%lx`` is Python's ``%x``)
-OVERLAP_WARNING = "vmalloc bug: 0x%x-0x%x overlaps with 0x%x-0x%x"
 
 #: fields an augmented (free-tree) walk reads per node
 AUGMENT_FIELDS = ("va_start", "va_end", "rb_node", "subtree_max_size")
