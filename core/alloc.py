@@ -59,7 +59,7 @@ def is_within_this_va(va: VmapArea, size: int, align: int, vstart: int) -> bool:
 
 def fit_needs_spare(va: VmapArea, nva_start_addr: int, size: int) -> bool:
     """Whether cutting ``[nva, nva+size)`` out of ``va`` is an NE fit (needs a second node)."""
-    return va.va_start < nva_start_addr and nva_start_addr + size < va.va_end
+    return classify_va_fit_type(va, nva_start_addr, size) == NE_FIT_TYPE
 
 
 def classify_va_fit_type(va: VmapArea, nva_start_addr: int, size: int) -> int:
@@ -148,12 +148,15 @@ class AllocMixin:
             return -errno.ERANGE
         ret = self._va_clip(va, nva_start_addr, size, cpu)
         if ret:
-            self._warn_once(
-                "va_alloc",
-                f"WARNING: CPU: {cpu} at mm/vmalloc.c va_alloc: va_clip() returned {ret}",
-            )
+            self._warn_va_clip(cpu, ret)
             return ret
         return nva_start_addr
+
+    def _warn_va_clip(self: VmapAllocator, cpu: int, ret: int) -> None:
+        """``va_alloc()``'s ``WARN_ON_ONCE`` when ``va_clip()`` fails."""
+        self._warn_once(
+            "va_alloc", f"WARNING: CPU: {cpu} at mm/vmalloc.c va_alloc: va_clip() returned {ret}"
+        )
 
     def __alloc_vmap_area(
         self: VmapAllocator,
@@ -188,11 +191,7 @@ class AllocMixin:
                 raise AssertionError(f"gap at {nva:#x} is in no free block")
             if fit_needs_spare(va, nva, size) and not self._have_spare(cpu):
                 # the clip would fail: va_alloc()'s WARN_ON_ONCE, as at stages 0-1
-                self._warn_once(
-                    "va_alloc",
-                    f"WARNING: CPU: {cpu} at mm/vmalloc.c va_alloc: "
-                    f"va_clip() returned {-errno.ENOMEM}",
-                )
+                self._warn_va_clip(cpu, -errno.ENOMEM)
                 return -errno.ENOMEM
         if not self._busy_occupies:
             ret = occupied.occupy(nva, nva + size, can_block)
