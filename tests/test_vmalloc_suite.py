@@ -613,3 +613,60 @@ def test_cli_run_bad_parameters_exit_2(capsys, tmp_path, monkeypatch, argv, mess
     rc = main(["run", *argv])
     _, err = capsys.readouterr()
     assert rc == 2 and message in err
+
+
+# -- the cover letter's functional sweep -----------------------------------------------
+
+
+def _sweep(stage: int) -> dict[str, tuple[int, int, int]]:
+    """test_vmalloc.run_test_mask=0xFFF (the series' 12 subtests), one repeat,
+    on a fresh allocator of ``stage``: name -> (passed, failed, xfailed)."""
+    a = vmapsim.build(stage, nr_cpus=2)
+    rep = run_test_vmalloc(
+        a, run_test_mask=0xFFF, test_loop_count=20, test_repeat_count=1, nr_pcpu_objects=300
+    )
+    out = {}
+    for line in rep.summary_lines()[:-1]:
+        m = _SUMMARY.match(line)
+        assert m, line
+        out[m[1]] = (int(m[2]), int(m[3]), int(m[4]))
+    return out
+
+
+def _assert_cover_letter_sweep(got: dict[str, tuple[int, int, int]]) -> None:
+    # "11 of 12 test_vmalloc subtests PASS ... mask=64 (align_shift_alloc_test)
+    # reports xfailed=1 by design; the same xfail is observed on the unpatched
+    # RB baseline."  no_block_alloc_test is marked xfail in the kernel's table but
+    # passes when its non-blocking requests find space; under the kernel's rule
+    # since Oct 2025 a passing xfail test counts as passed.
+    assert list(got) == NAMES[:12]
+    assert got.pop("align_shift_alloc_test") == (0, 0, 1)
+    assert set(got.values()) == {(1, 0, 0)}, got
+
+
+@pytest.mark.vmapsim_stages("0,12")
+def test_the_series_functional_sweep_11_pass_and_align_shift_xfailed(stage):  # type: ignore[no-untyped-def]
+    _assert_cover_letter_sweep(_sweep(stage.number))
+
+
+@pytest.mark.soak
+@pytest.mark.vmapsim_stages("all")
+def test_the_series_functional_sweep_on_every_stage(stage):  # type: ignore[no-untyped-def]
+    _assert_cover_letter_sweep(_sweep(stage.number))
+
+
+def test_a_failing_no_block_run_is_reported_xfailed_not_failed():
+    a = vmapsim.build(0)
+    window = a.vmalloc_end - a.vmalloc_start
+    big = a.vmalloc((window // P - 64) * P)
+    assert big is not None
+    small = []
+    while (p := a.vmalloc(P)) is not None:  # the rest of the window
+        small.append(p)
+    for p in small:  # lazily freed, below lazy_max_pages: only a purge gives it back
+        a.vfree(p)
+    rep = run_test_vmalloc(a, tests="no_block", test_loop_count=5, test_repeat_count=3)
+    (line,) = rep.summary_lines()[:-1]
+    m = _SUMMARY.match(line)
+    assert m and m[1] == "no_block_alloc_test"
+    assert (int(m[2]), int(m[3]), int(m[4])) == (0, 0, 3)
