@@ -339,10 +339,12 @@ def exact_fit(
         if entry is None:
             if size > recorded:
                 gap_up(tree, leaf, size, poff)
-        elif size >= recorded and not _has_gap(piv, slots, mn, recorded):
-            # The filled NULL was the only one as large as the recorded
-            # maximum: rescan for the new, smaller one.
-            gap_up(tree, leaf, leaf_max_gap(piv, slots, mn), poff)
+        elif size >= recorded:
+            # The filled NULL may have been the only one as large as the
+            # recorded maximum: one rescan finds whether, and the new one.
+            gap = leaf_max_gap(piv, slots, mn)
+            if gap < recorded:
+                gap_up(tree, leaf, gap, poff)
     else:
         c.cache_lines += 1
 
@@ -560,29 +562,17 @@ def _store_in_place(
         recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
         if created > recorded:
             gap_up(tree, leaf, created)
-        elif removed >= recorded and not _has_gap(piv, slots, mn, recorded):
+        elif removed >= recorded:
             # No NULL exceeds the recorded maximum now; it changed only if
-            # none reaches it any more.
-            gap_up(tree, leaf, leaf_max_gap(piv, slots, mn))
+            # none reaches it any more (one rescan finds whether, and the
+            # new maximum).
+            gap = leaf_max_gap(piv, slots, mn)
+            if gap < recorded:
+                gap_up(tree, leaf, gap)
         return
     piv[o1 : o2 + 1] = np_
     slots[o1 : o2 + 1] = ns
     tree.counters.cache_lines += 2
-
-
-def _has_gap(pivots: list[int], slots: list[Any], mn: int, size: int) -> bool:
-    """Whether the leaf has a NULL range of at least ``size`` indices.
-
-    The early-exit form of ``leaf_max_gap(...) >= size`` used when the
-    recorded maximum can only have stayed or shrunk.  Only the NULL slots
-    are visited, found by ``list.count`` / ``list.index`` (C loops).
-    """
-    i = -1
-    for _ in range(slots.count(None)):
-        i = slots.index(None, i + 1)
-        if pivots[i] - (pivots[i - 1] if i else mn - 1) >= size:
-            return True
-    return False
 
 
 def _leaf_bnode(mas: MapleState, entry: Any) -> tuple[list[int], list[Any]]:
