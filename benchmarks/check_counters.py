@@ -1,9 +1,13 @@
 """Guard for performance work: the cost model's counters must not move.
 
-Runs ``vmapsim run --stage N --json`` for every stage (default workload plus
-a larger one that grows deeper trees) and the one-page pair / long_busy_list
-patterns of ``bench_stages.py`` at a few thousand live areas, and records every
-counter (wall-clock fields dropped).  ``--save FILE`` writes the snapshot;
+Runs ``vmapsim run --stage N --json`` for every stage 0..12: the default
+workload (test_vmalloc) with every subtest of the series' base mask (0xFFF,
+shortened loops), once with one worker and once with two, and the ``mixed``
+workload at a size that grows deeper trees; plus the one-page pair /
+long_busy_list patterns of ``bench_stages.py`` at a few thousand live areas.
+Records every counter, modeled cycle count and log line (wall-clock fields
+dropped: ``elapsed_s``, ``avg_usec``, ``time_s`` and the ``avg: … usec`` of
+the summary lines).  ``--save FILE`` writes the snapshot;
 ``--check FILE`` compares against one and exits 1 naming each difference.
 
     python benchmarks/check_counters.py --save /tmp/counters.json   # before
@@ -16,6 +20,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import sys
 
 import vmapsim
@@ -23,19 +28,35 @@ from vmapsim.cli import main as cli_main
 
 P = vmapsim.PAGE_SIZE
 RUNS = (
-    (),
-    ("--param", "nr_ops=30000", "--param", "max_live=6000", "--seed", "3"),
+    # test_vmalloc (the default workload): all twelve subtests, short loops
+    ("--mask", "0xFFF", "--test-loop-count", "100", "--test-repeat-count", "1"),
+    ("--mask", "0xFFF", "--test-loop-count", "40", "--nr-threads", "2", "--seed", "3"),
+    # the mixed workload, large enough for deeper trees
+    ("--workload", "mixed", "--param", "nr_ops=30000", "--param", "max_live=6000", "--seed", "3"),
 )
+WALL_CLOCK = ("elapsed_s", "avg_usec", "time_s")
+_AVG = re.compile(r" avg: \d+ usec")
+
+
+def _drop_wall_clock(obj: object) -> object:
+    """``obj`` without its wall-clock fields (at any depth)."""
+    if isinstance(obj, dict):
+        return {k: _drop_wall_clock(v) for k, v in obj.items() if k not in WALL_CLOCK}
+    if isinstance(obj, list):
+        return [_drop_wall_clock(v) for v in obj]
+    if isinstance(obj, str):
+        return _AVG.sub("", obj)
+    return obj
 
 
 def cli_counters(stage: int, extra: tuple[str, ...]) -> dict:
-    """The JSON of one ``vmapsim run``, minus its wall-clock field."""
+    """The JSON of one ``vmapsim run``, minus its wall-clock fields."""
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        cli_main(["run", "--stage", str(stage), "--json", *extra])
-    out = json.loads(buf.getvalue())
-    out.pop("elapsed_s", None)
-    return out
+        rc = cli_main(["run", "--stage", str(stage), "--json", *extra])
+    if rc:
+        raise SystemExit(f"vmapsim run --stage {stage} {' '.join(extra)}: exit status {rc}")
+    return _drop_wall_clock(json.loads(buf.getvalue()))  # type: ignore[return-value]
 
 
 def pattern_counters(stage: int, live: int, pattern: str) -> dict:
@@ -67,7 +88,7 @@ def snapshot(stages: list[int]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="0,1,2,3,4,5,6,7")
+    ap.add_argument("--stages", default=",".join(str(s) for s in range(13)))
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--save")
     g.add_argument("--check")

@@ -37,6 +37,9 @@ class NodeAllocator:
     live: int = 0
     #: Nodes reserved by writers and not yet used or given back.
     reserved: int = 0
+    #: Bumped whenever a node is linked in (:meth:`make`) or freed: while it
+    #: is unchanged, so is the shape of the tree (``walk._path``'s memo).
+    version: int = 0
 
     def reserve(self, count: int, can_block: bool) -> bool:
         """``mas_alloc_nodes()``: obtain ``count`` nodes; False on failure."""
@@ -69,6 +72,7 @@ class NodeAllocator:
         """
         self.reserved -= 1
         self.live += 1
+        self.version += 1
         return MapleNode(type_, pivots, slots, gaps, parent)
 
     def free(self, node: MapleNode) -> None:
@@ -76,3 +80,4 @@ class NodeAllocator:
         node.parent = DEAD
         self.counters.node_frees += 1
         self.live -= 1
+        self.version += 1

@@ -563,27 +563,25 @@ class MapleState:
         already (see :func:`classify`)."""
         tree = self.tree
         try:
-            need = classify(tree, self, first, last, entry, insert, pos)
+            need = classify(tree, self, first, last, entry, insert, pos, True)
         except InsertExists as exists:
             self._insert_exists(first, last, exists.need, can_block, retry)
-        if need or self.reserved:
-            if self.prealloc:
-                if need > self.reserved:
+        prior = tree.root_entry
+        if need >= 0:  # else an in-place store, done by classify (nothing to reserve)
+            if need > self.reserved:
+                if self.prealloc:
                     raise MapleError(
                         errno.EINVAL,
                         f"store_prealloc: the {self.store_type} needs {need} nodes but "
                         f"{self.reserved} were preallocated (preallocate for the same "
                         "range and entry)",
                     )
-            elif need > self.reserved:
                 self._obtain(
                     need - self.reserved, can_block, retry, f"store [{first:#x}, {last:#x}]"
                 )
                 self.reserved = need
-        # (an in-place store needs nothing: no reservation, nothing to give back)
+            execute(tree, self, entry)
         content = self.wr_content
-        prior = tree.root_entry
-        execute(tree, self, entry)
         self.index = self.wr_first
         self.last = self.wr_last
         self.status = _ACTIVE if tree.root is not None else self._rootless_status(entry, prior)

@@ -41,6 +41,7 @@ class MapleTree:
         "root",
         "root_entry",
         "seq",
+        "walk_memo",
     )
 
     def __init__(
@@ -63,6 +64,8 @@ class MapleTree:
         self.height = 0
         #: Bumped by every write; states positioned earlier re-walk.
         self.seq = 0
+        #: The internal part of the last descent (``walk._path``), or None.
+        self.walk_memo: tuple[int, MapleNode, int, int, int, int] | None = None
         self._mas = MapleState(self)
 
     @property

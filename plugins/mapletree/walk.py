@@ -25,6 +25,41 @@ _COST_BY_LEN = tuple(((), *per_type) for per_type in DESCEND_COST)
 _LEAF_COST = _COST_BY_LEN[MAPLE_LEAF64]
 
 
+def _path(tree: MapleTree, index: int) -> tuple[int, MapleNode, int, int, int, int]:
+    """The internal levels of a descent to ``index`` (a tree with a root node):
+    ``(version, leaf, leaf_min, leaf_max, cost, parent_offset)``, ``cost``
+    being the packed :data:`DESCEND_COST` of the ``height - 1`` internal
+    steps.
+
+    The result is kept as ``tree.walk_memo`` and reused for the next descent
+    into the same leaf while the allocator's ``version`` is unchanged: no
+    node was linked or freed since, so the internal nodes, their pivots and
+    the path to that leaf are the same and so is every counter of those
+    steps (in-place stores only change a leaf's own pivots and slots, never
+    its range).  Only the leaf step is done again by the caller.
+    """
+    memo = tree.walk_memo
+    version = tree.allocator.version
+    if memo is not None and memo[0] == version and memo[2] <= index <= memo[3]:
+        return memo
+    node = tree.root
+    cost = 0
+    poff = -1
+    mn = 0
+    height = tree.height
+    if height > 1:
+        itab = _COST_BY_LEN[tree.itype]
+        for _ in range(height - 1):
+            piv = node.pivots
+            poff = bisect_left(piv, index)
+            cost += itab[len(piv)][poff]
+            if poff:
+                mn = piv[poff - 1] + 1
+            node = node.slots[poff]
+    memo = tree.walk_memo = (version, node, mn, node.pivots[-1], cost, poff)
+    return memo
+
+
 def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int, int]:
     """``mas_walk`` descent (``mtree_range_walk``): the leaf holding ``index``.
 
@@ -36,29 +71,16 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int, int]:
     would compare, and the cache lines of each step.
 
     Every leaf sits at depth ``height`` and every internal node has the
-    tree's internal type, so the loop runs ``height - 1`` internal steps with
-    one cost table and then reads the leaf.
+    tree's internal type, so the path runs ``height - 1`` internal steps with
+    one cost table (:func:`_path`, memoised) and then reads the leaf.
     """
-    node = tree.root
-    mn = 0
-    cost = 0
-    poff = -1
-    height = tree.height
-    if height > 1:
-        itab = _COST_BY_LEN[tree.itype]
-        for _ in range(height - 1):
-            piv = node.pivots
-            poff = bisect_left(piv, index)
-            cost += itab[len(piv)][poff]
-            if poff:
-                mn = piv[poff - 1] + 1
-            node = node.slots[poff]
+    _, node, mn, _, cost, poff = _path(tree, index)
     piv = node.pivots
     off = bisect_left(piv, index)
     cost += _LEAF_COST[len(piv)][off]
     c = tree.counters
     c.walks += 1
-    c.nodes_visited += height
+    c.nodes_visited += tree.height
     c.comparisons += cost & COST_MASK
     c.cache_lines += cost >> COST_SHIFT
     return node, off, mn, poff
@@ -66,28 +88,21 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int, int]:
 
 def load(tree: MapleTree, index: int) -> Any:
     """``mtree_load()``: the entry at ``index``; NULL and ZERO_ENTRY read as None."""
-    node = tree.root
-    if node is None:
+    if tree.root is None:
         c = tree.counters
         c.walks += 1
         if tree.height == 0 and index == 0:
             return tree.root_entry
         return None
-    cost = 0
-    height = tree.height
-    if height > 1:
-        itab = _COST_BY_LEN[tree.itype]
-        for _ in range(height - 1):
-            piv = node.pivots
-            off = bisect_left(piv, index)
-            cost += itab[len(piv)][off]
-            node = node.slots[off]
+    entry = _path(tree, index)  # (version, leaf, leaf_min, leaf_max, cost, parent_offset)
+    node = entry[1]
+    cost = entry[4]
     piv = node.pivots
     off = bisect_left(piv, index)
     cost += _LEAF_COST[len(piv)][off]
     c = tree.counters
     c.walks += 1
-    c.nodes_visited += height
+    c.nodes_visited += tree.height
     c.comparisons += cost & COST_MASK
     c.cache_lines += cost >> COST_SHIFT
     entry = node.slots[off]

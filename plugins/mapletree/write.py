@@ -103,6 +103,7 @@ def classify(
     entry: Any,
     insert: bool,
     pos: tuple[MapleNode, int, int, int] | None = None,
+    store: bool = False,
 ) -> int:
     """``mas_wr_store_type()`` + ``mas_prealloc_calc()``.
 
@@ -112,9 +113,15 @@ def classify(
     :class:`InsertExists` carrying what the store would need (``mas_insert``
     preallocates before it checks), or EEXIST straight away for the root
     entry of a tree without nodes (checked before preallocation).  Changes
-    nothing in the tree.  ``pos`` is the ``descend(tree, first)`` result
-    when the caller has already walked (a tree with a root node and a reset
-    state).
+    nothing in the tree unless ``store``.  ``pos`` is the
+    ``descend(tree, first)`` result when the caller has already walked (a
+    tree with a root node and a reset state).
+
+    With ``store``, a store of a leaf with nothing to reserve (exact fit,
+    append, slot or node store: ``mas_wr_store_entry()`` would run straight
+    away) is carried out here, counted as :func:`execute` counts it, and -1
+    is returned; ``mas`` then holds the plan's type, range and old content
+    only (there is nothing left to execute).
     """
     root = tree.root
     if root is None:
@@ -148,32 +155,24 @@ def classify(
     slots = leaf.slots
     content = slots[o1]
     mas.wr_content = content
-    mas.wr_node = leaf
-    mas.wr_min = mn
-    lmax = piv[-1]
     p1 = piv[o1]
     if insert and (content is not None or last > p1):
         raise InsertExists(classify(tree, mas, first, last, entry, False, (leaf, o1, mn, -1)))
+    lmax = piv[-1]
     if last > lmax or (entry is None and last == lmax and lmax != ULONG_MAX):
         mas.wr_type = WR_SPANNING_STORE
+        mas.wr_node = leaf
+        mas.wr_min = mn
         mas.wr_o1 = o1
         mas.wr_first = first
         mas.wr_last = last
         vacant, sufficient = _path_heights(tree, leaf, last, entry, True)
         return 3 * (tree.height - min(vacant, sufficient)) + 1
+    end = len(piv) - 1
     if last == p1 and entry is not None:
-        # Fast path: the write ends in the slot it starts in, nothing to widen.
-        s1 = piv[o1 - 1] + 1 if o1 else mn
-        mas.wr_o1 = mas.wr_o2 = o1
-        mas.wr_first = first
-        mas.wr_last = last
-        if first == s1:
-            mas.wr_type = WR_EXACT_FIT
-            return 0
+        # The write ends in the slot it starts in, nothing to widen.
         o2 = o1
-        end = len(piv) - 1
     else:
-        end = len(piv) - 1
         o2 = bisect_left(piv, last, o1) if last > p1 else o1
         if o2 != o1:
             tree.counters.comparisons += o2 - o1
@@ -185,37 +184,50 @@ def classify(
             elif o2 < end and slots[o2 + 1] is None and last == piv[o2]:
                 o2 += 1
                 last = piv[o2]
-        mas.wr_o1 = o1
-        mas.wr_o2 = o2
-        mas.wr_first = first
-        mas.wr_last = last
-        s1 = piv[o1 - 1] + 1 if o1 else mn
-        if o1 == o2 and first == s1 and last == piv[o2]:
-            mas.wr_type = WR_EXACT_FIT
-            return 0
-    height = tree.height
-    if first == 0 and last == ULONG_MAX:
-        mas.wr_type = WR_NEW_ROOT
-        return 1
-    new_end = end - (o2 - o1) + (first > s1) + (last < piv[o2])
-    if new_end < MT_MIN_SLOTS[MAPLE_LEAF64]:
-        if leaf.parent is not None:
-            mas.wr_type = WR_REBALANCE
-            vacant, sufficient = _path_heights(tree, leaf, last, entry, False)
-            return 2 * (height - min(vacant, sufficient)) + 1
-        mas.wr_type = WR_NODE_STORE
-        return 0
-    if new_end >= MT_SLOTS[MAPLE_LEAF64]:
-        mas.wr_type = WR_SPLIT_STORE
-        vacant, _ = _path_heights(tree, leaf, last, entry, False)
-        return 2 * (height - vacant) + 1
-    if o1 == end:
-        mas.wr_type = WR_APPEND
-    elif new_end == end:
-        mas.wr_type = WR_SLOT_STORE
+    mas.wr_first = first
+    mas.wr_last = last
+    s1 = piv[o1 - 1] + 1 if o1 else mn
+    need = 0
+    if o1 == o2 and first == s1 and last == piv[o2]:
+        wr_type = WR_EXACT_FIT
+    elif first == 0 and last == ULONG_MAX:
+        wr_type = WR_NEW_ROOT
+        need = 1
     else:
-        mas.wr_type = WR_NODE_STORE
-    return 0
+        new_end = end - (o2 - o1) + (first > s1) + (last < piv[o2])
+        if new_end < MT_MIN_SLOTS[MAPLE_LEAF64]:
+            if leaf.parent is not None:
+                wr_type = WR_REBALANCE
+                vacant, sufficient = _path_heights(tree, leaf, last, entry, False)
+                need = 2 * (tree.height - min(vacant, sufficient)) + 1
+            else:
+                wr_type = WR_NODE_STORE
+        elif new_end >= MT_SLOTS[MAPLE_LEAF64]:
+            wr_type = WR_SPLIT_STORE
+            vacant, _ = _path_heights(tree, leaf, last, entry, False)
+            need = 2 * (tree.height - vacant) + 1
+        elif o1 == end:
+            wr_type = WR_APPEND
+        elif new_end == end:
+            wr_type = WR_SLOT_STORE
+        else:
+            wr_type = WR_NODE_STORE
+    mas.wr_type = wr_type
+    if store and not need and wr_type != WR_NEW_ROOT:
+        # mas_wr_store_entry() of an in-place store, without a second look
+        # at the plan (execute() counts the same).
+        tree.counters.stores += 1
+        tree.seq += 1
+        if wr_type == WR_EXACT_FIT:
+            exact_fit(tree, leaf, o1, mn, entry)
+        else:
+            _store_in_place(tree, leaf, o1, o2, mn, first, last, entry)
+        return -1
+    mas.wr_node = leaf
+    mas.wr_min = mn
+    mas.wr_o1 = o1
+    mas.wr_o2 = o2
+    return need
 
 
 def _path_heights(
@@ -281,7 +293,9 @@ def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     if t == WR_EXACT_FIT:
         exact_fit(tree, mas.wr_node, mas.wr_o1, mas.wr_min, entry)
     elif t >= WR_APPEND:
-        _store_in_place(tree, mas, entry)
+        _store_in_place(
+            tree, mas.wr_node, mas.wr_o1, mas.wr_o2, mas.wr_min, mas.wr_first, mas.wr_last, entry
+        )
     elif t == WR_SPLIT_STORE:
         bp, bs = _leaf_bnode(mas, entry)
         _split(tree, mas, mas.wr_node, mas.wr_min, bp, bs, None)
@@ -325,10 +339,12 @@ def exact_fit(
         if entry is None:
             if size > recorded:
                 gap_up(tree, leaf, size, poff)
-        elif size >= recorded and not _has_gap(piv, slots, mn, recorded):
-            # The filled NULL was the only one as large as the recorded
-            # maximum: rescan for the new, smaller one.
-            gap_up(tree, leaf, leaf_max_gap(piv, slots, mn), poff)
+        elif size >= recorded:
+            # The filled NULL may have been the only one as large as the
+            # recorded maximum: one rescan finds whether, and the new one.
+            gap = leaf_max_gap(piv, slots, mn)
+            if gap < recorded:
+                gap_up(tree, leaf, gap, poff)
     else:
         c.cache_lines += 1
 
@@ -501,33 +517,41 @@ def _segment(
     return [last], [entry]
 
 
-def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
+def _store_in_place(
+    tree: MapleTree,
+    leaf: MapleNode,
+    o1: int,
+    o2: int,
+    mn: int,
+    first: int,
+    last: int,
+    entry: Any,
+) -> None:
     """``mas_wr_slot_store`` / ``mas_wr_node_store`` / ``mas_wr_append``, all
-    in place (no RCU mode), then ``mas_update_gap``.  (The exact fit is done
-    in :func:`execute`.)"""
-    leaf = mas.wr_node
+    in place (no RCU mode), then ``mas_update_gap``: ``[first, last]`` over
+    slots ``o1..o2`` of ``leaf`` (minimum ``mn``).  (The exact fit is
+    :func:`exact_fit`.)"""
     piv = leaf.pivots
     slots = leaf.slots
-    o1 = mas.wr_o1
-    o2 = mas.wr_o2
-    mn = mas.wr_min
     parent = leaf.parent
     s1 = piv[o1 - 1] + 1 if o1 else mn
-    np_, ns = _segment(piv, slots, o1, o2, s1, mas.wr_first, mas.wr_last, entry)
+    np_, ns = _segment(piv, slots, o1, o2, s1, first, last, entry)
     if tree.is_alloc and parent is not None:
-        # NULL ranges removed and created by this store.
+        # NULL ranges removed and created by this store (the new pieces of
+        # _segment: the left remnant of slot o1, the range written, the right
+        # remnant of slot o2).
         removed = 0
         start = s1
         for i in range(o1, o2 + 1):
             if slots[i] is None and piv[i] - start + 1 > removed:
                 removed = piv[i] - start + 1
             start = piv[i] + 1
-        created = 0
-        start = s1
-        for p, e in zip(np_, ns, strict=True):
-            if e is None and p - start + 1 > created:
-                created = p - start + 1
-            start = p + 1
+        created = last - first + 1 if entry is None else 0
+        if first > s1 and slots[o1] is None and first - s1 > created:
+            created = first - s1
+        p2 = piv[o2]
+        if last < p2 and slots[o2] is None and p2 - last > created:
+            created = p2 - last
         piv[o1 : o2 + 1] = np_
         slots[o1 : o2 + 1] = ns
         # mas_update_gap: the kernel rescans the leaf (mas_leaf_max_gap); the
@@ -538,29 +562,17 @@ def _store_in_place(tree: MapleTree, mas: MapleState, entry: Any) -> None:
         recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
         if created > recorded:
             gap_up(tree, leaf, created)
-        elif removed >= recorded and not _has_gap(piv, slots, mn, recorded):
+        elif removed >= recorded:
             # No NULL exceeds the recorded maximum now; it changed only if
-            # none reaches it any more.
-            gap_up(tree, leaf, leaf_max_gap(piv, slots, mn))
+            # none reaches it any more (one rescan finds whether, and the
+            # new maximum).
+            gap = leaf_max_gap(piv, slots, mn)
+            if gap < recorded:
+                gap_up(tree, leaf, gap)
         return
     piv[o1 : o2 + 1] = np_
     slots[o1 : o2 + 1] = ns
     tree.counters.cache_lines += 2
-
-
-def _has_gap(pivots: list[int], slots: list[Any], mn: int, size: int) -> bool:
-    """Whether the leaf has a NULL range of at least ``size`` indices.
-
-    The early-exit form of ``leaf_max_gap(...) >= size`` used when the
-    recorded maximum can only have stayed or shrunk.  Only the NULL slots
-    are visited, found by ``list.count`` / ``list.index`` (C loops).
-    """
-    i = -1
-    for _ in range(slots.count(None)):
-        i = slots.index(None, i + 1)
-        if pivots[i] - (pivots[i - 1] if i else mn - 1) >= size:
-            return True
-    return False
 
 
 def _leaf_bnode(mas: MapleState, entry: Any) -> tuple[list[int], list[Any]]:
