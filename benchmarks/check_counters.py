@@ -1,7 +1,9 @@
 """Guard for performance work: the cost model's counters must not move.
 
-Runs ``vmapsim run --stage N --json`` for every stage (default workload plus
-a larger one that grows deeper trees) and the one-page pair / long_busy_list
+Runs ``vmapsim run --stage N --json`` for every stage (the default
+test_vmalloc smoke run, the series' whole base mask 0xFFF with shorter loops
+on one and on two workers, and the ``mixed`` workload at a size that grows
+deeper trees) and the one-page pair / long_busy_list
 patterns of ``bench_stages.py`` at a few thousand live areas, and records every
 counter (wall-clock fields dropped).  ``--save FILE`` writes the snapshot;
 ``--check FILE`` compares against one and exits 1 naming each difference.
@@ -22,9 +24,12 @@ import vmapsim
 from vmapsim.cli import main as cli_main
 
 P = vmapsim.PAGE_SIZE
+_BASE_MASK = ("--mask", "0xFFF", "--test-repeat-count", "1")
 RUNS = (
     (),
-    ("--param", "nr_ops=30000", "--param", "max_live=6000", "--seed", "3"),
+    (*_BASE_MASK, "--test-loop-count", "2000", "--seed", "1"),
+    (*_BASE_MASK, "--test-loop-count", "500", "--nr-pcpu-objects", "5000", "--nr-threads", "2"),
+    ("--workload", "mixed", "--param", "nr_ops=30000", "--param", "max_live=6000", "--seed", "3"),
 )
 
 
@@ -32,7 +37,9 @@ def cli_counters(stage: int, extra: tuple[str, ...]) -> dict:
     """The JSON of one ``vmapsim run``, minus its wall-clock field."""
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        cli_main(["run", "--stage", str(stage), "--json", *extra])
+        rc = cli_main(["run", "--stage", str(stage), "--json", *extra])
+    if rc:
+        raise SystemExit(f"vmapsim run --stage {stage} {' '.join(extra)} failed ({rc})")
     out = json.loads(buf.getvalue())
     out.pop("elapsed_s", None)
     return out
@@ -67,7 +74,7 @@ def snapshot(stages: list[int]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="0,1,2,3,4,5,6,7")
+    ap.add_argument("--stages", default="0,1,2,3,4,5,6,7,8,9,10,11,12")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--save")
     g.add_argument("--check")
