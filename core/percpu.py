@@ -102,9 +102,14 @@ class PcpuChunk:
     #: per alignment 4 << i: the smallest size a scan failed for since the last free
     fail_min: list[int] = field(factory=lambda: [_NO_FAIL] * _NR_ALIGNS)
     block_contig: list[int] = field(init=False)
+    #: per alignment 4 << i, per block: the smallest size a scan of the block
+    #: failed for since a gap keyed to the block last grew or appeared
+    block_fail: list[list[int]] = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.block_contig = [0] * -(-self.unit_size >> _BLOCK_SHIFT)
+        nr_blocks = -(-self.unit_size >> _BLOCK_SHIFT)
+        self.block_contig = [0] * nr_blocks
+        self.block_fail = [[_NO_FAIL] * nr_blocks for _ in range(_NR_ALIGNS)]
         self._block_update(0)
 
     def _block_gaps_max(self, block: int) -> int:
@@ -127,6 +132,11 @@ class PcpuChunk:
     def _block_update(self, block: int) -> None:
         self.block_contig[block] = self._block_gaps_max(block)
 
+    def _block_grew(self, block: int) -> None:
+        """A gap keyed to ``block`` grew or appeared: its failed scans may fit now."""
+        for fails in self.block_fail:
+            fails[block] = _NO_FAIL
+
     def find_fit(self, size: int, align: int) -> int | None:
         """First fit: the lowest ``align``-aligned offset with ``size`` free bytes.
 
@@ -135,7 +145,10 @@ class PcpuChunk:
         for a size at most ``size`` with an alignment dividing ``align``
         failed: every ``align``-aligned place is also aligned to that).  The
         scan itself visits only the blocks whose ``block_contig`` is at least
-        ``size`` (no gap of another block can hold the allocation)."""
+        ``size`` (no gap of another block can hold the allocation) and, per
+        block, ``block_fail`` skips it as ``fail_min`` does the chunk (since
+        the block's gaps last grew, a scan of it failed for a size at most
+        ``size`` with this alignment)."""
         if self.contig_hint < size or self.free_bytes < size:
             return None
         ai = align.bit_length() - 3  # align 4 -> 0 ... 4096 -> 10
@@ -144,8 +157,9 @@ class PcpuChunk:
         starts, sizes = self.starts, self.sizes
         n = len(starts)
         end = self.unit_size
+        fails = self.block_fail[ai]
         for block, contig in enumerate(self.block_contig):
-            if contig < size:
+            if contig < size or fails[block] <= size:
                 continue
             lo = block << _BLOCK_SHIFT
             if not block and (starts[0] if n else end) >= size:
@@ -159,6 +173,7 @@ class PcpuChunk:
                     cand = (prev + align - 1) & -align
                     if cand + size <= off:
                         return cand
+            fails[block] = size
         self.contig_hint = max(self.block_contig)
         fail_min = self.fail_min
         for i in range(ai, len(fail_min)):
@@ -180,9 +195,11 @@ class PcpuChunk:
         block = starts[i - 1] >> _BLOCK_SHIFT if i else 0
         if hi - lo == contig[block]:
             self._block_update(block)
-        block = off >> _BLOCK_SHIFT
-        if hi - off - size > contig[block]:
-            contig[block] = hi - off - size
+        new = off >> _BLOCK_SHIFT
+        if hi - off - size > contig[new]:
+            contig[new] = hi - off - size
+        if new != block and hi > off + size:
+            self._block_grew(new)
 
     def free(self, off: int) -> None:
         self.fail_min = [_NO_FAIL] * _NR_ALIGNS
@@ -203,6 +220,7 @@ class PcpuChunk:
         block = starts[i - 1] >> _BLOCK_SHIFT if i else 0
         if hi - lo > contig[block]:
             contig[block] = hi - lo
+        self._block_grew(block)
 
     @property
     def empty(self) -> bool:
