@@ -18,7 +18,9 @@ What is modelled
     * Inside a chunk, one area map per chunk, the same offsets in every unit:
       **first fit** over the free gaps in offset order, with a free-bytes
       count and an upper bound of the largest gap (``contig_hint``) to skip
-      chunks that cannot fit.  The returned pointer is unit 0's address
+      chunks that cannot fit, and per page-sized block the largest gap
+      (``block_contig``, after ``pcpu_block_md``'s ``contig_hint``) to skip
+      blocks that cannot.  The returned pointer is unit 0's address
       ``chunk base + offset`` (the kernel's ``__percpu`` cookie encodes the
       same thing).
     * ``free_percpu(ptr)``: NULL is a no-op; a chunk that becomes empty while
@@ -29,8 +31,8 @@ What is not modelled
     The first chunk (static, reserved and the first dynamic area live in the
     linear map, not in vmalloc space), NUMA groups (one group only), page
     population and ``pcpu_balance_populated()``'s spare empty pages, the
-    slot lists by free size and the 4-byte-granular bitmaps with block hints
-    (the placement inside a chunk is first fit, as the kernel's scan is, but
+    slot lists by free size and the 4-byte-granular bitmaps with the rest of
+    the block hints (``first_free``, ``scan_hint``, ``left_free``/``right_free``; the placement inside a chunk is first fit, as the kernel's scan is, but
     not bit-for-bit the kernel's), atomic allocations, memcg accounting.
 """
 
@@ -71,6 +73,9 @@ PCPU_ATOM_SIZE = 2 << 20
 
 _NR_ALIGNS = 11  # 4 .. 4096 (PCPU_MIN_ALLOC_SIZE .. PAGE_SIZE)
 _NO_FAIL = 1 << 62
+#: ``PCPU_BITMAP_BLOCK_SIZE``: the span of one ``pcpu_block_md`` (one page)
+PCPU_BITMAP_BLOCK_SIZE = PAGE_SIZE
+_BLOCK_SHIFT = PCPU_BITMAP_BLOCK_SIZE.bit_length() - 1
 
 
 @define(slots=True, eq=False, weakref_slot=False)
@@ -78,7 +83,12 @@ class PcpuChunk:
     """``struct pcpu_chunk``: its vm_structs, base address and area map.
 
     ``starts`` is the sorted list of allocated offsets, ``sizes`` maps each
-    to its (rounded) size.
+    to its (rounded) size.  ``block_contig`` is the per-block hint of the
+    kernel's ``pcpu_block_md``, simplified: for each :data:`PCPU_BITMAP_BLOCK_SIZE`
+    block, the largest free gap that follows an allocation starting in the
+    block (block 0 also holds the gap from offset 0 to the first allocation).
+    It is exact, so the first-fit scan skips every block no gap of which is
+    large enough, and the blocks in order hold the gaps in offset order.
     """
 
     vms: list[VmStruct]
@@ -91,6 +101,41 @@ class PcpuChunk:
     contig_hint: int = 0
     #: per alignment 4 << i: the smallest size a scan failed for since the last free
     fail_min: list[int] = field(factory=lambda: [_NO_FAIL] * _NR_ALIGNS)
+    block_contig: list[int] = field(init=False)
+    #: per alignment 4 << i, per block: the smallest size a scan of the block
+    #: failed for since a gap keyed to the block last grew or appeared
+    block_fail: list[list[int]] = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        nr_blocks = -(-self.unit_size >> _BLOCK_SHIFT)
+        self.block_contig = [0] * nr_blocks
+        self.block_fail = [[_NO_FAIL] * nr_blocks for _ in range(_NR_ALIGNS)]
+        self._block_update(0)
+
+    def _block_gaps_max(self, block: int) -> int:
+        """The largest gap keyed to ``block`` (see the class docstring), from the map."""
+        starts, sizes = self.starts, self.sizes
+        lo = block << _BLOCK_SHIFT
+        i = bisect.bisect_left(starts, lo)
+        j = bisect.bisect_left(starts, lo + PCPU_BITMAP_BLOCK_SIZE, i)
+        n = len(starts)
+        largest = 0
+        if not block:
+            largest = starts[0] if n else self.unit_size
+        for k in range(i, j):
+            prev = starts[k] + sizes[starts[k]]
+            gap = (starts[k + 1] if k + 1 < n else self.unit_size) - prev
+            if gap > largest:
+                largest = gap
+        return largest
+
+    def _block_update(self, block: int) -> None:
+        self.block_contig[block] = self._block_gaps_max(block)
+
+    def _block_grew(self, block: int) -> None:
+        """A gap keyed to ``block`` grew or appeared: its failed scans may fit now."""
+        for fails in self.block_fail:
+            fails[block] = _NO_FAIL
 
     def find_fit(self, size: int, align: int) -> int | None:
         """First fit: the lowest ``align``-aligned offset with ``size`` free bytes.
@@ -98,30 +143,38 @@ class PcpuChunk:
         Two exact shortcuts skip scans that must fail: ``contig_hint`` (no gap
         is larger) and ``fail_min`` (since the last free in this chunk, a scan
         for a size at most ``size`` with an alignment dividing ``align``
-        failed: every ``align``-aligned place is also aligned to that)."""
+        failed: every ``align``-aligned place is also aligned to that).  The
+        scan itself visits only the blocks whose ``block_contig`` is at least
+        ``size`` (no gap of another block can hold the allocation) and, per
+        block, ``block_fail`` skips it as ``fail_min`` does the chunk (since
+        the block's gaps last grew, a scan of it failed for a size at most
+        ``size`` with this alignment)."""
         if self.contig_hint < size or self.free_bytes < size:
             return None
         ai = align.bit_length() - 3  # align 4 -> 0 ... 4096 -> 10
         if self.fail_min[ai] <= size:
             return None
-        largest = 0
-        prev = 0
-        sizes = self.sizes
-        for off in self.starts:
-            if off - prev >= size:
-                cand = (prev + align - 1) & -align
-                if cand + size <= off:
-                    return cand
-            if off - prev > largest:
-                largest = off - prev
-            prev = off + sizes[off]
+        starts, sizes = self.starts, self.sizes
+        n = len(starts)
         end = self.unit_size
-        cand = (prev + align - 1) & -align
-        if cand + size <= end:
-            return cand
-        if end - prev > largest:
-            largest = end - prev
-        self.contig_hint = largest
+        fails = self.block_fail[ai]
+        for block, contig in enumerate(self.block_contig):
+            if contig < size or fails[block] <= size:
+                continue
+            lo = block << _BLOCK_SHIFT
+            if not block and (starts[0] if n else end) >= size:
+                return 0  # the gap from offset 0 to the first allocation; 0 is aligned
+            i = bisect.bisect_left(starts, lo)
+            j = bisect.bisect_left(starts, lo + PCPU_BITMAP_BLOCK_SIZE, i)
+            for k in range(i, j):
+                prev = starts[k] + sizes[starts[k]]
+                off = starts[k + 1] if k + 1 < n else end
+                if off - prev >= size:
+                    cand = (prev + align - 1) & -align
+                    if cand + size <= off:
+                        return cand
+            fails[block] = size
+        self.contig_hint = max(self.block_contig)
         fail_min = self.fail_min
         for i in range(ai, len(fail_min)):
             if fail_min[i] > size:
@@ -129,19 +182,45 @@ class PcpuChunk:
         return None
 
     def alloc(self, off: int, size: int) -> None:
-        bisect.insort(self.starts, off)
-        self.sizes[off] = size
+        starts, sizes, contig = self.starts, self.sizes, self.block_contig
+        i = bisect.bisect_left(starts, off)
+        lo = starts[i - 1] + sizes[starts[i - 1]] if i else 0
+        hi = starts[i] if i < len(starts) else self.unit_size
+        starts.insert(i, off)
+        sizes[off] = size
         self.free_bytes -= size
+        # the gap [lo, hi) the area was carved from shrank (its block's hint
+        # changes only if that gap was the block's largest); [off + size, hi)
+        # is a new gap after the area
+        block = starts[i - 1] >> _BLOCK_SHIFT if i else 0
+        if hi - lo == contig[block]:
+            self._block_update(block)
+        new = off >> _BLOCK_SHIFT
+        if hi - off - size > contig[new]:
+            contig[new] = hi - off - size
+        if new != block and hi > off + size:
+            self._block_grew(new)
 
     def free(self, off: int) -> None:
         self.fail_min = [_NO_FAIL] * _NR_ALIGNS
-        i = bisect.bisect_left(self.starts, off)
-        size = self.sizes.pop(off)
-        del self.starts[i]
+        starts, sizes, contig = self.starts, self.sizes, self.block_contig
+        i = bisect.bisect_left(starts, off)
+        size = sizes.pop(off)
+        del starts[i]
         self.free_bytes += size
-        lo = self.starts[i - 1] + self.sizes[self.starts[i - 1]] if i else 0
-        hi = self.starts[i] if i < len(self.starts) else self.unit_size
+        lo = starts[i - 1] + sizes[starts[i - 1]] if i else 0
+        hi = starts[i] if i < len(starts) else self.unit_size
         self.contig_hint = max(self.contig_hint, hi - lo)
+        # the gap [off + size, hi) after the area is gone (its block's hint
+        # changes only if that gap was the block's largest); the gap before
+        # the area grew to [lo, hi)
+        block = off >> _BLOCK_SHIFT
+        if hi - off - size == contig[block]:
+            self._block_update(block)
+        block = starts[i - 1] >> _BLOCK_SHIFT if i else 0
+        if hi - lo > contig[block]:
+            contig[block] = hi - lo
+        self._block_grew(block)
 
     @property
     def empty(self) -> bool:
@@ -270,6 +349,11 @@ class PercpuAllocator:
                 raise InvariantError(f"percpu chunk {chunk.base_addr:#x}: map and sizes differ")
             if chunk.free_bytes != chunk.unit_size - used:
                 raise InvariantError(f"percpu chunk {chunk.base_addr:#x}: free_bytes is wrong")
+            for block, contig in enumerate(chunk.block_contig):
+                if contig != chunk._block_gaps_max(block):
+                    raise InvariantError(
+                        f"percpu chunk {chunk.base_addr:#x}: block {block}'s contig hint is wrong"
+                    )
             for vm in chunk.vms:
                 va = busy.get(vm.addr)
                 if va is None or va.vm is not vm:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import islice
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -262,24 +263,26 @@ def _schedule(
             cur = w
         gen = w.gen
         assert gen is not None
-        try:
-            tag = next(gen)
-        except StopIteration:
+        # One step of the chosen worker; the last one left runs to its end
+        # in one go (nothing else can be scheduled between its steps).
+        stepped = False
+        for tag in gen if n == 1 else islice(gen, 1):
+            stepped = True
+            live = cache.live
+            if live > w.peak_va:
+                w.peak_va = live
+            nodes = m.node_allocs - m.node_frees
+            if nodes > w.peak_nodes:
+                w.peak_nodes = nodes
+            if tag is _BOUNDARY:
+                charge(w)
+            steps += 1
+            if progress is not None and not steps % PROGRESS_EVERY:
+                progress(steps)
+        if n == 1 or not stepped:  # the worker's generator is done
             charge(w)
             runnable.remove(w)
             cur = None
-            continue
-        live = cache.live
-        if live > w.peak_va:
-            w.peak_va = live
-        nodes = m.node_allocs - m.node_frees
-        if nodes > w.peak_nodes:
-            w.peak_nodes = nodes
-        if tag is _BOUNDARY:
-            charge(w)
-        steps += 1
-        if progress is not None and not steps % PROGRESS_EVERY:
-            progress(steps)
     if progress is not None:
         progress(steps)
 
