@@ -23,8 +23,8 @@ IOREMAP_MAX_ORDER = 7 + PAGE_SHIFT
 
 #: ``SHRINK_STOP`` / ``SHRINK_EMPTY`` (include/linux/shrinker.h): a shrinker's
 #: "nothing more to scan" and "nothing to free" answers.
-SHRINK_STOP = ULONG_MAX - 1
-SHRINK_EMPTY = ULONG_MAX - 2
+SHRINK_STOP = ULONG_MAX  # ~0UL
+SHRINK_EMPTY = ULONG_MAX - 1  # ~0UL - 1
 
 
 @frozen
