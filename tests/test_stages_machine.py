@@ -32,7 +32,7 @@ _SOAK = settings(
 )
 
 
-@pytest.mark.vmapsim_stages("1..9")
+@pytest.mark.vmapsim_stages("1..12")
 def test_stage_against_the_oracle(stage) -> None:  # type: ignore[no-untyped-def]
     machine = machine_for_stage(stage.number)
     machine.TestCase.settings = _QUICK
@@ -40,7 +40,7 @@ def test_stage_against_the_oracle(stage) -> None:  # type: ignore[no-untyped-def
 
 
 @pytest.mark.soak
-@pytest.mark.vmapsim_stages("1..9")
+@pytest.mark.vmapsim_stages("1..12")
 def test_stage_against_the_oracle_soak(stage) -> None:  # type: ignore[no-untyped-def]
     machine = machine_for_stage(stage.number)
     machine.TestCase.settings = _SOAK
