@@ -22,7 +22,13 @@ What it stands for (mm/vmalloc.c, v6.9+ per-node design):
   drain run synchronously, and ``__purge_vmap_area_lazy`` with and without
   full pool decay;
 * ``alloc_vmap_area``'s failure path (one purge and retry, then ``-EBUSY``
-  and the kernel's warning), ``vmalloc``/``__vmalloc_node``/``vfree``.
+  and the kernel's warning), ``vmalloc``/``__vmalloc_node``/``vfree``;
+* with ``overlay=`` (stages 10-12) the per-CPU bump overlay in front of
+  ``alloc_vmap_area`` for eligible vmalloc requests
+  (:mod:`vmapsim.oracle_overlay`, written from the documented rule): chunks
+  reserved through this allocator's own ``alloc_vmap_area``, given back
+  through its lazy path, reclaimed by the failure path and the shrinker,
+  flushed by ``vm_unmap_aliases``, and stage 11's UBSAN report.
 
 It imports nothing from the flow or from any plugin, and takes its kernel
 constants (GFP bits, page size, vmalloc windows) from
@@ -43,16 +49,22 @@ from .oracle_constants import (
     __GFP_DIRECT_RECLAIM,
     __GFP_NOFAIL,
     __GFP_NOWARN,
+    GFP_KERNEL,
     MAX_VA_SIZE_PAGES,
     PAGE_SIZE,
     VMALLOC_WINDOWS,
 )
+from .oracle_overlay import OVERLAY_MODES, ReferenceOverlay
 
 __all__ = ["OracleArea", "OracleMismatch", "PlacementBounds", "ReferenceAllocator"]
 
 #: 2**64: every address and every ``start + size`` must stay below it.
 ADDRESS_LIMIT = 1 << 64
 ULONG_MAX = ADDRESS_LIMIT - 1
+#: include/linux/shrinker.h: ``count_objects`` has nothing at all (``~0UL - 1``)
+SHRINK_EMPTY = ULONG_MAX - 1
+#: an overlay chunk is reserved blocking and silently (a failure falls back)
+_CHUNK_GFP = GFP_KERNEL | __GFP_NOWARN
 #: ``32 MiB / PAGE_SIZE`` pages per ``fls(nr_cpus)`` step of ``lazy_max_pages()``.
 LAZY_MAX_BYTES_PER_STEP = 32 * 1024 * 1024
 
@@ -168,15 +180,26 @@ class ReferenceAllocator:
     """An obviously-correct model of mm/vmalloc.c's VA allocator (the oracle).
 
     ``nr_cpus`` is ``num_possible_cpus()`` and ``num_online_cpus()`` alike.
+    ``overlay`` names the per-CPU bump overlay's stage features
+    (:data:`vmapsim.oracle_overlay.OVERLAY_MODES`): ``"off"`` (stages 0-9),
+    ``"lookup"`` (10), ``"backptr"`` (11, with the one-past-the-end fill) or
+    ``"bounded"`` (12).
     """
 
     def __init__(
-        self, *, arch: str = "x86_64", nr_cpus: int = 1, placement: str = "pruned"
+        self,
+        *,
+        arch: str = "x86_64",
+        nr_cpus: int = 1,
+        placement: str = "pruned",
+        overlay: str = "off",
     ) -> None:
         if arch not in VMALLOC_WINDOWS:
             raise VmapArgumentError("arch", f"must be one of {sorted(VMALLOC_WINDOWS)}", arch)
         if placement not in PLACEMENTS:
             raise VmapArgumentError("placement", f"must be one of {PLACEMENTS}", placement)
+        if overlay not in OVERLAY_MODES:
+            raise VmapArgumentError("overlay", f"must be one of {OVERLAY_MODES}", overlay)
         #: how placements above PAGE_SIZE are made: "pruned" (the rb-tree's walk:
         #: bounds, the model's choice followed) or "gaps" (an occupied tree's
         #: over-ask: exact, see :meth:`_gap_placement`)
@@ -198,6 +221,21 @@ class ReferenceAllocator:
         self.log: list[str] = []
         self._warned_once: set[str] = set()
         self._init_core_features()  # vmap blocks, pcpu, percpu, RCU, vrealloc (below)
+        #: the per-CPU bump overlay (stages 10-12), or None
+        self.overlay: ReferenceOverlay | None = None
+        if overlay != "off":
+            self.overlay = ReferenceOverlay(
+                overlay,
+                nr_cpus=nr_cpus,
+                lazy_max_pages=self.lazy_max_pages(),
+                vmalloc_start=self.vmalloc_start,
+                vmalloc_end=self.vmalloc_end,
+                reserve=self._reserve_chunk,
+                release=self.free_vmap_area_noflush,
+                log=self.log,
+            )
+        #: the range the last ``vm_unmap_aliases()`` flushed, or None if it flushed nothing
+        self.unmap_aliases_flush: Block | None = None
 
     def _warn_once(self, what: str) -> None:
         """``WARN_ON_ONCE()``: log the first time only."""
@@ -439,14 +477,30 @@ class ReferenceAllocator:
         """``purge_vmap_area_lazy()``: ``reclaim_and_purge_vmap_areas()`` (full pool decay)."""
         self._reclaim_and_purge_vmap_areas()
 
+    def shrinkable_objects(self) -> int:
+        """What the "vmap-node" shrinker can free: pooled areas, and the
+        overlay's current chunks with nothing live."""
+        count = len(self.pooled_areas())
+        if self.overlay is not None:
+            count += self.overlay.reclaimable()
+        return count
+
+    def vmap_node_shrink_count(self) -> int:
+        """``vmap_node_shrink_count()``: :meth:`shrinkable_objects`, or
+        ``SHRINK_EMPTY`` (``~0UL - 1``) when that is 0."""
+        return self.shrinkable_objects() or SHRINK_EMPTY
+
     def vmap_node_shrink_scan(self) -> None:
         """``vmap_node_shrink_scan()``: every pool is released whole; the
-        lazily freed areas stay queued."""
+        lazily freed areas stay queued; the overlay's empty chunks go back
+        (lazily)."""
         for pools in self._pools:
             for pool in pools.values():
                 while pool:
                     va = pool.popleft()
                     self._release(va.va_start, va.va_end)
+        if self.overlay is not None:
+            self.overlay.reclaim()
 
     # -- busy areas ----------------------------------------------------------
 
@@ -459,12 +513,49 @@ class ReferenceAllocator:
         self._nr_pages.pop(area.va_start, None)
 
     def find_vmap_area(self, addr: int) -> OracleArea | None:
-        """``find_vmap_area()``: the busy area with ``va_start <= addr < va_end``, any node."""
+        """``find_vmap_area()``: the busy area with ``va_start <= addr < va_end``, any node.
+
+        With the overlay, an address inside a chunk gives the live overlay area
+        holding it (a fresh :class:`OracleArea` with a ``vm``), else the chunk."""
         for busy in self._busy:
             for va in busy.values():
                 if va.va_start <= addr < va.va_end:
+                    if self.overlay is not None and self.overlay.chunk_of_area(va) is not None:
+                        live = self.overlay.live_area(addr)
+                        if live is not None:
+                            return OracleArea(live[0], live[1], flags=0, has_vm=True)
                     return va
         return None
+
+    def _is_overlay_area(self, area: OracleArea) -> bool:
+        """Is ``area`` (from :meth:`find_vmap_area`) a live overlay area?"""
+        return (
+            self.overlay is not None
+            and area.has_vm
+            and self.overlay.live_area(area.va_start) == area.as_tuple()
+        )
+
+    def _free_vm_area(self, area: OracleArea) -> None:
+        """``remove_vm_area()`` + ``free_unmap_vmap_area()`` of a vmalloc area:
+        an overlay area goes back to its chunk, any other to the lazy path."""
+        if self._is_overlay_area(area):
+            assert self.overlay is not None
+            self._requested.pop(area.va_start, None)
+            self._nr_pages.pop(area.va_start, None)
+            self.overlay.free(area.va_start)
+            return
+        self._unlink_busy(area)
+        self._queue_lazy(area)
+
+    def _reserve_chunk(
+        self, size: int, align: int, vstart: int, vend: int, cpu: int
+    ) -> OracleArea | None:
+        """An overlay chunk: ``alloc_vmap_area(size, align, vstart, vend)``,
+        blocking and silent (a failure sends the request down the normal path)."""
+        try:
+            return self.alloc_vmap_area(size, align, vstart, vend, gfp=_CHUNK_GFP, cpu=cpu)
+        except VmapError:
+            return None
 
     # -- allocation ----------------------------------------------------------
 
@@ -489,6 +580,15 @@ class ReferenceAllocator:
         if not _is_power_of_2(align):
             raise VmapError(errno.EINVAL, f"align {align:#x}: not a power of two")
         allow_block, nowarn = _gfp_semantics(gfp)
+        overlay = self.overlay
+        if (
+            has_vm
+            and overlay is not None
+            and overlay.eligible(size, align, vstart, vend, allow_block)
+        ):
+            addr = overlay.alloc(size, cpu)
+            if addr is not None:  # not in any busy tree: the chunk holds it
+                return OracleArea(addr, addr + size, flags=0, has_vm=True)
         pooled, vn_id = self.node_alloc(size, align, vstart, vend, cpu)
         if pooled is not None:
             addr = pooled.va_start
@@ -588,8 +688,7 @@ class ReferenceAllocator:
                 f"{area.va_start:#x}-{area.va_end:#x}"
             )
             return
-        self._unlink_busy(area)
-        self._queue_lazy(area)
+        self._free_vm_area(area)
 
     # -- views ---------------------------------------------------------------
 
@@ -600,6 +699,14 @@ class ReferenceAllocator:
     def busy_areas(self) -> list[Block]:
         """Every busy area (all nodes), sorted by address."""
         return sorted(va.as_tuple() for busy in self._busy for va in busy.values())
+
+    def overlay_areas(self) -> list[Block]:
+        """Every live overlay area, sorted (none without the overlay)."""
+        return self.overlay.live_areas() if self.overlay is not None else []
+
+    def overlay_chunks(self) -> list[tuple[int, int, int, int, bool, int]]:
+        """Every overlay chunk as ``(start, end, cpu, bump, exhausted, live)``, sorted."""
+        return self.overlay.chunk_states() if self.overlay is not None else []
 
     def lazy_areas(self) -> list[Block]:
         """Every lazily freed, not yet purged area (all nodes), sorted by address."""
@@ -648,7 +755,10 @@ class ReferenceAllocator:
         self._chunks: list[dict] = []  # {"base", "addr", "objs": {off: size}}
 
     def _reclaim_and_purge_vmap_areas(self) -> None:
-        """``reclaim_and_purge_vmap_areas()``: forced fragmented-block purge, full purge."""
+        """``reclaim_and_purge_vmap_areas()``: the overlay's empty chunks go back,
+        forced fragmented-block purge, full purge."""
+        if self.overlay is not None:
+            self.overlay.reclaim()
         self.purge_fragmented_blocks_allcpus()
         self._purge_vmap_area_lazy(full_pool_decay=True)
 
@@ -662,9 +772,9 @@ class ReferenceAllocator:
         while self._rcu_queue and self._rcu_queue[0][0] <= self.rcu_clock:
             _, addr = self._rcu_queue.pop(0)
             self._rcu_pending.discard(addr)
-            area = self._busy[self.addr_to_node(addr)][addr]
-            self._unlink_busy(area)
-            self._queue_lazy(area)
+            area = self.find_vmap_area(addr)
+            assert area is not None and area.va_start == addr
+            self._free_vm_area(area)
 
     def kvfree_rcu(self, addr: int | None, *, cpu: int = 0) -> None:
         """``kvfree_rcu()``: vfree() the area once a grace period has passed."""
@@ -743,10 +853,7 @@ class ReferenceAllocator:
         if new is not None and addr:
             area = self.find_vmap_area(addr)
             assert area is not None
-            self._requested.pop(addr, None)
-            self._nr_pages.pop(addr, None)
-            self._unlink_busy(area)
-            self._queue_lazy(area)
+            self._free_vm_area(area)
         return new
 
     def requested_size(self, addr: int) -> int:
@@ -882,8 +989,13 @@ class ReferenceAllocator:
                 self._free_vb(vb)
 
     def vm_unmap_aliases(self) -> None:
-        """``_vm_unmap_aliases()``: unforced block purge or dirty-range reset, then a purge."""
+        """``_vm_unmap_aliases()``: unforced block purge or dirty-range reset, then a purge.
+
+        The flush covers the blocks' dirty ranges, the overlay's areas freed
+        since the last call and every lazy area; it happens if any of them
+        exists (:attr:`unmap_aliases_flush`: that range, or None)."""
         purge = []
+        span: list[Block] = []
         for xa in self._vb_xa:
             for idx in sorted(xa):
                 vb = xa[idx]
@@ -891,9 +1003,22 @@ class ReferenceAllocator:
                     self._take_for_purge(vb)
                     purge.append(vb)
                 elif vb["dirty_max"] and vb["dirty"] != self.VB_PAGES:
+                    base = vb["va"].va_start
+                    span.append(
+                        (base + vb["dirty_min"] * self.page_size,
+                         base + vb["dirty_max"] * self.page_size)
+                    )  # fmt: skip
                     vb["dirty_min"], vb["dirty_max"] = self.VB_PAGES, 0
         for vb in purge:
             self._free_vb(vb)
+        if self.overlay is not None:
+            dirty = self.overlay.take_dirty_span()
+            if dirty is not None:
+                span.append(dirty)
+        span.extend(self.lazy_areas())
+        self.unmap_aliases_flush = (
+            (min(s for s, _ in span), max(e for _, e in span)) if span else None
+        )
         self._purge_vmap_area_lazy(full_pool_decay=False)
 
     def vmap_blocks(self) -> list[tuple[int, int, int, int, int, int]]:

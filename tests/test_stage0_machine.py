@@ -13,12 +13,22 @@ checked here against the rule docs/rbtree.md states for
 (:func:`check_pruned_placement`, written from that rule over the oracle's
 free set, not from the model or :class:`vmapsim.oracle.PlacementBounds`);
 then the oracle checks it against its own bounds and follows it.
+
+From stage 10 the oracle models the per-CPU bump overlay too
+(``ReferenceAllocator(overlay=...)``, :mod:`vmapsim.oracle_overlay`, mode
+from the stage's features), and after every step the machine also compares
+the overlay's live areas and chunks (base, CPU, bump, exhausted, live count);
+the log comparison covers UBSAN's two lines at stage 11 (and their absence at
+12).  Rules that only matter with the overlay (bursts of eligible requests,
+filling a chunk exactly, freeing a chunk's areas, occupying the chunk window)
+are disabled below stage 10.
 """
 
 from __future__ import annotations
 
 import bisect
 import errno
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +77,7 @@ GFPS = st.sampled_from(
 )
 CPUS = st.integers(0, 7)
 PICK = st.integers(0, 1 << 16)
+GFP_KERNEL_NOWARN = GFP_KERNEL | __GFP_NOWARN
 
 
 def blocks(areas: object) -> list[tuple[int, int]]:
@@ -220,10 +231,16 @@ class Stage0Machine(RuleBasedStateMachine):
     @initialize(nr_cpus=st.sampled_from([1, 2, 4]))
     def setup(self, nr_cpus: int) -> None:
         self.nr_cpus = nr_cpus
-        self.model = vmapsim.build(stage=self.STAGE, nr_cpus=nr_cpus, debug=True)
+        mode = overlay_mode(self.STAGE)
+        # debug=True checks invariants inside every call; at stage 11 it would
+        # also make UBSAN's report raise (panic_on_warn), so there the report
+        # goes to the log, as without panic_on_warn, and the invariants are
+        # checked after every step by compare()
+        debug = mode != "backptr"
+        self.model = vmapsim.build(stage=self.STAGE, nr_cpus=nr_cpus, debug=debug)
         # a stage whose occupied tree finds free space places by the over-ask
         placement = "gaps" if self.model.occupied is not None else "pruned"
-        self.oracle = ReferenceAllocator(nr_cpus=nr_cpus, placement=placement)
+        self.oracle = ReferenceAllocator(nr_cpus=nr_cpus, placement=placement, overlay=mode)
         event(f"nr_cpus={nr_cpus}")
 
     # -- helpers -------------------------------------------------------------
@@ -266,6 +283,8 @@ class Stage0Machine(RuleBasedStateMachine):
     def _vmalloc_both(self, size: int, align: int | None, cpu: int, gfp: int) -> int | None:
         pending = self._something_pending()
         pooled = self.oracle.pooled_areas()
+        chunks = self.oracle.overlay_chunks()
+        ubsan = self._ubsan_reports()
         self._pools_before = self.oracle.pools()
         mark = self._log_mark()
         if align is None:
@@ -284,21 +303,48 @@ class Stage0Machine(RuleBasedStateMachine):
         else:
             self._check_log(mark, "vmalloc")
         self._note_pool(pooled)
+        self._note_overlay(chunks, ubsan)
+        overlay = self.oracle.overlay
+        if overlay is not None and got is not None:
+            pages = -(-size // P) + 1
+            if overlay.eligible(pages * P, align or 1, VS, VE, True):
+                inside = (got, got + pages * P) in self.oracle.overlay_areas()
+                event("overlay alloc" if inside else "overlay fallback")
         if got is not None:
             self.vm_live.append(got)
         return got
 
+    def _ubsan_reports(self) -> int:
+        return self.oracle.overlay.ubsan_reports if self.oracle.overlay is not None else 0
+
+    def _note_overlay(self, chunks_before: list, ubsan_before: int) -> None:
+        if self.oracle.overlay is None:
+            return
+        after = self.oracle.overlay_chunks()
+        if len({c[0] for c in after} - {c[0] for c in chunks_before}):
+            event("overlay chunk reserved")
+        if len({c[0] for c in chunks_before} - {c[0] for c in after}):
+            event("overlay chunk given back")
+        if self._ubsan_reports() > ubsan_before:
+            event("UBSAN report")
+
     def _vfree_both(self, addr: int | None, cpu: int = 0) -> None:
         lazy_nr = self.oracle.vmap_lazy_nr
+        chunks = self.oracle.overlay_chunks()
         area = self.oracle.find_vmap_area(addr) if addr else None
+        in_overlay = area is not None and area.as_tuple() in self.oracle.overlay_areas()
         mark = self._log_mark()
         self.m.vfree(addr, cpu=cpu)
         self.oracle.vfree(addr, cpu=cpu)
         if area is not None and area.va_start == addr and area.has_vm:
             self._check_log(mark, "vfree")
-            self._note_drain(lazy_nr, area.size // P)
+            if in_overlay:
+                event("vfree of an overlay area")
+            else:
+                self._note_drain(lazy_nr, area.size // P)
             self.vm_live.remove(addr)
             self.freed.append(addr)
+            self._note_overlay(chunks, self._ubsan_reports())
         elif area is not None and area.has_vm:
             # inside a busy area, not its start: the model warns and changes nothing
             new = self.m.log[mark[0] :]
@@ -470,12 +516,97 @@ class Stage0Machine(RuleBasedStateMachine):
     @rule()
     def vmap_node_shrink_scan(self) -> None:
         mark = self._log_mark()
-        pooled = len(self.oracle.pooled_areas())
+        objects = self.oracle.shrinkable_objects()
         count = self.m.vmap_node_shrink_count()
-        assert count == (pooled or vmapsim.SHRINK_EMPTY), "shrink_count differs"
+        assert count == (objects or vmapsim.SHRINK_EMPTY), "shrink_count differs"
         assert self.m.vmap_node_shrink_scan() == vmapsim.SHRINK_STOP
         self.oracle.vmap_node_shrink_scan()
         self._check_log(mark, "vmap_node_shrink_scan")
+
+    @rule()
+    def vm_unmap_aliases(self) -> None:
+        """The flush covers every lazy area and (stage 10 on) the overlay areas
+        freed since the last call; there is none if neither exists."""
+        mark = self._log_mark()
+        flushes = self.m.metrics.tlb_flushes
+        self.m.vm_unmap_aliases()
+        self.oracle.vm_unmap_aliases()
+        self._check_log(mark, "vm_unmap_aliases")
+        want = self.oracle.unmap_aliases_flush
+        if want is None:
+            assert self.m.metrics.tlb_flushes == flushes, "vm_unmap_aliases flushed nothing dirty"
+        else:
+            assert self.m.metrics.tlb_flushes > flushes, f"vm_unmap_aliases: no flush of {want}"
+            assert self.m.last_tlb_flush == want, (
+                f"vm_unmap_aliases flushed {self.m.last_tlb_flush}, want {want}"
+            )
+            event("vm_unmap_aliases flush")
+
+    # -- the overlay (stage 10 on) --------------------------------------------------
+
+    @precondition(lambda self: self.oracle.overlay is not None)
+    @rule(pages=st.lists(st.integers(1, 15), min_size=8, max_size=64), cpu=CPUS)
+    def overlay_burst(self, pages: list[int], cpu: int) -> None:
+        """Many eligible vmalloc()s on one CPU: chunks fill, retire, get replaced."""
+        for n in pages:
+            self._vmalloc_both(n * P - P // 2, None, cpu % self.nr_cpus, GFP_KERNEL)
+            self.compare()
+
+    @precondition(lambda self: self.oracle.overlay is not None)
+    @rule(cpu=CPUS, short=st.integers(0, 2), empty_it=st.booleans())
+    def overlay_fill_chunk(self, cpu: int, short: int, empty_it: bool) -> None:
+        """Eligible requests up to (or ``short`` pages short of) the end of the
+        CPU's chunk: the last one ends exactly at the chunk's end if short is 0.
+        With ``empty_it``, then vfree() all of the chunk's areas and ask for
+        one page more: a chunk retired with nothing live goes back at once."""
+        cpu %= self.nr_cpus
+        overlay = self.oracle.overlay
+        assert overlay is not None
+        for _ in range(overlay.chunk_pages // 16 + 2):
+            chunk = overlay.current[cpu]
+            left = (chunk.end - chunk.bump) // P - short if chunk is not None else 16
+            if left < 2:  # no room for a page and its guard
+                break
+            pages = min(left, 16)
+            self._vmalloc_both((pages - 1) * P, None, cpu, GFP_KERNEL)
+            self.compare()
+            if pages == left:
+                break
+        chunk = overlay.current[cpu]
+        if empty_it and chunk is not None:
+            for addr in list(chunk.live):
+                if addr in self.vm_live:
+                    self._vfree_both(addr, cpu)
+                    self.compare()
+            self._vmalloc_both(P, None, cpu, GFP_KERNEL)
+
+    @precondition(lambda self: self.oracle.overlay_chunks())
+    @rule(pick=PICK, cpu=CPUS)
+    def overlay_free_chunk(self, pick: int, cpu: int) -> None:
+        """vfree() every live area of one chunk (an exhausted one then goes back)."""
+        chunks = self.oracle.overlay_chunks()
+        start, end = chunks[pick % len(chunks)][:2]
+        for addr, _ in self.oracle.overlay_areas():
+            if start <= addr < end and addr in self.vm_live:
+                self._vfree_both(addr, cpu % self.nr_cpus)
+                self.compare()
+
+    @precondition(lambda self: self.oracle.overlay is not None)
+    @rule(gfp=st.sampled_from([GFP_KERNEL, GFP_KERNEL_NOWARN]), cpu=CPUS)
+    def occupy_chunk_window(self, gfp: int, cpu: int) -> None:
+        """alloc_vmap_area() every free range of the chunk window (exact-fit
+        windows): later chunk reservations fail and eligible requests fall
+        back, until these areas are freed."""
+        overlay = self.oracle.overlay
+        assert overlay is not None
+        lo, hi = overlay.window
+        for start, end in self.oracle.free_areas():
+            s, e = max(start, lo), min(end, hi)
+            s = -(-s // P) * P
+            e = e // P * P
+            if s < e:
+                self._alloc_vmap_area_both(e - s, P, s, e, gfp, cpu % self.nr_cpus)
+        event("chunk window occupied")
 
     @rule(where=st.sampled_from(["busy", "lazy", "free", "random"]), pick=PICK)
     def find_vmap_area(self, where: str, pick: int) -> None:
@@ -546,6 +677,17 @@ class Stage0Machine(RuleBasedStateMachine):
         assert blocks(self.m.free_areas()) == o.free_areas(), "free areas differ"
         assert self.m.vmap_lazy_nr == o.vmap_lazy_nr, "vmap_lazy_nr differs"
         assert self.m.lazy_max_pages() == o.lazy_max_pages()
+        overlay = self.m.overlay
+        if overlay is None:
+            assert o.overlay is None, "the oracle models an overlay the model lacks"
+            return
+        assert blocks(overlay.areas()) == o.overlay_areas(), "overlay areas differ"
+        chunks = sorted(
+            (ch.base, ch.end, ch.cpu, ch.bump, ch.exhausted, ch.live) for ch in overlay.chunks()
+        )
+        assert chunks == o.overlay_chunks(), (
+            f"overlay chunks differ: {chunks} != {o.overlay_chunks()}"
+        )
 
 
 Stage0Machine.TestCase.settings = settings(
@@ -555,6 +697,20 @@ Stage0Machine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestStage0Machine = Stage0Machine.TestCase
+
+
+@functools.cache
+def overlay_mode(stage: int) -> str:
+    """The oracle's overlay mode for a stage of the series, from the stage's
+    components and features (what ``vmapsim.build`` resolved)."""
+    desc = vmapsim.build(stage=stage).stage
+    if desc.components.get("overlay") is None:
+        return "off"
+    if desc.features.get("pcpu_bounds_hardened"):
+        return "bounded"
+    if desc.features.get("pcpu_backptr"):
+        return "backptr"
+    return "lookup"
 
 
 def machine_for_stage(stage: int) -> type[Stage0Machine]:

@@ -1,14 +1,17 @@
 """The stage-0 lockstep machine (model against the reference allocator) on
-every stage that hands out what stage 0 hands out: 1-9.
+every later stage of the series: 1-12.
 
 Each stage runs the same rules (vmalloc, __vmalloc_node, alloc_vmap_area in
 windows, vfree, free_vmap_area_noflush, purges, vm_unmap_aliases, the
 shrinker, on 1, 2 or 4 CPUs) with invariants after every step.  Above
 PAGE_SIZE the oracle checks each placement against the documented rule
-(``PlacementBounds``) for the rb-tree's pruned walk; on a stage with an occupied tree the oracle places
-by the over-ask itself (``ReferenceAllocator(placement="gaps")``).  Stages 10-12 place eligible requests in per-CPU
-chunks, which the oracle does not model (tests/test_stages_8_12.py checks
-them against stage 9).  A longer run of each stage is marked ``soak``.
+(``PlacementBounds``) for the rb-tree's pruned walk; on a stage with an
+occupied tree the oracle places by the over-ask itself
+(``ReferenceAllocator(placement="gaps")``).  From stage 10 the oracle models
+the per-CPU bump overlay (``ReferenceAllocator(overlay=...)``: "lookup" at
+10, "backptr" with its one-past-the-end fill at 11, "bounded" at 12), and
+the machine adds overlay rules and compares the overlay's areas and chunks
+and UBSAN's report.  A longer run of each stage is marked ``soak``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ _SOAK = settings(
 )
 
 
-@pytest.mark.vmapsim_stages("1..9")
+@pytest.mark.vmapsim_stages("1..12")
 def test_stage_against_the_oracle(stage) -> None:  # type: ignore[no-untyped-def]
     machine = machine_for_stage(stage.number)
     machine.TestCase.settings = _QUICK
@@ -40,7 +43,7 @@ def test_stage_against_the_oracle(stage) -> None:  # type: ignore[no-untyped-def
 
 
 @pytest.mark.soak
-@pytest.mark.vmapsim_stages("1..9")
+@pytest.mark.vmapsim_stages("1..12")
 def test_stage_against_the_oracle_soak(stage) -> None:  # type: ignore[no-untyped-def]
     machine = machine_for_stage(stage.number)
     machine.TestCase.settings = _SOAK
