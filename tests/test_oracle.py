@@ -490,12 +490,6 @@ def test_vmalloc_node_alignment() -> None:
     assert o.busy_areas() == [(VS, VS + 2 * P), (VS + 64 * P, VS + 66 * P)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/constants.py has SHRINK_STOP = ULONG_MAX - 1 and SHRINK_EMPTY = "
-    "ULONG_MAX - 2; include/linux/shrinker.h defines ~0UL and ~0UL - 1 (found while "
-    "giving the oracle the shrinker's count; left to the owner of core/constants.py)",
-)
 def test_shrink_constants_are_the_kernels() -> None:
     import vmapsim
     from vmapsim.oracle import SHRINK_EMPTY, ULONG_MAX
