@@ -258,7 +258,9 @@ def test_no_block_uses_atomic_and_nowait():
     assert 60 < gfps.count(int(GFP_ATOMIC)) < 140  # get_random_u8() % 2
 
 
-def test_no_block_fails_without_purging_where_gfp_kernel_would_purge():
+def _window_free_only_behind_a_purge() -> vmapsim.VmapAllocator:
+    """A stage-0 allocator whose vmalloc window is full of busy and lazily
+    freed areas: a request finds space only after a purge."""
     a = vmapsim.build(0)
     window = a.vmalloc_end - a.vmalloc_start
     big = a.vmalloc((window // P - 64) * P)
@@ -270,6 +272,11 @@ def test_no_block_fails_without_purging_where_gfp_kernel_would_purge():
     for p in small:  # lazily freed: below lazy_max_pages, nothing is purged
         a.vfree(p)
     assert a.vmap_lazy_nr > 0
+    return a
+
+
+def test_no_block_fails_without_purging_where_gfp_kernel_would_purge():
+    a = _window_free_only_behind_a_purge()
     purges, retries = a.metrics["purges"], a.metrics["alloc_retries"]
     rv = _drive(_test("no_block_alloc_test").func(_ctx(a, test_loop_count=5)))
     assert rv == -1
@@ -656,15 +663,7 @@ def test_the_series_functional_sweep_on_every_stage(stage):  # type: ignore[no-u
 
 
 def test_a_failing_no_block_run_is_reported_xfailed_not_failed():
-    a = vmapsim.build(0)
-    window = a.vmalloc_end - a.vmalloc_start
-    big = a.vmalloc((window // P - 64) * P)
-    assert big is not None
-    small = []
-    while (p := a.vmalloc(P)) is not None:  # the rest of the window
-        small.append(p)
-    for p in small:  # lazily freed, below lazy_max_pages: only a purge gives it back
-        a.vfree(p)
+    a = _window_free_only_behind_a_purge()
     rep = run_test_vmalloc(a, tests="no_block", test_loop_count=5, test_repeat_count=3)
     (line,) = rep.summary_lines()[:-1]
     m = _SUMMARY.match(line)
