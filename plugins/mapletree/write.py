@@ -215,13 +215,8 @@ def classify(
     mas.wr_type = wr_type
     if store and not need and wr_type != WR_NEW_ROOT:
         # mas_wr_store_entry() of an in-place store, without a second look
-        # at the plan (execute() counts the same).
-        tree.counters.stores += 1
-        tree.seq += 1
-        if wr_type == WR_EXACT_FIT:
-            exact_fit(tree, leaf, o1, mn, entry)
-        else:
-            _store_in_place(tree, leaf, o1, o2, mn, first, last, entry)
+        # at the plan.
+        _store_leaf(tree, wr_type, leaf, o1, o2, mn, first, last, entry)
         return -1
     mas.wr_node = leaf
     mas.wr_min = mn
@@ -287,16 +282,14 @@ def _extend_null_left(
 def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     """``mas_wr_store_entry()``: carry out the plan ``classify`` recorded."""
     t = mas.wr_type
-    c = tree.counters
-    c.stores += 1
-    tree.seq += 1
-    if t == WR_EXACT_FIT:
-        exact_fit(tree, mas.wr_node, mas.wr_o1, mas.wr_min, entry)
-    elif t >= WR_APPEND:
-        _store_in_place(
-            tree, mas.wr_node, mas.wr_o1, mas.wr_o2, mas.wr_min, mas.wr_first, mas.wr_last, entry
+    if t == WR_EXACT_FIT or t >= WR_APPEND:
+        _store_leaf(
+            tree, t, mas.wr_node, mas.wr_o1, mas.wr_o2, mas.wr_min, mas.wr_first, mas.wr_last, entry
         )
-    elif t == WR_SPLIT_STORE:
+        return
+    tree.counters.stores += 1
+    tree.seq += 1
+    if t == WR_SPLIT_STORE:
         bp, bs = _leaf_bnode(mas, entry)
         _split(tree, mas, mas.wr_node, mas.wr_min, bp, bs, None)
     elif t == WR_REBALANCE:
@@ -310,6 +303,28 @@ def execute(tree: MapleTree, mas: MapleState, entry: Any) -> None:
         _store_root(tree, mas, entry)
     else:  # pragma: no cover - classify never leaves WR_INVALID
         raise AssertionError("maple write without a store plan")
+
+
+def _store_leaf(
+    tree: MapleTree,
+    wr_type: int,
+    leaf: MapleNode,
+    o1: int,
+    o2: int,
+    mn: int,
+    first: int,
+    last: int,
+    entry: Any,
+) -> None:
+    """``mas_wr_store_entry()`` of a store that stays inside ``leaf`` (exact
+    fit, append, slot or node store): counted, then carried out in place.
+    Both :func:`classify` (with ``store``) and :func:`execute` end here."""
+    tree.counters.stores += 1
+    tree.seq += 1
+    if wr_type == WR_EXACT_FIT:
+        exact_fit(tree, leaf, o1, mn, entry)
+    else:
+        _store_in_place(tree, leaf, o1, o2, mn, first, last, entry)
 
 
 def exact_fit(
