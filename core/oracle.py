@@ -509,7 +509,11 @@ class ReferenceAllocator:
         if busy.get(area.va_start) is not area:
             raise OracleMismatch(f"{area} is not busy")
         del busy[area.va_start]
-        self._requested.pop(area.va_start, None)  # its vm_struct goes with it
+        self._drop_vm_struct(area)
+
+    def _drop_vm_struct(self, area: OracleArea) -> None:
+        """The area's ``vm_struct`` goes with it (requested size, pages)."""
+        self._requested.pop(area.va_start, None)
         self._nr_pages.pop(area.va_start, None)
 
     def find_vmap_area(self, addr: int) -> OracleArea | None:
@@ -540,8 +544,7 @@ class ReferenceAllocator:
         an overlay area goes back to its chunk, any other to the lazy path."""
         if self._is_overlay_area(area):
             assert self.overlay is not None
-            self._requested.pop(area.va_start, None)
-            self._nr_pages.pop(area.va_start, None)
+            self._drop_vm_struct(area)
             self.overlay.free(area.va_start)
             return
         self._unlink_busy(area)
