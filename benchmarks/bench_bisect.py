@@ -30,11 +30,11 @@ import statistics
 import time
 
 import vmapsim
-from vmapsim.bisect import BISECT_NR_OPS
-from vmapsim.bisect import run as bisect_run
-from vmapsim.cli import make_parser
-from vmapsim.layout import VMAP_AREA_MAPLE
-from vmapsim.plugins import Registry, get_registry, load_registry
+from vmapsim.framework.registry import Registry, get_registry, load_registry
+from vmapsim.kernel.layout import VMAP_AREA_MAPLE
+from vmapsim.tools.bisect import BISECT_NR_OPS
+from vmapsim.tools.bisect import run as bisect_run
+from vmapsim.tools.cli import make_parser
 
 
 class _StandIn:

@@ -41,7 +41,7 @@ CHILD = r"""
 import gc, json, sys, time
 import vmapsim
 from vmapsim_mapletree import MapleTree
-from vmapsim.roles import RESERVED
+from vmapsim.framework.roles import RESERVED
 P = vmapsim.PAGE_SIZE
 live, n = int(sys.argv[1]), int(sys.argv[2])
 BASE = 0xFFFFC90000000000

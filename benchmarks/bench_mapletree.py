@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vmapsim import Counters, VmapArea
-from vmapsim.layout import VMAP_AREA_RB
-from vmapsim.slab import KmemCache
+from vmapsim.kernel.layout import VMAP_AREA_RB
+from vmapsim.kernel.slab import KmemCache
 
 BLOCK = 4096  # bytes per busy block and per ordinary free hole
 ULONG_MAX = (1 << 64) - 1

@@ -18,7 +18,7 @@ import time
 import tracemalloc
 
 import vmapsim
-from vmapsim.plugins import HOOK_CALLS
+from vmapsim.framework.registry import HOOK_CALLS
 
 P = vmapsim.PAGE_SIZE
 

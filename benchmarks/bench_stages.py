@@ -35,7 +35,7 @@ import sys
 import time
 
 import vmapsim
-from vmapsim.plugins import get_registry
+from vmapsim.framework.registry import get_registry
 
 P = vmapsim.PAGE_SIZE
 COUNTERS = ("nodes_visited", "cache_lines", "stores", "walks", "augment_updates", "node_allocs")

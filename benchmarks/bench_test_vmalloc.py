@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 import vmapsim
-from vmapsim.plugins import get_registry
+from vmapsim.framework.registry import get_registry
 
 
 def stages_to_run() -> list[str]:

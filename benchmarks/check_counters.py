@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 import vmapsim
-from vmapsim.cli import main as cli_main
+from vmapsim.tools.cli import main as cli_main
 
 P = vmapsim.PAGE_SIZE
 _BASE_MASK = ("--mask", "0xFFF", "--test-repeat-count", "1")

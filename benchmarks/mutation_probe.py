@@ -45,8 +45,8 @@ RB = "plugins/rbtree/rbtree.py"
 RB_FREE = "plugins/rbtree/free.py"
 RB_COALESCE = "plugins/rbtree/coalesce.py"
 MAPLE_WRITE = "plugins/mapletree/write.py"
-ALLOC = "core/alloc.py"
-PURGE = "core/purge.py"
+ALLOC = "core/kernel/alloc.py"
+PURGE = "core/kernel/purge.py"
 
 RB_TESTS = ("tests/rbtree",)
 MAPLE_TESTS = ("tests/mapletree",)

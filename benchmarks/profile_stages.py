@@ -34,8 +34,16 @@ from bench_stages import Subject, parse_stages
 
 LAYERS = (
     # (layer, path fragments), first match wins
-    ("flow", ("core/alloc.py", "core/vmalloc.py", "core/purge.py", "core/allocator.py")),
-    ("mirror", ("core/mirror.py",)),
+    (
+        "flow",
+        (
+            "core/kernel/alloc.py",
+            "core/kernel/vmalloc.py",
+            "core/kernel/purge.py",
+            "core/kernel/allocator.py",
+        ),
+    ),
+    ("mirror", ("core/framework/mirror.py",)),
     ("core other", ("core/",)),
     (
         "maple components",

@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 
-from .config import StageSelection, StageSelectionError, resolve_stage, select_stages
-from .descriptors import Stage
+from vmapsim.framework.descriptors import Stage
+from vmapsim.tools.config import StageSelection, StageSelectionError, resolve_stage, select_stages
 
 __all__ = ["vmap_allocator", "vmapsim_registry"]
 
@@ -49,8 +49,8 @@ class _Hooks:
 
     @pytest.hookspec(firstresult=True)
     def pytest_vmapsim_registry(self, config: pytest.Config) -> Any:
-        """Return the :class:`vmapsim.plugins.Registry` the stage options resolve against
-        (default: ``vmapsim.plugins.get_registry()``, the installed plugins)."""
+        """Return the :class:`vmapsim.framework.registry.Registry` the stage options resolve against
+        (default: ``vmapsim.framework.registry.get_registry()``, the installed plugins)."""
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -90,7 +90,7 @@ class _Session:
         hook = config.pluginmanager.hook.pytest_vmapsim_registry
         registry = hook(config=config)
         if registry is None:
-            from .plugins import get_registry
+            from vmapsim.framework.registry import get_registry
 
             registry = get_registry()
         self.registry = registry
@@ -173,7 +173,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     hook = config.pluginmanager.hook.pytest_vmapsim_registry
     registry = hook(config=config)
     if registry is None:
-        from .plugins import get_registry
+        from vmapsim.framework.registry import get_registry
 
         registry = get_registry()
     series = config.getoption("vmapsim_series")
@@ -244,7 +244,7 @@ def vmapsim_registry(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture
 def vmap_allocator(stage: Any, vmapsim_registry: Any) -> Any:
     """A fresh ``vmapsim.build(stage, debug=True)``: invariants checked after every operation."""
-    from .api import build
+    from vmapsim.framework.api import build
 
     key = stage.key if isinstance(stage, Stage) else stage
     return build(key, debug=True, registry=vmapsim_registry)

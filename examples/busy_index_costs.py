@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 import vmapsim
-from vmapsim.workloads import mixed
+from vmapsim.framework.workloads import mixed
 
 SHOWN = ("walks", "nodes_visited", "comparisons", "cache_lines", "rotations", "node_allocs")
 

@@ -22,7 +22,7 @@ import random
 
 import vmapsim
 from vmapsim import PAGE_SIZE, Stage, Workload
-from vmapsim.layout import VMAP_AREA_MAPLE, VMAP_AREA_RB
+from vmapsim.kernel.layout import VMAP_AREA_MAPLE, VMAP_AREA_RB
 
 SERIES = "fake"
 NUMBERS = tuple(range(13))
@@ -81,7 +81,7 @@ def fake_ops(allocator, *, seed: int = 0, nr_ops: int = 400, **_mixed_params):
     for addr in live:
         allocator.vfree(addr)
         done["vfree"] += 1
-    from vmapsim.workloads import WorkloadReport
+    from vmapsim.framework.workloads import WorkloadReport
 
     return WorkloadReport("fake_ops", {"seed": seed, "nr_ops": nr_ops}, done)
 
@@ -100,6 +100,6 @@ class FakeSeriesPlugin:
 
 def fake_registry():
     """vmapsim's own registry plus the fake series (an explicit plugin list)."""
-    from vmapsim.plugins import load_registry
+    from vmapsim.framework.registry import load_registry
 
     return load_registry(plugins=[("fake", FakeSeriesPlugin())])

@@ -9,7 +9,7 @@ import pytest
 import vmapsim
 from conftest import P, snapshot
 from vmapsim import ULONG_MAX, FailslabConfig, VmapError
-from vmapsim.gfp import GFP_KERNEL, GFP_NOWAIT, Gfp
+from vmapsim.kernel.gfp import GFP_KERNEL, GFP_NOWAIT, Gfp
 
 XS = vmapsim.ARCHES["x86_64"].vmalloc_start
 XE = vmapsim.ARCHES["x86_64"].vmalloc_end
@@ -495,7 +495,7 @@ def test_struct_vmap_area_is_72_bytes_at_stage_0(a0):
 
 
 def test_same_seed_same_trace_and_counters():
-    from vmapsim.workloads import mixed
+    from vmapsim.framework.workloads import mixed
 
     runs = []
     for _ in range(2):

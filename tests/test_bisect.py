@@ -19,9 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vmapsim
-import vmapsim.plugins
+import vmapsim.framework.registry
 from vmapsim import PAGE_SIZE
-from vmapsim.bisect import (
+from vmapsim.checking.faultspec import FaultSpecError, parse_faults
+from vmapsim.checking.trace import TracingAllocator, first_difference
+from vmapsim.tools.bisect import (
     ABORT,
     BAD,
     BISECT_NR_OPS,
@@ -33,11 +35,9 @@ from vmapsim.bisect import (
     parse_metric,
     scan_stages,
 )
-from vmapsim.cli import main
-from vmapsim.config import StageSelectionError, select_stages
-from vmapsim.expr import ExprError, parse_expr
-from vmapsim.faultspec import FaultSpecError, parse_faults
-from vmapsim.trace import TracingAllocator, first_difference
+from vmapsim.tools.cli import main
+from vmapsim.tools.config import StageSelectionError, select_stages
+from vmapsim.tools.expr import ExprError, parse_expr
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ["--series", "fake", "--workload", "fake_ops", "--param", "nr_ops=500"]
@@ -51,7 +51,7 @@ def fake_reg():
 @pytest.fixture
 def fake(fake_reg, monkeypatch):
     """The process registry is vmapsim's plus the fake series, for the command line."""
-    monkeypatch.setattr(vmapsim.plugins, "_DEFAULT", [fake_reg])
+    monkeypatch.setattr(vmapsim.framework.registry, "_DEFAULT", [fake_reg])
     monkeypatch.delenv("VMAPSIM_STAGE", raising=False)
     return fake_reg
 
@@ -387,7 +387,7 @@ def test_tracing_records_errors_and_reraises():
 
 
 def test_untraced_runs_use_the_allocator_itself(fake_reg):
-    from vmapsim.bisect import WorkloadRunner
+    from vmapsim.tools.bisect import WorkloadRunner
 
     runner = WorkloadRunner(fake_reg, "fake_ops", {"nr_ops": 50})
     run = runner.run(fake_reg.stage("fake:0"))
@@ -558,7 +558,7 @@ def test_pytest_check_on_fake(capsys, fake, tmp_path, monkeypatch):
         "import pytest\n\n@pytest.mark.vmapsim_stages('fake:0..5')\n"
         "def test_marked(stage):\n    pass\n"
     )
-    from vmapsim.bisect import PytestCheck
+    from vmapsim.tools.bisect import PytestCheck
 
     v = PytestCheck("test_marked.py").probe(fake.stage("fake:7"))
     assert v.verdict == SKIP and "no stage in common" in v.detail
@@ -589,8 +589,10 @@ def test_usage_errors_exit_2(capsys, fake, argv, message):
 
 
 def test_a_single_stage_series_has_nothing_to_bisect(capsys, monkeypatch):
-    monkeypatch.setattr(vmapsim.plugins, "_DEFAULT", [vmapsim.plugins.load_registry()])
-    reg = vmapsim.plugins.get_registry()
+    monkeypatch.setattr(
+        vmapsim.framework.registry, "_DEFAULT", [vmapsim.framework.registry.load_registry()]
+    )
+    reg = vmapsim.framework.registry.get_registry()
     if len(select_stages("all", reg).stages) > 1:
         pytest.skip("series maple has more than one stage now")
     rc = main(["bisect", "--log", "x"])
@@ -631,7 +633,7 @@ def test_docs_examples_agree_with_the_ledger():
 
 def _needs(cmd: str) -> list[str]:
     """Stages (and workloads) of series maple the example needs that are not registered."""
-    reg = vmapsim.plugins.get_registry()
+    reg = vmapsim.framework.registry.get_registry()
     argv = shlex.split(cmd)
     good = int(argv[argv.index("--good") + 1]) if "--good" in argv else 0
     bad = int(argv[argv.index("--bad") + 1]) if "--bad" in argv else 12
@@ -659,7 +661,7 @@ def test_worked_example(capsys, monkeypatch, cmd, answer):
 
 def _top(good: int) -> int:
     """The highest stage n of maple with every stage good..n registered."""
-    reg = vmapsim.plugins.get_registry()
+    reg = vmapsim.framework.registry.get_registry()
     n = good
     while f"maple:{n + 1}" in reg.stages:
         n += 1
@@ -674,7 +676,7 @@ def test_worked_example_on_the_stages_registered_now(capsys, monkeypatch, cmd, a
     good = int(argv[argv.index("--good") + 1])
     bad = int(argv[argv.index("--bad") + 1])
     top = min(bad, _top(good))
-    reg = vmapsim.plugins.get_registry()
+    reg = vmapsim.framework.registry.get_registry()
     if "--workload" in argv and argv[argv.index("--workload") + 1] not in reg.workloads:
         pytest.skip(f"needs workload {argv[argv.index('--workload') + 1]}")
     if top <= good or (top < answer and "--all" in argv):
@@ -690,7 +692,7 @@ def test_worked_example_on_the_stages_registered_now(capsys, monkeypatch, cmd, a
 
 
 def test_mixed_workload_parameters():
-    from vmapsim.workloads import mixed
+    from vmapsim.framework.workloads import mixed
 
     def trace(**params):
         t = TracingAllocator(vmapsim.build(0))
@@ -705,7 +707,7 @@ def test_mixed_workload_parameters():
     nowait, rep = trace(nowait_pct=50, aligned_pct=0)
     calls = [op for op in nowait if op.op == "vmalloc_node"]
     assert calls and rep.ops["vmalloc_nowait"] == len(calls)
-    assert all(dict(op.kwargs)["gfp"] == int(vmapsim.gfp.GFP_NOWAIT) for op in calls)
+    assert all(dict(op.kwargs)["gfp"] == int(vmapsim.kernel.gfp.GFP_NOWAIT) for op in calls)
     assert all(op.args[1] == PAGE_SIZE for op in calls)
     for bad in ({"nowait_pct": 101}, {"aligned_pct": -1}, {"nowait_pct": 0.5}):
         with pytest.raises(vmapsim.VmapArgumentError, match="percentage"):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import vmapsim
-import vmapsim.plugins
-from vmapsim.cli import main
-from vmapsim.plugins import load_registry
+import vmapsim.framework.registry
+from vmapsim.framework.registry import load_registry
+from vmapsim.tools.cli import main
 
 SMALL = ["--workload", "mixed", "--param", "nr_ops=300"]
 
@@ -109,7 +109,7 @@ def test_plugins_reports_a_broken_plugin(capsys, monkeypatch):
             raise RuntimeError("kaboom in the index hook")
 
     reg = load_registry(plugins=[("exploding", Exploding())])
-    monkeypatch.setattr(vmapsim.plugins, "_DEFAULT", [reg])
+    monkeypatch.setattr(vmapsim.framework.registry, "_DEFAULT", [reg])
     rc = main(["plugins"])
     out = capsys.readouterr().out
     assert rc == 1

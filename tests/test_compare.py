@@ -12,11 +12,11 @@ import pytest
 
 import vmapsim
 from vmapsim import PAGE_SIZE
-from vmapsim.cli import main
-from vmapsim.compare import compare, memory_report, parse_stages, speedup_pct
 from vmapsim.errors import UnknownStageError
-from vmapsim.plugins import get_registry
-from vmapsim.report import columns, plot, render
+from vmapsim.framework.registry import get_registry
+from vmapsim.tools.cli import main
+from vmapsim.tools.compare import compare, memory_report, parse_stages, speedup_pct
+from vmapsim.tools.report import columns, plot, render
 
 SMALL = {"run_test_mask": 0b1001, "test_loop_count": 40, "test_repeat_count": 2}
 
@@ -254,7 +254,7 @@ class _Tty(io.StringIO):
 
 
 def test_progress_bar_only_on_a_terminal_and_only_after_its_delay():
-    from vmapsim.report import LazyProgress
+    from vmapsim.tools.report import LazyProgress
 
     quiet = io.StringIO()
     with LazyProgress("x", delay=0.0, stream=quiet) as bar:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import settings
 
 import vmapsim.testing
-from vmapsim.cli import main
-from vmapsim.templates import TEMPLATE_ROLES, render_plugin
+from vmapsim.tools.cli import main
+from vmapsim.tools.templates import TEMPLATE_ROLES, render_plugin
 
 pytest_plugins = ["pytester"]
 
@@ -91,7 +91,7 @@ import pytest
 
 import vmapsim
 import vmapsim.testing
-from vmapsim.plugins import load_registry
+from vmapsim.framework.registry import load_registry
 from vmapsim_rbtree.free import RbFreeIndex, is_within_this_va
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import vmapsim
 from conftest import P
-from vmapsim.plugins import get_registry
+from vmapsim.framework.registry import get_registry
 
 COMPONENTS = [
     None,

@@ -2,7 +2,7 @@
 on stage 0 (the soak: stages 0-1), against the reference allocator, in lockstep (Hypothesis state machine).
 
 Every rule runs one entry point on the model (``debug=True``: invariants after
-every operation) and on :class:`vmapsim.oracle.ReferenceAllocator`, then
+every operation) and on :class:`vmapsim.checking.oracle.ReferenceAllocator`, then
 compares the results; after every step the free / busy / lazy / pooled sets,
 ``vmap_lazy_nr``, the vmap blocks (free, dirty, bitmap, dirty range), the
 RCU clock and pending areas, the percpu chunks, the ``requested_size`` of live
@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import vmapsim
-from vmapsim.constants import PAGE_SIZE
-from vmapsim.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
-from vmapsim.oracle import PlacementBounds, ReferenceAllocator
-from vmapsim.plugins import get_registry
-from vmapsim.vmap_block import VMAP_BLOCK_SIZE
+from vmapsim.checking.oracle import PlacementBounds, ReferenceAllocator
+from vmapsim.framework.registry import get_registry
+from vmapsim.kernel.constants import PAGE_SIZE
+from vmapsim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
+from vmapsim.kernel.vmap_block import VMAP_BLOCK_SIZE
 
 P = PAGE_SIZE
 PICK = st.integers(0, 1 << 16)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import vmapsim
-from vmapsim.workloads import mixed
+from vmapsim.framework.workloads import mixed
 
 
 def _state(a):

@@ -15,7 +15,7 @@ import pytest
 import vmapsim
 from conftest import P, snapshot
 from vmapsim import VmapArgumentError, VmapError, VmapTypeError
-from vmapsim.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
+from vmapsim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 
 #: More than x86_64's 32 TiB vmalloc window: a request that always fails.
 TOO_BIG = 33 << 40

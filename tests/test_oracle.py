@@ -11,12 +11,11 @@ import itertools
 
 import pytest
 
-import vmapsim.constants
-import vmapsim.gfp
-from vmapsim import oracle_constants as oc
-from vmapsim.errors import VmapError
-from vmapsim.oracle import OracleMismatch, ReferenceAllocator
-from vmapsim.oracle_constants import (
+import vmapsim.kernel.constants
+import vmapsim.kernel.gfp
+from vmapsim.checking import oracle_constants as oc
+from vmapsim.checking.oracle import OracleMismatch, ReferenceAllocator
+from vmapsim.checking.oracle_constants import (
     __GFP_NOFAIL,
     __GFP_NOWARN,
     GFP_ATOMIC,
@@ -24,6 +23,7 @@ from vmapsim.oracle_constants import (
     GFP_NOWAIT,
     PAGE_SIZE,
 )
+from vmapsim.errors import VmapError
 
 P = PAGE_SIZE
 VMALLOC_START, VMALLOC_END = oc.VMALLOC_WINDOWS["x86_64"]
@@ -96,9 +96,9 @@ def test_oracle_constants_are_the_kernel_values() -> None:
 
 
 def test_model_constants_equal_the_oracles() -> None:
-    """The model's vmapsim.gfp and vmapsim.constants agree with oracle_constants,
+    """The model's vmapsim.kernel.gfp and vmapsim.kernel.constants agree with oracle_constants,
     which were written from the kernel headers separately."""
-    model_bits = {flag.name: int(flag) for flag in vmapsim.gfp.Gfp}
+    model_bits = {flag.name: int(flag) for flag in vmapsim.kernel.gfp.Gfp}
     assert model_bits == oc.GFP_BITS
     for name in (
         "GFP_ATOMIC",
@@ -109,17 +109,17 @@ def test_model_constants_equal_the_oracles() -> None:
         "GFP_NOWAIT",
         "GFP_RECLAIM_MASK",
     ):
-        assert int(getattr(vmapsim.gfp, name)) == getattr(oc, name), name
-    assert int(vmapsim.gfp.__GFP_NOWARN) == oc.__GFP_NOWARN
-    assert int(vmapsim.gfp.__GFP_NOFAIL) == oc.__GFP_NOFAIL
+        assert int(getattr(vmapsim.kernel.gfp, name)) == getattr(oc, name), name
+    assert int(vmapsim.kernel.gfp.__GFP_NOWARN) == oc.__GFP_NOWARN
+    assert int(vmapsim.kernel.gfp.__GFP_NOFAIL) == oc.__GFP_NOFAIL
     windows = {
         name: (arch.vmalloc_start, arch.vmalloc_end)
-        for name, arch in vmapsim.constants.ARCHES.items()
+        for name, arch in vmapsim.kernel.constants.ARCHES.items()
     }
     assert windows == oc.VMALLOC_WINDOWS
-    assert {a.page_size for a in vmapsim.constants.ARCHES.values()} == {oc.PAGE_SIZE}
-    assert vmapsim.constants.PAGE_SHIFT == oc.PAGE_SHIFT
-    assert vmapsim.constants.MAX_VA_SIZE_PAGES == oc.MAX_VA_SIZE_PAGES
+    assert {a.page_size for a in vmapsim.kernel.constants.ARCHES.values()} == {oc.PAGE_SIZE}
+    assert vmapsim.kernel.constants.PAGE_SHIFT == oc.PAGE_SHIFT
+    assert vmapsim.kernel.constants.MAX_VA_SIZE_PAGES == oc.MAX_VA_SIZE_PAGES
 
 
 @pytest.mark.parametrize(
@@ -492,7 +492,7 @@ def test_vmalloc_node_alignment() -> None:
 
 def test_shrink_constants_are_the_kernels() -> None:
     import vmapsim
-    from vmapsim.oracle import SHRINK_EMPTY, ULONG_MAX
+    from vmapsim.checking.oracle import SHRINK_EMPTY, ULONG_MAX
 
     assert SHRINK_EMPTY == ULONG_MAX - 1  # the oracle's, from the header
     assert vmapsim.SHRINK_STOP == ULONG_MAX

@@ -9,9 +9,9 @@ import pytest
 import vmapsim
 from conftest import P, snapshot
 from vmapsim import InvariantError, VmapArgumentError, VmapTypeError
-from vmapsim.area import VM_ALLOC, VM_NO_GUARD
-from vmapsim.oracle import ReferenceAllocator
-from vmapsim.percpu import PCPU_ATOM_SIZE, PCPU_UNIT_SIZE
+from vmapsim.checking.oracle import ReferenceAllocator
+from vmapsim.kernel.area import VM_ALLOC, VM_NO_GUARD
+from vmapsim.kernel.percpu import PCPU_ATOM_SIZE, PCPU_UNIT_SIZE
 
 XS = vmapsim.VMALLOC_START
 XE = vmapsim.VMALLOC_END

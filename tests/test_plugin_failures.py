@@ -19,17 +19,17 @@ import warnings
 import pytest
 
 import vmapsim
-import vmapsim.plugins
+import vmapsim.framework.registry
 from vmapsim import PAGE_SIZE as P
-from vmapsim.cli import main
-from vmapsim.plugins import load_registry
+from vmapsim.framework.registry import load_registry
+from vmapsim.tools.cli import main
 
 _SEQ = itertools.count()
 
 HEADER = "import vmapsim\nfrom vmapsim import Component, hookimpl\n"
 
 #: a working free index to build broken ones from (the rbtree plugin's, by name)
-RB_FREE = "vmapsim.plugins.get_registry().component('free', 'rb').factory"
+RB_FREE = "vmapsim.framework.registry.get_registry().component('free', 'rb').factory"
 
 
 @pytest.fixture
@@ -38,9 +38,9 @@ def install(tmp_path, monkeypatch):
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(vmapsim.plugins, "_DEFAULT", [])  # get_registry() reloads
-    monkeypatch.delenv(vmapsim.plugins.STRICT_ENV, raising=False)
-    monkeypatch.delenv(vmapsim.plugins.DISABLE_ENV, raising=False)
+    monkeypatch.setattr(vmapsim.framework.registry, "_DEFAULT", [])  # get_registry() reloads
+    monkeypatch.delenv(vmapsim.framework.registry.STRICT_ENV, raising=False)
+    monkeypatch.delenv(vmapsim.framework.registry.DISABLE_ENV, raising=False)
 
     def add(body: str, *, dist: str | None = None, ep: str | None = None, version="1.2.3"):
         n = next(_SEQ)
@@ -115,7 +115,7 @@ def test_builtin_stage_and_workload_names_are_reserved(install):
         """
         @hookimpl
         def vmapsim_stages():
-            st = vmapsim.plugins.get_registry().stage(0)
+            st = vmapsim.framework.registry.get_registry().stage(0)
             return [vmapsim.Stage(0, "mine", dict(st.components), st.layout)]
 
         @hookimpl
@@ -403,7 +403,7 @@ class Wrapped:
         return len(self.inner)
 
 def make(ctx):
-    inner = vmapsim.plugins.get_registry().component("free", "rb").factory(ctx)
+    inner = vmapsim.framework.registry.get_registry().component("free", "rb").factory(ctx)
     return Wrapped(inner)
 
 @hookimpl
@@ -449,7 +449,7 @@ def test_disable_skips_before_import(install, monkeypatch, tmp_path, capsys):
     marker = tmp_path / "imported"
     monkeypatch.setenv("VMAPSIM_TEST_MARKER", str(marker))
     ep = install(SIDE_EFFECT, dist="noisy-dist")
-    monkeypatch.setenv(vmapsim.plugins.DISABLE_ENV, f"{ep},mapletree")
+    monkeypatch.setenv(vmapsim.framework.registry.DISABLE_ENV, f"{ep},mapletree")
     reg = load_registry()
     assert not marker.exists()
     assert record(reg, ep).status == "disabled" and record(reg, "mapletree").status == "disabled"
@@ -459,7 +459,7 @@ def test_disable_skips_before_import(install, monkeypatch, tmp_path, capsys):
         vmapsim.build(0, registry=reg)
     with pytest.raises(vmapsim.UnknownComponentError, match=r"mapletree \(disabled\)"):
         vmapsim.build(0, components={"busy": "maple"}, registry=reg)
-    monkeypatch.setenv(vmapsim.plugins.DISABLE_ENV, "noisy-dist")  # by distribution too
+    monkeypatch.setenv(vmapsim.framework.registry.DISABLE_ENV, "noisy-dist")  # by distribution too
     assert record(load_registry(), ep).status == "disabled"
     assert not marker.exists()
 
@@ -470,12 +470,14 @@ def test_strict_mode_turns_problems_into_errors(install, monkeypatch, capsys):
         load_registry(strict=True)
     assert main(["--strict-plugins", "run", "--param", "nr_ops=10"]) == 2
     assert f"{ep} (sloppy-dist" in capsys.readouterr().err
-    monkeypatch.setattr(vmapsim.plugins, "_DEFAULT", [])
-    monkeypatch.setenv(vmapsim.plugins.STRICT_ENV, "1")
+    monkeypatch.setattr(vmapsim.framework.registry, "_DEFAULT", [])
+    monkeypatch.setenv(vmapsim.framework.registry.STRICT_ENV, "1")
     assert main(["plugins"]) == 2
     assert "strict plugin mode" in capsys.readouterr().err
-    monkeypatch.setenv(vmapsim.plugins.DISABLE_ENV, ep)  # strict and clean once it is off
-    monkeypatch.setattr(vmapsim.plugins, "_DEFAULT", [])
+    monkeypatch.setenv(
+        vmapsim.framework.registry.DISABLE_ENV, ep
+    )  # strict and clean once it is off
+    monkeypatch.setattr(vmapsim.framework.registry, "_DEFAULT", [])
     assert main(["plugins"]) == 0
 
 
@@ -483,7 +485,7 @@ def test_strict_mode_turns_problems_into_errors(install, monkeypatch, capsys):
 
 
 def test_debug_run_reports_progress_on_stderr(capsys, monkeypatch):
-    monkeypatch.setattr(vmapsim.plugins, "_DEFAULT", [])
+    monkeypatch.setattr(vmapsim.framework.registry, "_DEFAULT", [])
     assert main(["run", "--workload", "mixed", "--debug", "--param", "nr_ops=120"]) == 0
     captured = capsys.readouterr()
     assert "checking invariants after every operation" in captured.err
@@ -498,7 +500,7 @@ class _FakeTerminal(io.StringIO):
 
 
 def test_debug_progress_on_a_terminal_is_a_rich_line():
-    from vmapsim.progress import debug_progress
+    from vmapsim.tools.progress import debug_progress
 
     a = vmapsim.build(0, debug=True)
     check = a.check_invariants

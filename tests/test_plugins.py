@@ -10,10 +10,10 @@ import pluggy
 import pytest
 
 import vmapsim
-import vmapsim.builtin
-import vmapsim.plugins
+import vmapsim.framework.builtin
+import vmapsim.framework.registry
 from vmapsim import Component, Stage, Workload
-from vmapsim.plugins import load_registry
+from vmapsim.framework.registry import load_registry
 
 PAGE = vmapsim.PAGE_SIZE
 
@@ -32,12 +32,12 @@ def _record(reg, name):
 
 
 def test_hook_call_counter_counts_registry_builds():
-    before = vmapsim.plugins.HOOK_CALLS[0]
+    before = vmapsim.framework.registry.HOOK_CALLS[0]
     load_registry()
-    after = vmapsim.plugins.HOOK_CALLS[0]
+    after = vmapsim.framework.registry.HOOK_CALLS[0]
     assert after > 0
     # each implemented hook of each plugin is called once (pluggy marks them)
-    modules = [vmapsim.builtin] + [
+    modules = [vmapsim.framework.builtin] + [
         ep.load() for ep in importlib.metadata.entry_points(group="vmapsim")
     ]
     impls = sum(hasattr(getattr(m, n), "vmapsim_impl") for m in modules for n in dir(m))
@@ -57,17 +57,17 @@ def test_no_hook_call_per_vmalloc_or_vfree(monkeypatch):
     monkeypatch.setattr(pluggy.HookCaller, "__call__", counting_call)
     load_registry()
     assert calls, "the pluggy call monitor does not see registry builds"
-    assert vmapsim.plugins.HOOK_CALLS[0] > 0
+    assert vmapsim.framework.registry.HOOK_CALLS[0] > 0
 
     a = vmapsim.build(stage=0)
     calls.clear()
-    before = vmapsim.plugins.HOOK_CALLS[0]
+    before = vmapsim.framework.registry.HOOK_CALLS[0]
     for _ in range(10_000):
         addr = a.vmalloc(4096)
         assert addr is not None
         a.vfree(addr)
     a.purge_vmap_area_lazy()
-    assert vmapsim.plugins.HOOK_CALLS[0] == before
+    assert vmapsim.framework.registry.HOOK_CALLS[0] == before
     assert calls == []
     a.check_invariants()
 
@@ -178,8 +178,8 @@ def test_entry_point_that_fails_to_import(monkeypatch):
             eps.append(bogus)
         return eps
 
-    # vmapsim.plugins calls ``md.entry_points(group=...)`` on importlib.metadata
-    monkeypatch.setattr(vmapsim.plugins.md, "entry_points", fake_entry_points)
+    # vmapsim.framework.registry calls ``md.entry_points(group=...)`` on importlib.metadata
+    monkeypatch.setattr(vmapsim.framework.registry.md, "entry_points", fake_entry_points)
     reg = load_registry()
     rec = _record(reg, "broken")
     assert not rec.ok
@@ -404,7 +404,7 @@ def test_unknown_stage_message_lists_stages():
 
 @pytest.mark.parametrize("spec", [0, "0", "maple:0", " maple:0 ", "maple:00"])
 def test_stage_spec_forms_resolve_to_the_same_stage(spec):
-    reg = vmapsim.plugins.get_registry()
+    reg = vmapsim.framework.registry.get_registry()
     assert reg.stage(spec) is reg.stage(0)
     assert vmapsim.build(spec).stage is reg.stage(0)
     assert reg.stage(0).key == "maple:0"
@@ -431,7 +431,7 @@ def test_component_accepts_good_names_and_roles():
 
 
 def _layout():
-    return vmapsim.plugins.get_registry().stage(0).layout
+    return vmapsim.framework.registry.get_registry().stage(0).layout
 
 
 FULL = {"free": "rb", "busy": "rb", "lazy": "rb", "coalesce": "list-neighbour"}

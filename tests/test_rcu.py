@@ -8,7 +8,7 @@ import pytest
 import vmapsim
 from conftest import P, snapshot
 from vmapsim import RCU_GP_TICKS, InvariantError, VmapArgumentError
-from vmapsim.oracle import ReferenceAllocator
+from vmapsim.checking.oracle import ReferenceAllocator
 
 
 def test_the_area_stays_busy_until_its_grace_period_ends():

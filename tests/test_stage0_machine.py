@@ -1,7 +1,7 @@
 """Stage 0 against the reference allocator, in lockstep (Hypothesis state machine).
 
 Every rule runs one kernel entry point on the model (``vmapsim.build(stage=0,
-debug=True)``) and on :class:`vmapsim.oracle.ReferenceAllocator`, then
+debug=True)``) and on :class:`vmapsim.checking.oracle.ReferenceAllocator`, then
 compares what came back (address, None or errno, warnings) and, after every
 step, the free / busy / lazy / pooled sets, ``vmap_lazy_nr`` and the model's
 own ``check_invariants()``.
@@ -11,11 +11,11 @@ PAGE_SIZE`` outside an exact-fit window), the model's choice is first
 checked here against the rule docs/rbtree.md states for
 ``find_vmap_lowest_match`` with ``adjust_search_size``
 (:func:`check_pruned_placement`, written from that rule over the oracle's
-free set, not from the model or :class:`vmapsim.oracle.PlacementBounds`);
+free set, not from the model or :class:`vmapsim.checking.oracle.PlacementBounds`);
 then the oracle checks it against its own bounds and follows it.
 
 From stage 10 the oracle models the per-CPU bump overlay too
-(``ReferenceAllocator(overlay=...)``, :mod:`vmapsim.oracle_overlay`, mode
+(``ReferenceAllocator(overlay=...)``, :mod:`vmapsim.checking.oracle_overlay`, mode
 from the stage's features), and after every step the machine also compares
 the overlay's live areas and chunks (base, CPU, bump, exhausted, live count);
 the log comparison covers UBSAN's two lines at stage 11 (and their absence at
@@ -44,10 +44,10 @@ from hypothesis.stateful import (
 )
 
 import vmapsim
-from vmapsim.constants import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from vmapsim.checking.oracle import OracleArea, PlacementBounds, ReferenceAllocator
 from vmapsim.errors import VmapError
-from vmapsim.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
-from vmapsim.oracle import OracleArea, PlacementBounds, ReferenceAllocator
+from vmapsim.kernel.constants import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from vmapsim.kernel.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
 
 P = PAGE_SIZE
 VS = VMALLOC_START

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 import vmapsim
 from conftest import P, snapshot
 from vmapsim import ULONG_MAX, FailslabConfig, FaultInjector, InvariantError, VmapError
-from vmapsim.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
+from vmapsim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 
 STAGES = range(8)
 STAGE_IDS = [f"stage{n}" for n in STAGES]

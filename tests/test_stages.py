@@ -14,7 +14,7 @@ import pytest
 import vmapsim
 from stage_trace import run_trace
 from vmapsim import PAGE_SIZE, FailslabConfig, InvariantError, VmapError
-from vmapsim.plugins import get_registry
+from vmapsim.framework.registry import get_registry
 
 P = PAGE_SIZE
 MAPLE_STAGES = range(0, 8)
@@ -231,7 +231,7 @@ def _pressure(stage: int) -> vmapsim.VmapAllocator:
     a = vmapsim.build(stage, failslab=fs)
     got = []
     for n in range(1, 6):
-        addr = a.vmalloc_node(n * P, P, gfp=int(vmapsim.gfp.GFP_ATOMIC))
+        addr = a.vmalloc_node(n * P, P, gfp=int(vmapsim.kernel.gfp.GFP_ATOMIC))
         if addr is not None:
             got.append(addr)
     for addr in got:
@@ -267,7 +267,7 @@ def test_stage5_retry_queue_is_published_by_a_later_call() -> None:
     a.faults.configure(FailslabConfig(probability=100, cache_filter={"maple_node"}))
     parked = None
     for n in range(1, 60):
-        addr = a.vmalloc_node(n * P, P, gfp=int(vmapsim.gfp.GFP_ATOMIC))
+        addr = a.vmalloc_node(n * P, P, gfp=int(vmapsim.kernel.gfp.GFP_ATOMIC))
         if a.vmap_retry_queue:
             parked = addr
             break

@@ -20,8 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_s
 import vmapsim
 from stage_trace import run_trace
 from vmapsim import PAGE_SIZE, FailslabConfig, InvariantError, VmapError
-from vmapsim.gfp import GFP_ATOMIC, GFP_KERNEL
-from vmapsim.plugins import get_registry
+from vmapsim.framework.registry import get_registry
+from vmapsim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL
 from vmapsim_pcpu_overlay import OVERLAY_MAX_PAGES, UbsanError, derive_chunk_pages
 
 P = PAGE_SIZE

@@ -12,10 +12,10 @@ import pytest
 
 import vmapsim
 from vmapsim import PAGE_SIZE, ULONG_MAX
-from vmapsim.cli import main
-from vmapsim.counters import COUNTER_NAMES
-from vmapsim.gfp import __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
-from vmapsim.plugins import get_registry
+from vmapsim.cost.counters import COUNTER_NAMES
+from vmapsim.framework.registry import get_registry
+from vmapsim.kernel.gfp import __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
+from vmapsim.tools.cli import main
 from vmapsim_test_vmalloc import (
     DEFAULTS,
     TESTS,

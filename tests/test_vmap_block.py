@@ -9,9 +9,9 @@ import pytest
 import vmapsim
 from conftest import P, snapshot
 from vmapsim import InvariantError, VmapArgumentError, VmapTypeError
-from vmapsim.area import VMAP_BLOCK, VMAP_RAM
-from vmapsim.oracle import ReferenceAllocator
-from vmapsim.vmap_block import (
+from vmapsim.checking.oracle import ReferenceAllocator
+from vmapsim.kernel.area import VMAP_BLOCK, VMAP_RAM
+from vmapsim.kernel.vmap_block import (
     VMAP_BBMAP_BITS,
     VMAP_BLOCK_SIZE,
     VMAP_MAX_ALLOC,

@@ -8,8 +8,8 @@ import pytest
 import vmapsim
 from conftest import P, snapshot
 from vmapsim import VmapArgumentError
-from vmapsim.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
-from vmapsim.oracle import ReferenceAllocator
+from vmapsim.checking.oracle import ReferenceAllocator
+from vmapsim.kernel.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 
 
 def vm_of(a, addr):

@@ -1,4 +1,4 @@
-"""Role-level contract tests: one class per role, written from :mod:`vmapsim.roles`.
+"""Role-level contract tests: one class per role, written from :mod:`vmapsim.framework.roles`.
 
 Subclass the class of your component's role, name the component, and pytest
 runs every contract test on it::
@@ -27,12 +27,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ..area import VmapArea
-from ..constants import PAGE_SIZE, ULONG_MAX, VMALLOC_START
-from ..descriptors import Stage
-from ..errors import InvariantError
-from ..plugins import Registry, load_registry
-from ..roles import RESERVED
+from vmapsim.errors import InvariantError
+from vmapsim.framework.descriptors import Stage
+from vmapsim.framework.registry import Registry, load_registry
+from vmapsim.framework.roles import RESERVED
+from vmapsim.kernel.area import VmapArea
+from vmapsim.kernel.constants import PAGE_SIZE, ULONG_MAX, VMALLOC_START
+
 from .harness import Built, make_component
 from .profiles import kit_settings
 
@@ -786,7 +787,7 @@ class OverlayContract(RoleContract):
     def allocator(
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage: Stage
     ) -> Any:
-        from ..api import build
+        from vmapsim.framework.api import build
 
         return build(
             kit_stage.key,

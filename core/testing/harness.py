@@ -14,12 +14,12 @@ from typing import Any
 
 from attrs import define, field
 
-from ..api import _guarded
-from ..constants import arch_by_name
-from ..counters import Counters
-from ..descriptors import ComponentContext, Stage
-from ..faults import FailslabConfig, FaultInjector
-from ..plugins import Registry
+from vmapsim.checking.faults import FailslabConfig, FaultInjector
+from vmapsim.cost.counters import Counters
+from vmapsim.framework.api import _guarded
+from vmapsim.framework.descriptors import ComponentContext, Stage
+from vmapsim.framework.registry import Registry
+from vmapsim.kernel.constants import arch_by_name
 
 __all__ = ["Built", "make_component", "stage_params"]
 

@@ -2,12 +2,12 @@
 
 :func:`allocator_machine` returns a Hypothesis state machine that builds
 ``vmapsim.build(stage, components=..., debug=True)`` and
-:class:`vmapsim.oracle.ReferenceAllocator`, runs every kernel entry point on
+:class:`vmapsim.checking.oracle.ReferenceAllocator`, runs every kernel entry point on
 both in lockstep, and after every step checks ``check_invariants()`` and
 that the free, busy, lazy and pooled sets and ``vmap_lazy_nr`` are the
 oracle's.  Where the kernel's pruned search leaves the choice open
 (``align > PAGE_SIZE`` outside an exact-fit window) the oracle checks the
-model's choice against the documented bounds (:class:`~vmapsim.oracle.
+model's choice against the documented bounds (:class:`~vmapsim.checking.oracle.
 PlacementBounds`) and follows it.
 
 Stages with an overlay hand out addresses the oracle does not model; there
@@ -26,12 +26,12 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ..api import build
-from ..constants import PAGE_SIZE, SHRINK_EMPTY, VMALLOC_END, VMALLOC_START
-from ..errors import VmapError
-from ..gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
-from ..oracle import OracleArea, PlacementBounds, ReferenceAllocator
-from ..plugins import Registry
+from vmapsim.checking.oracle import OracleArea, PlacementBounds, ReferenceAllocator
+from vmapsim.errors import VmapError
+from vmapsim.framework.api import build
+from vmapsim.framework.registry import Registry
+from vmapsim.kernel.constants import PAGE_SIZE, SHRINK_EMPTY, VMALLOC_END, VMALLOC_START
+from vmapsim.kernel.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
 
 __all__ = ["allocator_machine", "blocks"]
 

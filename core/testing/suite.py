@@ -23,9 +23,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis.stateful import run_state_machine_as_test
 
-from ..allocator import component_name
-from ..api import build
-from ..plugins import Registry, load_registry
+from vmapsim.framework.api import build
+from vmapsim.framework.registry import Registry, load_registry
+from vmapsim.kernel.allocator import component_name
+
 from .contracts import CONTRACTS, RoleContract
 from .machine import allocator_machine
 from .profiles import kit_settings

@@ -10,7 +10,7 @@ allocators in lockstep and asserts exactly that.
 
 Above ``PAGE_SIZE`` the kernel's pruned search may return any fitting block
 at or below the lowest accepted block of ``size + align - 1`` bytes (the
-bounds rule, :class:`vmapsim.oracle.PlacementBounds`); two correct
+bounds rule, :class:`vmapsim.checking.oracle.PlacementBounds`); two correct
 components may then differ, so those requests are checked against the bounds
 by the state machine (:mod:`vmapsim.testing.machine`), not here.
 """
@@ -22,10 +22,11 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ..api import build
-from ..constants import PAGE_SIZE, VMALLOC_END, VMALLOC_START
-from ..errors import VmapError
-from ..plugins import Registry
+from vmapsim.errors import VmapError
+from vmapsim.framework.api import build
+from vmapsim.framework.registry import Registry
+from vmapsim.kernel.constants import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+
 from .machine import blocks
 
 __all__ = ["HOLES_OPS", "TRACE_OPS", "check_trace"]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from vmapsim import (
+    OVERLAP_WARNING,
     ComponentContext,
     ComponentError,
     Counters,
@@ -23,7 +24,6 @@ from vmapsim import (
     InvariantError,
     VmapArea,
 )
-from vmapsim.roles import OVERLAP_WARNING
 
 from .errors import MapleError
 from .tree import MapleTree

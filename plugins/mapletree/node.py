@@ -19,7 +19,7 @@ from typing import Any
 
 from attrs import define
 
-from vmapsim.cachemodel import CACHE_LINE, MAPLE_NODE_LINES
+from vmapsim import CACHE_LINE, MAPLE_NODE_LINES
 
 __all__ = [
     "DEAD",

@@ -28,15 +28,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from vmapsim import (
+    OVERLAP_WARNING,
     ULONG_MAX,
     ComponentContext,
     Counters,
     FaultInjector,
     InvariantError,
     VmapArea,
+    is_within_this_va,
 )
-from vmapsim.alloc import is_within_this_va
-from vmapsim.roles import OVERLAP_WARNING
 
 from .components import check_area_ranges
 from .errors import MapleError

@@ -3,7 +3,7 @@
 :class:`MapleOccupiedIndex` (``occupied=maple``, ``occupied=maple-occupied``)
 is one allocation-range maple tree (``MT_FLAGS_ALLOC_RANGE``) per allocator
 holding every range of the address space that is not free: busy, lazy and
-pooled areas and vmap blocks.  Entries are :data:`vmapsim.roles.RESERVED`, or
+pooled areas and vmap blocks.  Entries are :data:`vmapsim.RESERVED`, or
 the busy :class:`~vmapsim.VmapArea` itself when the tree also serves as the
 busy index (stage 7 on).  Free space is the NULL gaps; the tree's gap
 bookkeeping lets ``mas_empty_area()`` find the lowest fit in one descent.
@@ -28,9 +28,10 @@ import errno
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import vmapsim.roles
 from vmapsim import (
+    OVERLAP_WARNING,
     PAGE_SIZE,
+    RESERVED,
     ULONG_MAX,
     ComponentContext,
     ComponentError,
@@ -41,15 +42,12 @@ from vmapsim import (
     VmapArgumentError,
     VmapTypeError,
 )
-from vmapsim.roles import OVERLAP_WARNING
 
 from .errors import MapleError
 from .tree import MapleTree
 from .walk import descend
 
 __all__ = ["MapleOccupiedIndex", "OccupiedBusyView", "make_occupied", "make_occupied_or_busy"]
-
-RESERVED = vmapsim.roles.RESERVED
 
 
 #: the allocator's ``vmap_zone_size`` with several vmap nodes (16 pages)
@@ -80,7 +78,7 @@ def _range(start: object, end: object) -> tuple[int, int]:
 
 
 class MapleOccupiedIndex:
-    """The allocation-range maple tree of in-use ranges (``vmapsim.roles.OccupiedIndex``).
+    """The allocation-range maple tree of in-use ranges (``vmapsim.OccupiedIndex``).
 
     ``MapleOccupiedIndex(counters, warn, faults=None, name="occupied")``.
     Every operation counts its tree work (walks, stores, nodes, lines) in

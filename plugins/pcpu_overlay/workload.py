@@ -34,8 +34,7 @@ import random
 import time
 from typing import Any
 
-from vmapsim import PAGE_SIZE, VmapArea, VmapError, Workload
-from vmapsim.workloads import WorkloadReport
+from vmapsim import PAGE_SIZE, VmapArea, VmapError, Workload, WorkloadReport
 
 __all__ = ["WORKLOADS", "module_load", "module_window"]
 

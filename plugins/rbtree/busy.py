@@ -5,8 +5,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from vmapsim import Counters, VmapArea
-from vmapsim.layout import StructLayout
+from vmapsim import Counters, StructLayout, VmapArea
 
 from .rbtree import RbList
 

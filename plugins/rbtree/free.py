@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmapsim import Counters, VmapArea
-from vmapsim.alloc import is_within_this_va
-from vmapsim.layout import StructLayout
+from vmapsim import Counters, StructLayout, VmapArea, is_within_this_va
 
 from .rbtree import ULONG_MASK, RbList
 

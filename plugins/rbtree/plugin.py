@@ -11,7 +11,7 @@ Registers, through vmapsim's hooks:
   index found in ``ctx.shared["free"]``.
 
 Every factory reads the stage's ``struct vmap_area`` layout from
-``ctx.params["layout"]`` (default ``vmapsim.layout.VMAP_AREA_RB``) for the
+``ctx.params["layout"]`` (default ``vmapsim.kernel.layout.VMAP_AREA_RB``) for the
 cache-line model.
 """
 

@@ -29,10 +29,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from vmapsim import Counters, InvariantError, VmapArea
-from vmapsim.cachemodel import field_lines_table
-from vmapsim.layout import VMAP_AREA_RB, StructLayout
-from vmapsim.roles import OVERLAP_WARNING
+from vmapsim import (
+    OVERLAP_WARNING,
+    VMAP_AREA_RB,
+    Counters,
+    InvariantError,
+    StructLayout,
+    VmapArea,
+    field_lines_table,
+)
 
 __all__ = [
     "AUGMENT_FIELDS",

@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import define, field, frozen
 
-from vmapsim.counters import COUNTER_NAMES
-from vmapsim.workloads import WorkloadReport
+from vmapsim import COUNTER_NAMES, WorkloadReport
 
 from .cycles import modeled_cycles
 from .params import ModuleParams, mask_from_names, parse_script_args, resolve_params

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING
 
 from attrs import define, frozen
 
-from vmapsim import PAGE_SHIFT, PAGE_SIZE
-from vmapsim.gfp import __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
+from vmapsim import __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, PAGE_SHIFT, PAGE_SIZE
 
 from .params import ModuleParams
 

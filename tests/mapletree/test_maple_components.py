@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import vmapsim
-from vmapsim.workloads import mixed
+from vmapsim.framework.workloads import mixed
 
 P = vmapsim.PAGE_SIZE
 

@@ -9,14 +9,14 @@ import random
 import pytest
 
 import vmapsim
-import vmapsim.roles
+import vmapsim.framework.roles
 from vmapsim import PAGE_SIZE as P
 from vmapsim import ComponentContext, Counters, FailslabConfig, FaultInjector, VmapArea
-from vmapsim.plugins import get_registry
+from vmapsim.framework.registry import get_registry
 from vmapsim_mapletree.components import MapleBusyIndex, MapleLazyQueue
 from vmapsim_mapletree.vmap_occupied import OccupiedBusyView
 
-RESERVED = vmapsim.roles.RESERVED
+RESERVED = vmapsim.framework.roles.RESERVED
 BASE = 0x10_0000
 ZONE = 16 * P
 

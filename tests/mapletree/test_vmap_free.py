@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import vmapsim
 from vmapsim import PAGE_SIZE as P
 from vmapsim import ULONG_MAX, ComponentContext, Counters, FaultInjector, VmapArea
-from vmapsim.plugins import get_registry
+from vmapsim.framework.registry import get_registry
 from vmapsim_mapletree.vmap_free import MapleFreeIndex
 from vmapsim_rbtree.free import RbFreeIndex
 

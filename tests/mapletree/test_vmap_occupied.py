@@ -15,14 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vmapsim
-import vmapsim.roles
+import vmapsim.framework.roles
 from vmapsim import PAGE_SIZE as P
 from vmapsim import ULONG_MAX, ComponentContext, Counters, FailslabConfig, FaultInjector
-from vmapsim.plugins import get_registry
+from vmapsim.framework.registry import get_registry
 from vmapsim_mapletree.vmap_occupied import MapleOccupiedIndex
 from vmapsim_rbtree.free import RbFreeIndex
 
-RESERVED = vmapsim.roles.RESERVED
+RESERVED = vmapsim.framework.roles.RESERVED
 BASE = 0x10_0000
 
 
@@ -79,7 +79,7 @@ def test_registered_components_fill_the_occupied_protocol():
         comp = reg.component("occupied", name)
         ctx, _ = _ctx()
         occ = comp.factory(ctx)
-        assert isinstance(occ, vmapsim.roles.OccupiedIndex)
+        assert isinstance(occ, vmapsim.framework.roles.OccupiedIndex)
         assert ctx.shared["occupied"] is occ
     assert reg.component("busy", "maple-occupied") is reg.component("occupied", "maple-occupied")
 
@@ -223,7 +223,7 @@ def _brute_lowest(gaps, size, align, vstart, vend):
 
 
 def _rb_placement(rb, size, align, vstart, vend):
-    """``__alloc_vmap_area()`` with the rb-tree (plugins/rbtree + core/alloc.py va_alloc)."""
+    """``__alloc_vmap_area()`` with the rb-tree (plugins/rbtree + core/kernel/alloc.py va_alloc)."""
     va = rb.find_vmap_lowest_match(size, align, vstart, False)
     if va is None:
         return -errno.ENOENT

@@ -20,7 +20,7 @@ tests check that too).  In augmented mode the three callbacks of
   unchanged one that stops the walk.
 
 The cache-line model is written out here from the kernel's ``struct
-vmap_area`` (72 bytes before the series), not taken from ``vmapsim.layout``:
+vmap_area`` (72 bytes before the series), not taken from ``vmapsim.kernel.layout``:
 an object at slab position ``p`` starts at byte ``72 * p`` of its slab page;
 reading a set of fields costs the distinct 64-byte lines covering them.
 """

@@ -35,7 +35,7 @@ from rb_cost_oracle import (
 )
 
 from vmapsim import Counters, VmapArea
-from vmapsim.layout import VMAP_AREA_RB
+from vmapsim.kernel.layout import VMAP_AREA_RB
 from vmapsim_rbtree import ListNeighbourCoalescer, RbBusyIndex, RbFreeIndex, RbLazyQueue
 
 

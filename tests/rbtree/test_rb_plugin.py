@@ -17,7 +17,7 @@ from vmapsim import (
     LazyQueue,
     VmapArea,
 )
-from vmapsim.layout import VMAP_AREA_RB
+from vmapsim.kernel.layout import VMAP_AREA_RB
 from vmapsim_rbtree import plugin
 
 
@@ -91,7 +91,7 @@ def test_hookimpls_are_marked() -> None:
 def test_hooks_through_pluggy() -> None:
     import pluggy
 
-    from vmapsim import hookspecs
+    from vmapsim.framework import hookspecs
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)

@@ -19,7 +19,7 @@ class TestSortedFreeQualified(vmapsim.testing.SmokeTests):
 
 
 def test_listed_with_its_distribution():
-    reg = vmapsim.plugins.load_registry()
+    reg = vmapsim.framework.registry.load_registry()
     rec = next(r for r in reg.plugins if r.name == "sortedfree")
     assert rec.ok and not rec.builtin
     assert rec.distribution == "vmapsim-sortedfree"

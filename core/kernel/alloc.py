@@ -1,0 +1,437 @@
+"""The allocation side of the flow: ``alloc_vmap_area()`` and what it calls.
+
+Mixed into :class:`vmapsim.kernel.allocator.VmapAllocator`; it reads the state set
+up there (``free``, ``coalesce``, ``vmap_nodes``, ``metrics`` …).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from vmapsim.errors import VmapError
+from vmapsim.kernel.area import VmapArea, VmStruct
+from vmapsim.kernel.constants import PAGE_SIZE, ULONG_MAX
+from vmapsim.kernel.gfp import GFP_KERNEL, GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp
+from vmapsim.kernel.vmap_node import encode_vn_id
+
+if TYPE_CHECKING:
+    from vmapsim.kernel.allocator import VmapAllocator
+
+__all__ = [
+    "FL_FIT_TYPE",
+    "LE_FIT_TYPE",
+    "NE_FIT_TYPE",
+    "NOTHING_FIT",
+    "RE_FIT_TYPE",
+    "AllocMixin",
+    "is_within_this_va",
+]
+
+# enum fit_type
+NOTHING_FIT = 0
+FL_FIT_TYPE = 1
+LE_FIT_TYPE = 2
+RE_FIT_TYPE = 3
+NE_FIT_TYPE = 4
+
+_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
+_NOWARN = int(Gfp.NOWARN)
+_RECLAIM_MASK = int(GFP_RECLAIM_MASK)
+
+
+def is_within_this_va(va: VmapArea, size: int, align: int, vstart: int) -> bool:
+    """``is_within_this_va()``: can ``va`` hold ``size`` bytes aligned to
+    ``align`` at or above ``vstart``?
+
+    64-bit unsigned arithmetic: ``ALIGN`` wraps modulo 2**64 (a wrapped
+    result is below ``vstart`` and fails) and a sum ``nva + size >= 2**64``
+    is an overflow and fails.  ``vend`` is not checked here.  Free-block
+    indexes (the rb-tree's, the maple free tree) decide fits with it.
+    """
+    nva = va.va_start if va.va_start > vstart else vstart
+    nva = (nva + align - 1) & ULONG_MAX & ~(align - 1)
+    end = nva + size
+    if end > ULONG_MAX or nva < vstart:
+        return False
+    return end <= va.va_end
+
+
+def fit_needs_spare(va: VmapArea, nva_start_addr: int, size: int) -> bool:
+    """Whether cutting ``[nva, nva+size)`` out of ``va`` is an NE fit (needs a second node)."""
+    return classify_va_fit_type(va, nva_start_addr, size) == NE_FIT_TYPE
+
+
+def classify_va_fit_type(va: VmapArea, nva_start_addr: int, size: int) -> int:
+    """``classify_va_fit_type()``: how ``[nva, nva+size)`` sits inside free block ``va``."""
+    start = va.va_start
+    end = va.va_end
+    if nva_start_addr < start or nva_start_addr + size > end:
+        return NOTHING_FIT
+    if start == nva_start_addr:
+        return FL_FIT_TYPE if end == nva_start_addr + size else LE_FIT_TYPE
+    if end == nva_start_addr + size:
+        return RE_FIT_TYPE
+    return NE_FIT_TYPE
+
+
+class AllocMixin:
+    """``alloc_vmap_area()``, ``__alloc_vmap_area()``, ``va_alloc()``, ``va_clip()``,
+    ``node_alloc()`` and the per-CPU NE-fit preload."""
+
+    # -- vmap_area_cachep --------------------------------------------------
+    def _kmem_cache_alloc_va(self: VmapAllocator, can_block: bool) -> VmapArea | None:
+        """``kmem_cache_alloc(vmap_area_cachep, gfp)``: a fresh object, or None on failure."""
+        if self.faults.enabled and self.faults.should_fail(can_block, "vmap_area"):
+            return None
+        va = VmapArea(0, 0)
+        va.slab_pos = self.va_cache.alloc()
+        self.metrics.va_allocs += 1
+        return va
+
+    def _kmem_cache_free_va(self: VmapAllocator, va: VmapArea) -> None:
+        """``kmem_cache_free(vmap_area_cachep, va)``."""
+        self.va_cache.free(va.slab_pos)
+        self.metrics.va_frees += 1
+
+    def _preload_this_cpu_lock(self: VmapAllocator, cpu: int, can_block: bool) -> None:
+        """``preload_this_cpu_lock()``: make sure this CPU holds a spare node for an
+        NE fit, allocated before ``free_vmap_area_lock`` is taken; then take it."""
+        preload = self.ne_fit_preload_node
+        if preload[cpu] is None:
+            va = self._kmem_cache_alloc_va(can_block)
+            if va is not None:
+                preload[cpu] = va
+        self.metrics.locks["free_vmap_area_lock"] += 1
+
+    # -- the free-space search ---------------------------------------------
+    def _va_clip(
+        self: VmapAllocator, va: VmapArea, nva_start_addr: int, size: int, cpu: int
+    ) -> int:
+        """``va_clip()``: cut ``[nva, nva+size)`` out of free block ``va``; 0 or -errno."""
+        fit = classify_va_fit_type(va, nva_start_addr, size)
+        free = self.free
+        if fit == FL_FIT_TYPE:
+            free.unlink(va)
+            self._kmem_cache_free_va(va)
+            return 0
+        if fit == LE_FIT_TYPE:
+            va.va_start += size
+            free.propagate(va)
+            return 0
+        if fit == RE_FIT_TYPE:
+            va.va_end = nva_start_addr
+            free.propagate(va)
+            return 0
+        if fit == NE_FIT_TYPE:
+            lva = self.ne_fit_preload_node[cpu]
+            self.ne_fit_preload_node[cpu] = None
+            if lva is None:
+                lva = self._kmem_cache_alloc_va(False)  # GFP_NOWAIT under the spinlock
+                if lva is None:
+                    return -errno.ENOMEM
+            lva.va_start = va.va_start
+            lva.va_end = nva_start_addr
+            va.va_start = nva_start_addr + size
+            free.propagate(va)
+            free.insert(lva, va)
+            return 0
+        return -errno.EINVAL
+
+    def _va_alloc(
+        self: VmapAllocator, va: VmapArea, size: int, align: int, vstart: int, vend: int, cpu: int
+    ) -> int:
+        """``va_alloc()``: place the request in ``va``; the address or -errno."""
+        base = va.va_start if va.va_start > vstart else vstart
+        nva_start_addr = ((base + align - 1) & -align) & ULONG_MAX  # ALIGN() may wrap
+        if (nva_start_addr + size) & ULONG_MAX > vend:
+            return -errno.ERANGE
+        ret = self._va_clip(va, nva_start_addr, size, cpu)
+        if ret:
+            self._warn_va_clip(cpu, ret)
+            return ret
+        return nva_start_addr
+
+    def _warn_va_clip(self: VmapAllocator, cpu: int, ret: int) -> None:
+        """``va_alloc()``'s ``WARN_ON_ONCE`` when ``va_clip()`` fails."""
+        self._warn_once(
+            "va_alloc", f"WARNING: CPU: {cpu} at mm/vmalloc.c va_alloc: va_clip() returned {ret}"
+        )
+
+    def __alloc_vmap_area(
+        self: VmapAllocator,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        cpu: int,
+        can_block: bool = True,
+    ) -> int:
+        """``__alloc_vmap_area()``: the lowest fit, from the free index's blocks
+        or, when the stage has an occupied index, from its gaps (``mas_empty_area``).
+
+        With both (stages 2-6), the gap search answers; the range is marked in
+        use, then cut out of the free block holding it (``va_clip``).  When the
+        busy index publishes into the occupied index itself (stage 7 on), the
+        search is all: the publish is the one store."""
+        adjust_search_size = not (align <= PAGE_SIZE or vend - vstart == size)
+        occupied = self.occupied
+        if occupied is None:
+            va = self.free.find_vmap_lowest_match(size, align, vstart, adjust_search_size)
+            if va is None:
+                return -errno.ENOENT
+            return self._va_alloc(va, size, align, vstart, vend, cpu)
+        nva = occupied.find_lowest_fit(size, align, vstart, vend, adjust_search_size)
+        if nva < 0:
+            return nva
+        free = self.free
+        if free is not None:
+            va = free.find_enclosing(nva)
+            if va is None:  # pragma: no cover - the two indexes disagree: a model bug
+                raise AssertionError(f"gap at {nva:#x} is in no free block")
+            if fit_needs_spare(va, nva, size) and not self._have_spare(cpu):
+                # the clip would fail: va_alloc()'s WARN_ON_ONCE, as at stages 0-1
+                self._warn_va_clip(cpu, -errno.ENOMEM)
+                return -errno.ENOMEM
+        if not self._busy_occupies:
+            ret = occupied.occupy(nva, nva + size, can_block)
+            if ret:
+                return ret
+        if free is not None:
+            ret = self._va_clip(va, nva, size, cpu)
+            if ret:  # pragma: no cover - checked above
+                raise AssertionError(f"va_clip() returned {ret} after the spare check")
+        return nva
+
+    def _have_spare(self: VmapAllocator, cpu: int) -> bool:
+        """An NE fit's second node: the preload, else a ``GFP_NOWAIT`` allocation
+        now (kept as the preload), so the clip that follows cannot fail."""
+        if self.ne_fit_preload_node[cpu] is not None:
+            return True
+        lva = self._kmem_cache_alloc_va(False)
+        if lva is None:
+            return False
+        self.ne_fit_preload_node[cpu] = lva
+        return True
+
+    # -- per-node pools ------------------------------------------------------
+    def _node_pool_del_va(
+        self: VmapAllocator, vn_id: int, size: int, align: int, vstart: int, vend: int
+    ) -> VmapArea | None:
+        """``node_pool_del_va()``: take the head of the pool for ``size`` if aligned."""
+        vn = self.vmap_nodes[vn_id]
+        idx = (size - 1) // PAGE_SIZE
+        pool = vn.pools.get(idx)
+        if not pool:
+            return None
+        c = self.metrics
+        c.locks["vmap_node.pool_lock"] += 1
+        va = pool[0]
+        if va.va_start & (align - 1) == 0:
+            if va.size != size or va.va_start < vstart or va.va_end > vend:
+                self._warn_once(
+                    "node_pool_del_va",
+                    f"WARNING: at mm/vmalloc.c node_pool_del_va: pooled area "
+                    f"{va.va_start:#x}-{va.va_end:#x} does not fit request size {size}",
+                )
+                return None
+            pool.popleft()
+            va.list_next = va.list_prev = None
+            c.list_ops += 1
+            return va
+        pool.rotate(-1)  # list_move_tail
+        c.list_ops += 1
+        return None
+
+    def _node_alloc(
+        self: VmapAllocator, size: int, align: int, vstart: int, vend: int, cpu: int
+    ) -> tuple[VmapArea | None, int]:
+        """``node_alloc()``: try this CPU's node pool; returns (area or None, encoded vn_id)."""
+        nr = self.nr_vmap_nodes
+        if vstart != self.vmalloc_start or vend != self.vmalloc_end or nr == 1:
+            return None, 0
+        node_id = cpu % nr
+        va = self._node_pool_del_va(node_id, size, align, vstart, vend)
+        if va is None:
+            self.metrics.pool_misses += 1
+        else:
+            self.metrics.pool_hits += 1
+        return va, encode_vn_id(node_id, nr)
+
+    # -- alloc_vmap_area -------------------------------------------------------
+    def _alloc_vmap_area(
+        self: VmapAllocator,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        gfp: int,
+        cpu: int,
+        va_flags: int = 0,
+        vm: VmStruct | None = None,
+    ) -> VmapArea:
+        """``alloc_vmap_area()`` after argument validation; raises VmapError."""
+        if not self.vmap_initialized:
+            if not self._lazy_bringup:
+                raise VmapError(errno.EBUSY, "alloc_vmap_area: vmalloc is not initialised yet")
+            self.vmalloc_init()  # deferred bring-up (stage 1 on): on first use
+        c = self.metrics
+        c.alloc_calls += 1
+        gfp &= _RECLAIM_MASK
+        allow_block = bool(gfp & _DIRECT_RECLAIM)
+        if self.vmap_retry_queue:
+            self._publish_retry_queue(allow_block)
+
+        # -- overlay (stage 10 on): an eligible vmalloc request is bump-allocated
+        overlay = self.overlay
+        if overlay is not None and vm is not None and not va_flags:
+            va = self._overlay_alloc(overlay, size, align, vstart, vend, cpu, allow_block, vm)
+            if va is not None:
+                return va
+        # -- end overlay
+
+        if self.nr_vmap_nodes > 1:
+            va, vn_id = self._node_alloc(size, align, vstart, vend, cpu)
+        else:
+            va, vn_id = None, 0
+        if va is not None:
+            addr = va.va_start
+        else:
+            va = self._kmem_cache_alloc_va(allow_block)
+            if va is None:
+                c.alloc_failures += 1
+                raise VmapError(errno.ENOMEM, "alloc_vmap_area: vmap_area_cachep allocation failed")
+            addr = -errno.EINVAL
+
+        purged = False
+        while addr < 0:
+            if self.ne_fit_preload_node[cpu] is None and self.free is not None:
+                self._preload_this_cpu_lock(cpu, allow_block)
+            else:  # preloaded already, or no free blocks to split: just lock
+                c.locks["free_vmap_area_lock"] += 1
+            addr = self.__alloc_vmap_area(size, align, vstart, vend, cpu, allow_block)
+            if addr >= 0:
+                break
+            if not allow_block:
+                self._kmem_cache_free_va(va)
+                c.alloc_failures += 1
+                raise VmapError(
+                    errno.EBUSY, f"alloc_vmap_area: no space for size {size} (no reclaim)"
+                )
+            if not purged:
+                self.reclaim_and_purge_vmap_areas()
+                purged = True
+                c.alloc_retries += 1
+                continue
+            freed = self._vmap_notify()
+            if freed > 0:
+                purged = False
+                c.alloc_retries += 1
+                continue
+            if not gfp & _NOWARN:
+                self._printk(
+                    f"vmalloc_node_range for size {size} failed: "
+                    f"Address range restricted to {vstart:#x} - {vend:#x}"
+                )
+            self._kmem_cache_free_va(va)
+            c.alloc_failures += 1
+            raise VmapError(errno.EBUSY, f"alloc_vmap_area: no space for size {size}")
+
+        va.va_start = addr
+        va.va_end = addr + size
+        va.vm = None
+        va.flags = va_flags | vn_id
+        if vm is not None:
+            vm.addr = addr
+            vm.size = size
+            va.vm = vm
+
+        vn = self.vmap_nodes[(addr // self.vmap_zone_size) % self.nr_vmap_nodes]
+        c.locks["vmap_node.busy.lock"] += 1
+        ret = vn.busy.publish(va, allow_block)
+        if ret:
+            if ret != -errno.ENOMEM:  # pragma: no cover - a model bug, not a user error
+                raise AssertionError(f"busy publish refused ({ret}) for fresh area {va!r}")
+            if self._busy_occupies:
+                # stage 7 on the publish is the store that takes the gap: nothing
+                # was taken, so the call fails as a node shortage (nothing lost)
+                self._kmem_cache_free_va(va)
+                c.alloc_failures += 1
+                raise VmapError(errno.ENOMEM, "alloc_vmap_area: no maple nodes to publish")
+            if self._publish_retry:
+                # stage 5 on: park it where lookups see it; a later call publishes it
+                self.vmap_retry_queue.append(va)
+                c.publish_deferred += 1
+            else:
+                # stages 1-4 (modelled defect): the area is in no index at all;
+                # the caller holds an address that vfree() cannot find
+                c.publish_lost += 1
+        return va
+
+    # -- the overlay's side of the flow (stage 10 on) -----------------------------
+    def _overlay_alloc(
+        self: VmapAllocator,
+        overlay,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        cpu: int,
+        can_block: bool,
+        vm: VmStruct,
+    ) -> VmapArea | None:
+        """An eligible request from the overlay: its ``vmap_area`` object comes
+        from ``vmap_area_cachep`` as usual, its range from the CPU's chunk.
+        None: not eligible, or no chunk could be had (the normal path runs)."""
+        if not overlay.eligible(size, align, vstart, vend, can_block):
+            return None
+        va = self._kmem_cache_alloc_va(can_block)
+        if va is None:
+            return None
+        if not overlay.try_alloc(va, size, cpu, can_block):
+            self._kmem_cache_free_va(va)
+            return None
+        va.vm = vm
+        va.flags = 0
+        vm.addr = va.va_start
+        vm.size = size
+        return va
+
+    def _overlay_reserve(
+        self: VmapAllocator,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        cpu: int,
+        can_block: bool,
+    ) -> VmapArea | None:
+        """A chunk for the overlay: ``alloc_vmap_area()`` of ``[vstart, vend)``, a
+        busy area with no ``vm_struct`` (silent on failure: the request falls back)."""
+        gfp = int(GFP_KERNEL if can_block else GFP_NOWAIT) | _NOWARN
+        try:
+            return self._alloc_vmap_area(size, align, vstart, vend, gfp, cpu)
+        except VmapError:
+            return None
+
+    def _publish_retry_queue(self: VmapAllocator, can_block: bool) -> None:
+        """Publish the areas parked by a failed publish (stage 5 on), oldest first,
+        with this call's gfp; what still cannot get its nodes stays parked."""
+        queue = self.vmap_retry_queue
+        c = self.metrics
+        kept: list[VmapArea] = []
+        for va in queue:
+            c.locks["vmap_node.busy.lock"] += 1
+            vn = self.vmap_nodes[self.addr_to_node_id(va.va_start)]
+            if vn.busy.publish(va, can_block):
+                kept.append(va)
+            else:
+                c.publish_retried += 1
+        queue[:] = kept
+
+    def _vmap_notify(self: VmapAllocator) -> int:
+        """``blocking_notifier_call_chain(&vmap_notify_list)``: pages the notifiers freed."""
+        freed = 0
+        for notifier in list(self.vmap_notify_list):
+            freed += int(notifier(self) or 0)
+        return freed

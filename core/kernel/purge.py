@@ -1,0 +1,255 @@
+"""Lazy freeing and purging: ``free_vmap_area_noflush()``, ``__purge_vmap_area_lazy()``,
+``purge_vmap_node()``, ``decay_va_pool_node()``, ``reclaim_list_global()``, and the
+"vmap-node" shrinker (``vmap_node_shrink_count()`` / ``vmap_node_shrink_scan()``).
+
+Mixed into :class:`vmapsim.kernel.allocator.VmapAllocator`.
+
+Scheduled work runs at once: when a lazy free pushes ``vmap_lazy_nr`` over
+``lazy_max_pages()``, the drain that the kernel would ``schedule_work()``
+runs before the freeing call returns.  Purge helpers that the kernel runs
+as work on other CPUs run inline, node by node in id order; the result is
+the same because each node's pools are only touched by that node's purge.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from vmapsim.kernel.area import VmapArea
+from vmapsim.kernel.constants import (
+    MAX_VA_SIZE_PAGES,
+    PAGE_SHIFT,
+    SHRINK_EMPTY,
+    SHRINK_STOP,
+    ULONG_MAX,
+)
+
+if TYPE_CHECKING:
+    from vmapsim.kernel.allocator import VmapAllocator
+
+__all__ = ["PurgeMixin"]
+
+
+class PurgeMixin:
+    """The lazy-free and purge paths."""
+
+    def lazy_max_pages(self: VmapAllocator) -> int:
+        """``lazy_max_pages()``: ``fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)``."""
+        return self.nr_cpus.bit_length() * ((32 << 20) >> PAGE_SHIFT)
+
+    def _free_vmap_area_noflush(self: VmapAllocator, va: VmapArea) -> None:
+        """``free_vmap_area_noflush()``: queue an unlinked area on its node's lazy queue."""
+        if va.list_next is not None:
+            self._warn_once(
+                "free_vmap_area_noflush",
+                f"WARNING: at mm/vmalloc.c free_vmap_area_noflush: area "
+                f"{va.va_start:#x}-{va.va_end:#x} is still on a list",
+            )
+            return
+        c = self.metrics
+        c.lazy_frees += 1
+        nr_lazy = self.vmap_lazy_nr = self.vmap_lazy_nr + ((va.va_end - va.va_start) >> PAGE_SHIFT)
+        nr = self.nr_vmap_nodes
+        vn_id = (va.flags >> 8) - 1  # decode_vn_id(), inline on the hot path
+        if not 0 <= vn_id < nr:
+            vn_id = (va.va_start // self.vmap_zone_size) % self.nr_vmap_nodes
+        c.locks["vmap_node.lazy.lock"] += 1
+        if not self.vmap_nodes[vn_id].lazy.add(va):  # pragma: no cover - model bug
+            raise AssertionError(f"lazy insert refused for {va!r}")
+        if nr_lazy > self._lazy_max:
+            self.drain_vmap_area_work()
+
+    def drain_vmap_area_work(self: VmapAllocator) -> None:
+        """``drain_vmap_area_work()``: the threshold drain (pools decay by ~25%)."""
+        self.metrics.locks["vmap_purge_lock"] += 1
+        self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
+
+    def reclaim_and_purge_vmap_areas(self: VmapAllocator) -> None:
+        """``reclaim_and_purge_vmap_areas()``: purge fragmented vmap blocks, then
+        everything lazy, decaying pools fully (with an overlay, its empty chunks
+        go back first and are purged too)."""
+        if self.overlay is not None:  # -- overlay
+            self.overlay.reclaim()
+        self.metrics.locks["vmap_purge_lock"] += 1
+        self.purge_fragmented_blocks_allcpus()  # core/kernel/vmap_block.py
+        self.__purge_vmap_area_lazy(ULONG_MAX, 0, True)
+
+    def vm_unmap_aliases(self: VmapAllocator) -> None:
+        """``vm_unmap_aliases()`` -> ``_vm_unmap_aliases(ULONG_MAX, 0, 0)``: purge
+        fragmented vmap blocks or collect their dirty ranges (and, stage 10 on,
+        the overlay's freed areas), then purge every lazily freed area,
+        decaying the pools by ~25% only; if nothing was purged but a range is
+        dirty, flush that range."""
+        self.metrics.locks["vmap_purge_lock"] += 1
+        start, end, flush = self._vb_unmap_aliases(ULONG_MAX, 0)  # core/kernel/vmap_block.py
+        dirty = self.overlay.dirty_span() if self.overlay is not None else None
+        if dirty is not None:  # -- overlay
+            start, end = min(start, dirty[0]), max(end, dirty[1])
+            flush = True
+        if not self.__purge_vmap_area_lazy(start, end, False) and flush:
+            self._flush_tlb_kernel_range(start, end)
+        self._debug_check()
+
+    def _overlay_release(self: VmapAllocator, chunk: VmapArea) -> None:
+        """The overlay gives a chunk back: unlink its busy area and free it lazily,
+        like any area (its TLB entries go with the next purge)."""
+        va = self.find_unlink_vmap_area(chunk.va_start)
+        if va is not chunk:  # pragma: no cover - the overlay and the busy tree disagree
+            raise AssertionError(f"overlay chunk {chunk!r} is not busy (found {va!r})")
+        self._free_vmap_area_noflush(va)
+
+    def purge_vmap_area_lazy(self: VmapAllocator) -> None:
+        """Purge every lazily freed area now, as the allocation-failure path does
+        (``reclaim_and_purge_vmap_areas()``: full pool decay)."""
+        self.reclaim_and_purge_vmap_areas()
+        self._debug_check()
+
+    def vmap_node_shrink_count(self: VmapAllocator) -> int:
+        """``vmap_node_shrink_count()``: the areas held in every node's pools,
+        or ``SHRINK_EMPTY`` when there are none (read without locks)."""
+        count = sum(len(pool) for vn in self.vmap_nodes for pool in vn.pools.values())
+        if self.overlay is not None:  # -- overlay: its empty chunks
+            count += self.overlay.reclaimable()
+        return count or SHRINK_EMPTY
+
+    def vmap_node_shrink_scan(self: VmapAllocator) -> int:
+        """``vmap_node_shrink_scan()``: memory pressure empties every node's
+        pools into the global free tree (``decay_va_pool_node(vn, true)``
+        under ``vmap_purge_lock``, as 7.0-stable and later take it); lazily
+        freed areas stay queued and no TLB flush is made.  Returns
+        ``SHRINK_STOP``, as the kernel's scan does."""
+        self.metrics.locks["vmap_purge_lock"] += 1
+        for vn in self.vmap_nodes:
+            if vn.pools:
+                self._decay_va_pool_node(vn, True)
+        if self.overlay is not None:  # -- overlay: empty chunks go back (lazily)
+            self.overlay.reclaim()
+        self._debug_check()
+        return SHRINK_STOP
+
+    def __purge_vmap_area_lazy(
+        self: VmapAllocator, start: int, end: int, full_pool_decay: bool
+    ) -> bool:
+        """``__purge_vmap_area_lazy()``: decay pools, detach every node's lazy list,
+        one TLB flush over the union, then purge node by node."""
+        c = self.metrics
+        c.purges += 1
+        marked = []
+        for vn in self.vmap_nodes:
+            vn.purge_list = []
+            vn.skip_populate = full_pool_decay
+            if vn.pools:
+                self._decay_va_pool_node(vn, full_pool_decay)
+            if not len(vn.lazy):
+                continue
+            c.locks["vmap_node.lazy.lock"] += 1
+            purge = vn.lazy.detach_all()
+            # a queue may hand back its own order (list_head, stage 8 on: the order
+            # queued); purge_vmap_node() pools and merges in address order.
+            # Timsort is one pass over an already sorted list (stages 0-7).
+            purge.sort(key=_va_start)
+            vn.purge_list = purge
+            if purge[0].va_start < start:
+                start = purge[0].va_start
+            if purge[-1].va_end > end:
+                end = purge[-1].va_end
+            marked.append(vn)
+        if not marked:
+            return False
+        self._flush_tlb_kernel_range(start, end)
+        purged_areas = 0
+        for vn in marked:
+            purged_areas += self._purge_vmap_node(vn)
+        return purged_areas > 0
+
+    def _flush_tlb_kernel_range(self: VmapAllocator, start: int, end: int) -> None:
+        """``flush_tlb_kernel_range()``: counted, and the range remembered."""
+        self.metrics.tlb_flushes += 1
+        self.last_tlb_flush = (start, end)
+
+    def _purge_vmap_node(self: VmapAllocator, vn) -> int:
+        """``purge_vmap_node()``: return purged areas to the node's pools or the global tree."""
+        c = self.metrics
+        nr = self.nr_vmap_nodes
+        nr_purged_pages = 0
+        local_list: list[VmapArea] = []
+        pools = vn.pools
+        skip = vn.skip_populate
+        vn.nr_purged = 0  # this purge's count, as purge_vmap_node() restarts it
+        for va in vn.purge_list:
+            size = va.va_end - va.va_start
+            nr_purged_pages += size >> PAGE_SHIFT
+            vn.nr_purged += 1
+            vn_id = (va.flags >> 8) - 1  # decode_vn_id()
+            if 0 <= vn_id < nr and not skip:
+                idx = (size - 1) >> PAGE_SHIFT
+                if idx < MAX_VA_SIZE_PAGES:  # node_pool_add_va()
+                    c.locks["vmap_node.pool_lock"] += 1
+                    pool = pools.get(idx)
+                    if pool is None:
+                        pool = pools[idx] = deque()
+                    pool.appendleft(va)
+                    va.list_next = va  # on a list (the pool)
+                    c.list_ops += 1
+                    continue
+            local_list.append(va)
+        count = len(vn.purge_list)
+        vn.purge_list = []
+        local_list.reverse()  # list_add() onto local_list puts the last one first
+        self._reclaim_list_global(local_list)
+        self.vmap_lazy_nr -= nr_purged_pages
+        return count
+
+    def _reclaim_list_global(self: VmapAllocator, areas: list[VmapArea]) -> None:
+        """``reclaim_list_global()``: give each area back to the global free space:
+        its range leaves the occupied index (if the stage has one: the gap it
+        joins is all the coalescing there is), and the area merges into the
+        free index (if the stage keeps one) or is freed."""
+        if not areas:
+            return
+        c = self.metrics
+        c.locks["free_vmap_area_lock"] += 1
+        occupied = self.occupied
+        if occupied is not None:
+            release = occupied.release
+            for va in areas:
+                release(va.va_start, va.va_end)
+        if self.free is None:
+            for va in areas:
+                va.list_next = va.list_prev = None
+                self._kmem_cache_free_va(va)
+            return
+        merge = self.coalesce.merge_or_add
+        for va in areas:
+            va.list_next = va.list_prev = None
+            merge(va)
+        self._drain_coalesced()
+
+    def _decay_va_pool_node(self: VmapAllocator, vn, full_decay: bool) -> None:
+        """``decay_va_pool_node()``: return ~25% (or all) of each pool to the global tree.
+
+        Each non-empty pool is detached under ``pool_lock`` and, if anything
+        is left after the decay, attached back under it again."""
+        c = self.metrics
+        decay: list[VmapArea] = []
+        for idx in sorted(vn.pools):
+            pool = vn.pools[idx]
+            if not pool:
+                continue
+            c.locks["vmap_node.pool_lock"] += 1
+            n_decay = len(pool) if full_decay else len(pool) >> 2
+            for _ in range(n_decay):
+                decay.append(pool.popleft())
+            c.list_ops += n_decay
+            if pool:
+                c.locks["vmap_node.pool_lock"] += 1  # the rest is attached back
+            else:
+                del vn.pools[idx]
+        if decay:
+            decay.sort(key=_va_start)  # the private decay tree keeps them sorted
+            self._reclaim_list_global(decay)
+
+
+def _va_start(va: VmapArea) -> int:
+    return va.va_start
