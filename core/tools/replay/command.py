@@ -231,6 +231,7 @@ def cmd_vmallocinfo(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
     built = rebuild(alloc, plan)
     problems = sorted([*problems, *plan.problems, *built.problems], key=lambda p: p.line)
     build_metrics = alloc.metrics.snapshot()
+    rebuilt = _state_lines(alloc, "rebuilt state")
     report = None
     if workload is not None:
         alloc.metrics.reset()  # the counters of the workload alone, as `vmapsim run` shows
@@ -259,7 +260,7 @@ def cmd_vmallocinfo(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
         print(f"  note: {note}")
     _print_problems(problems, "skipped")
     print()
-    for line in _state_lines(alloc):
+    for line in rebuilt:
         print(line)
     if report is None:
         print()
@@ -267,6 +268,9 @@ def cmd_vmallocinfo(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
     else:
         print()
         for line in report.lines():
+            print(line)
+        print()
+        for line in _state_lines(alloc, "after the workload"):
             print(line)
         print()
         _print_counters("counters (the workload)", alloc.metrics.snapshot())
@@ -334,7 +338,7 @@ def _print_header(alloc: VmapAllocator, stage: Any) -> None:
     )
 
 
-def _state_lines(alloc: VmapAllocator) -> list[str]:
+def _state_lines(alloc: VmapAllocator, title: str) -> list[str]:
     busy = sum(1 for _ in alloc.busy_areas())
     lazy = sum(1 for _ in alloc.lazy_areas())
     lo, hi = alloc.vmalloc_start, alloc.vmalloc_end
@@ -345,7 +349,7 @@ def _state_lines(alloc: VmapAllocator) -> list[str]:
     ]
     largest = max((e - s for s, e in blocks), default=0)
     return [
-        f"state: {busy} busy areas, {lazy} lazily freed ({alloc.vmap_lazy_nr} pages, "
+        f"{title}: {busy} busy areas, {lazy} lazily freed ({alloc.vmap_lazy_nr} pages, "
         f"lazy_max_pages() {alloc.lazy_max_pages()})",
         f"  vmalloc window [{lo:#x}, {hi:#x}): {len(blocks)} free blocks, the largest "
         f"{largest >> PAGE_SHIFT} pages",
