@@ -490,3 +490,13 @@ def test_usage_errors_exit_2(capsys):
     assert _cli(capsys, "vmallocinfo", str(X86), "--param", "x=1")[0] == 2
     assert _cli(capsys, "trace", str(TRACE_X86), "--stage", "99")[0] == 2
     assert _cli(capsys)[0] == 2
+
+
+def test_the_benchmark_script_runs(capsys):
+    import runpy
+
+    bench = runpy.run_path(str(Path(__file__).parent.parent / "benchmarks" / "bench_replay.py"))
+    assert bench["main"](["--lines", "60", "--repeat", "1", "--stages", "0,12"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["0", "12"]
+    assert all(row.split()[-1] == "60" for row in rows)
