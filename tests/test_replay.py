@@ -500,3 +500,33 @@ def test_the_benchmark_script_runs(capsys):
     rows = capsys.readouterr().out.splitlines()[2:]
     assert [row.split()[0] for row in rows] == ["0", "12"]
     assert all(row.split()[-1] == "60" for row in rows)
+
+
+# -- the kernel primitive the rebuild places areas with -----------------------------------------------
+@pytest.mark.parametrize("stage", ["0", "7", "12"])
+def test_get_vm_area_caller(stage):
+    """``__get_vm_area_caller()``: a page-rounded size plus the guard page (unless
+    VM_NO_GUARD) at the lowest fit of the window; VM_IOREMAP aligned by size."""
+    a = build(stage, debug=True)
+    # not the default window: from stage 10 the overlay bump-allocates what asks for it
+    end = X86_64.vmalloc_end - PAGE_SIZE
+    vm = a.get_vm_area_caller(3 * PAGE_SIZE - 100, VM_MAP, S, end, "f+0x1/0x2")
+    assert (vm.addr, vm.size, vm.flags, vm.caller, vm.nr_pages) == (
+        S,
+        4 * PAGE_SIZE,
+        VM_MAP,
+        "f+0x1/0x2",
+        0,
+    )
+    assert vm.get_vm_area_size() == 3 * PAGE_SIZE and a.find_vmap_area(S).vm is vm
+    ng = a.get_vm_area_caller(PAGE_SIZE, VM_ALLOC | VM_NO_GUARD, S, end, None)
+    assert (ng.addr, ng.size) == (S + 4 * PAGE_SIZE, PAGE_SIZE)
+    # 3 usable pages: get_count_order(12 KiB) = 14, so aligned to 16 KiB: the next
+    # 16 KiB boundary at or above S + 0x5000 is S + 0x8000
+    io = a.get_vm_area_caller(3 * PAGE_SIZE, VM_IOREMAP, S, end, "io")
+    assert (io.addr, io.size) == (S + 0x8000, 4 * PAGE_SIZE)
+    before = _merged_free(a)
+    assert a.get_vm_area_caller(PAGE_SIZE, VM_ALLOC, S, S + 0x2000, "x") is None  # taken
+    assert _merged_free(a) == before
+    with pytest.raises(ValueError):
+        a.get_vm_area_caller(-1, VM_ALLOC, S, end, "x")

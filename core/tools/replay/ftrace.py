@@ -1,12 +1,13 @@
 """Parse ``trace-cmd report`` / ftrace text output of the vmalloc tracepoints.
 
-include/trace/events/vmalloc.h (v6.1 on) defines three events; their
-``TP_printk`` formats are:
+include/trace/events/vmalloc.h (read at torvalds/linux c183e6c3) defines
+three events; their ``TP_printk`` formats are:
 
 * ``alloc_vmap_area``: ``va_start: %lu size=%lu align=%lu vstart=0x%lx
   vend=0x%lx failed=%d`` - one per attempt inside ``alloc_vmap_area()``
   (the address in decimal; a failed attempt prints the error value as an
-  unsigned long and ``failed=1``, and the call purges and tries again);
+  unsigned long - ``vend`` in older kernels - and ``failed=1``, and a
+  blocking call purges and tries again);
 * ``purge_vmap_area_lazy``: ``start=0x%lx end=0x%lx num_purged=%u`` - at
   the end of every ``__purge_vmap_area_lazy()``;
 * ``free_vmap_area_noflush``: ``va_start=0x%lx nr_lazy=%lu
