@@ -227,7 +227,13 @@ def cmd_vmallocinfo(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
     params = parse_params(args.param, hooks["usage_error"])
     if params and workload is None:
         raise hooks["usage_error"]("--param: give a --workload to take it")
-    alloc = _build(args, stage.value, plan.arch, args.nr_cpus or 1, hooks["usage_error"])
+    alloc = _build(
+        args,
+        stage.value,
+        plan.arch,
+        1 if args.nr_cpus is None else args.nr_cpus,
+        hooks["usage_error"],
+    )
     built = rebuild(alloc, plan)
     problems = sorted([*problems, *plan.problems, *built.problems], key=lambda p: p.line)
     build_metrics = alloc.metrics.snapshot()

@@ -21,6 +21,7 @@ a call that finds no space).
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 from attrs import define, field, frozen
@@ -191,6 +192,11 @@ def replay_trace(
             res.problems.append(Problem(e.line, f"alloc_vmap_area: the model refuses it: {exc}"))
             return None
         except VmapError as exc:
+            if exc.errno == errno.EINVAL:  # returned before the tracepoint: no such event
+                res.problems.append(
+                    Problem(e.line, f"alloc_vmap_area: the kernel returns -EINVAL first: {exc}")
+                )
+                return None
             return _Call(params, e.line, None, f"failure ({exc})")
 
     for e in events:
