@@ -41,7 +41,7 @@ from vmapsim.tools.replay import (
 )
 from vmapsim.tools.replay.generate import generate_vmallocinfo
 from vmapsim.tools.replay.textfile import InputError, decode_text
-from vmapsim.tools.replay.trace_replay import nr_cpus_from_lazy_max
+from vmapsim.tools.replay.trace_replay import nr_cpus_from_lazy_max, trace_window
 from vmapsim.tools.replay.vmallocinfo import FLAG_WORDS, KIND_LAZY, KIND_RAM
 
 DATA = Path(__file__).parent / "data"
@@ -530,3 +530,48 @@ def test_get_vm_area_caller(stage):
     assert _merged_free(a) == before
     with pytest.raises(ValueError):
         a.get_vm_area_caller(-1, VM_ALLOC, S, end, "x")
+
+
+# -- KASLR: x86_64 moves vmalloc_base (1 GiB aligned); the model's window does not move ------------
+KASLR = DATA / "vmallocinfo_x86_64_kaslr.txt"
+TRACE_KASLR = DATA / "trace_x86_64_kaslr.txt"
+BASE = 0xFFFFB1C2C0000000  # the samples' vmalloc_base: the x86_64 samples moved by BASE - S
+
+
+def test_a_kaslr_snapshot_is_moved_into_the_window_and_printed_back(capsys):
+    snap = _snapshot(KASLR)
+    arch, reason = infer_arch(snap.records)
+    assert arch is X86_64 and "2 areas in its module range" in reason
+    plan = plan_snapshot(snap.records, arch)
+    assert plan.rebase == S - BASE == 0x173D40000000
+    assert [p.line for p in plan.problems] == [15, 16]  # the modules, at fixed addresses
+    kept = plan_snapshot(snap.records, arch, keep_outside=True)
+    alloc = build(0)
+    res = rebuild(alloc, kept)
+    assert res.problems == [] and alloc.find_vmap_area(S).vm.caller.startswith("acpi_os_map")
+    assert alloc.find_vmap_area(0xFFFFFFFFC0000000).vm.caller.startswith("load_module")
+    assert format_vmallocinfo(alloc, res.annotations, rebase=kept.rebase) == KASLR.read_text()
+    # the x86_64 sample, moved: the same areas once rebased
+    x86 = {(r.start, r.end) for r in (*_rebuilt(X86)[2].busy, *_rebuilt(X86)[2].lazy)}
+    assert {(r.start, r.end) for r in (*plan.busy, *plan.lazy)} == x86
+    rc, out, _ = _cli(capsys, "vmallocinfo", str(KASLR), "--no-rebase", "--json")
+    data = json.loads(out)
+    # unmoved, only the two per-CPU chunks at the top land inside the model's window
+    assert rc == 1 and data["rebase"] == 0 and data["placed"] == {"percpu": 2}
+    assert len(data["skipped"]) == 16
+
+
+def test_a_kaslr_trace_replays_in_the_moved_window(capsys):
+    events = parse_trace(TRACE_KASLR.read_text().splitlines()).events
+    assert trace_window(events, X86_64) == (BASE, BASE + (32 << 40) - 1)
+    rc, out, _ = _cli(capsys, "trace", str(TRACE_KASLR), "--stage", "0,12", "--json")
+    data = json.loads(out)
+    assert rc == 0 and data["arch"] == "x86_64" and data["rebase"] == S - BASE
+    assert [(s["matched"], s["diverged"], s["failed_both"]) for s in data["stages"]] == [
+        (9, 0, 1),
+        (9, 0, 1),
+    ]
+    # a snapshot of the same machine moves with the trace's window
+    rc, out, _ = _cli(capsys, "trace", str(TRACE_KASLR), "--snapshot", str(KASLR), "--json")
+    data = json.loads(out)
+    assert data["rebase"] == S - BASE and len(data["snapshot_skipped"]) == 2  # the modules

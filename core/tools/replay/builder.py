@@ -30,7 +30,7 @@ import errno
 from collections import Counter
 from collections.abc import Sequence
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 from vmapsim.errors import VmapError
 from vmapsim.kernel.allocator import VmapAllocator
@@ -46,6 +46,7 @@ __all__ = [
     "BuildResult",
     "Plan",
     "infer_arch",
+    "kaslr_rebase",
     "plan_snapshot",
     "rebuild",
 ]
@@ -73,7 +74,10 @@ class Annotation:
 
 @frozen
 class Plan:
-    """The records to place (busy first, then lazy) and the lines left out."""
+    """The records to place (busy first, then lazy) and the lines left out.
+
+    ``rebase`` is what was added to the addresses of the areas in the
+    vmalloc region (0: none; see :func:`kaslr_rebase`)."""
 
     arch: Arch
     arch_reason: str
@@ -81,6 +85,37 @@ class Plan:
     lazy: tuple[VmallocinfoRecord, ...]
     problems: tuple[Problem, ...]
     outside_kept: int = 0
+    rebase: int = 0
+    rebase_reason: str = ""
+
+
+#: x86_64 KASLR places vmalloc_base on a PUD (1 GiB) boundary
+_REBASE_ALIGN = 1 << 30
+
+
+def kaslr_rebase(records: Sequence[VmallocinfoRecord], arch: Arch) -> tuple[int, str]:
+    """The shift that moves a KASLR kernel's vmalloc areas into the model's window.
+
+    x86_64's ``CONFIG_RANDOMIZE_MEMORY`` moves ``vmalloc_base`` (to a 1 GiB
+    boundary); the model's window is the unrandomized one.  When the areas
+    outside the arch's module range do not all fit the window, but do once
+    the 1 GiB-aligned base below the lowest of them is moved to
+    ``VMALLOC_START``, that shift (a multiple of 1 GiB, so every alignment
+    is kept) and why; else ``(0, "")``."""
+    lo_mod, hi_mod = MODULE_RANGES[arch.name]
+    region = [r for r in records if not (lo_mod <= r.start and r.end <= hi_mod)]
+    lo, hi = arch.vmalloc_start, arch.vmalloc_end
+    if not region or all(lo <= r.start and r.end <= hi for r in region):
+        return 0, ""
+    base = min(r.start for r in region) & -_REBASE_ALIGN
+    delta = lo - base
+    if not all(lo <= r.start + delta and r.end + delta <= hi for r in region):
+        return 0, ""
+    top = max(r.end for r in region)
+    return delta, (
+        f"the areas lie in [{base:#x}, {top:#x}), outside the model's window: a KASLR "
+        f"vmalloc_base, moved to VMALLOC_START {lo:#x} (--print moves them back)"
+    )
 
 
 @define
@@ -101,24 +136,28 @@ class BuildResult:
 def infer_arch(records: Sequence[VmallocinfoRecord]) -> tuple[Arch, str]:
     """The arch whose address space the records come from, and why.
 
-    Each arch scores the areas inside its vmalloc window or its module
-    range; the higher score wins (x86_64's window lies inside arm64's, so a
-    tie - every area in x86_64's window - goes to x86_64)."""
+    An area in one arch's module range decides (x86_64's modules sit at
+    fixed addresses above arm64's window even under KASLR; arm64's below its
+    own window, where x86_64 has nothing).  Otherwise each arch scores the
+    areas inside its vmalloc window; the higher score wins (x86_64's window
+    lies inside arm64's, so a tie - every area in x86_64's window - goes to
+    x86_64)."""
+    for name in ("x86_64", "arm64"):
+        lo, hi = MODULE_RANGES[name]
+        n = sum(1 for r in records if lo <= r.start and r.end <= hi)
+        if n:
+            return ARCHES[name], f"inferred from the addresses: {n} areas in its module range"
     scores: dict[str, int] = {}
     for name, arch in ARCHES.items():
-        lo, hi = MODULE_RANGES[name]
         scores[name] = sum(
-            1
-            for r in records
-            if (arch.vmalloc_start <= r.start and r.end <= arch.vmalloc_end)
-            or (lo <= r.start and r.end <= hi)
+            1 for r in records if arch.vmalloc_start <= r.start and r.end <= arch.vmalloc_end
         )
     best = max(scores, key=lambda n: (scores[n], n == "x86_64"))
     others = ", ".join(f"{n} {s}" for n, s in sorted(scores.items()) if n != best)
     tie = any(s == scores[best] for n, s in scores.items() if n != best)
     return ARCHES[best], (
         f"inferred from the addresses: {scores[best]} of {len(records)} areas in its "
-        f"vmalloc window or module range ({others}"
+        f"vmalloc window ({others}"
         + ("; x86_64's window lies inside arm64's, so a tie goes to x86_64" if tie else "")
         + ")"
     )
@@ -130,17 +169,34 @@ def plan_snapshot(
     *,
     arch_reason: str = "given",
     keep_outside: bool = False,
+    rebase: bool = True,
+    delta: int | None = None,
 ) -> Plan:
     """Check every record against ``arch``'s window and against the others.
 
     An area outside ``[VMALLOC_START, VMALLOC_END)`` is left out (placed
     anyway with ``keep_outside``: the kernel's free space is one tree over
     the whole address space, so module and BPF areas shape it too); an area
-    overlapping one on an earlier line is left out."""
+    overlapping one on an earlier line is left out.  With ``rebase``, the
+    areas of a KASLR kernel are first moved into the window
+    (:func:`kaslr_rebase`, or by ``delta`` when it is known; the problems
+    then show the moved addresses)."""
     problems: list[Problem] = []
     kept: list[VmallocinfoRecord] = []
     outside_kept = 0
     lo, hi = arch.vmalloc_start, arch.vmalloc_end
+    if delta is not None:  # known exactly (a trace's window)
+        rebase_reason = f"moved with the trace's window by {delta:#x}" if delta else ""
+    else:
+        delta, rebase_reason = kaslr_rebase(records, arch) if rebase else (0, "")
+    if delta:
+        lo_mod, hi_mod = MODULE_RANGES[arch.name]
+        records = [
+            r
+            if lo_mod <= r.start and r.end <= hi_mod
+            else evolve(r, start=r.start + delta, end=r.end + delta)
+            for r in records
+        ]
     for r in records:
         if not (lo <= r.start and r.end <= hi):
             if not keep_outside:
@@ -177,7 +233,7 @@ def plan_snapshot(
     problems.sort(key=lambda p: p.line)
     busy = tuple(sorted((r for r in kept if r.kind != KIND_LAZY), key=_start))
     lazy = tuple(sorted((r for r in kept if r.kind == KIND_LAZY), key=_start))
-    return Plan(arch, arch_reason, busy, lazy, tuple(problems), outside_kept)
+    return Plan(arch, arch_reason, busy, lazy, tuple(problems), outside_kept, delta, rebase_reason)
 
 
 def _start(r: VmallocinfoRecord) -> int:

@@ -27,7 +27,12 @@ from vmapsim.tools.replay.builder import BuildResult, Plan, infer_arch, plan_sna
 from vmapsim.tools.replay.ftrace import parse_trace
 from vmapsim.tools.replay.printer import format_vmallocinfo
 from vmapsim.tools.replay.textfile import InputError, Problem, read_text
-from vmapsim.tools.replay.trace_replay import nr_cpus_from_lazy_max, replay_trace
+from vmapsim.tools.replay.trace_replay import (
+    nr_cpus_from_lazy_max,
+    rebase_events,
+    replay_trace,
+    trace_window,
+)
 from vmapsim.tools.replay.vmallocinfo import parse_vmallocinfo
 
 __all__ = ["EXIT_INPUT", "EXIT_OK", "EXIT_SKIPPED", "add_parser"]
@@ -76,6 +81,11 @@ def add_parser(
         "--keep-outside",
         action="store_true",
         help="also place areas outside the vmalloc window (modules, BPF)",
+    )
+    v.add_argument(
+        "--no-rebase",
+        action="store_true",
+        help="do not move a KASLR kernel's vmalloc areas into the model's window",
     )
     v.add_argument(
         "--print",
@@ -160,7 +170,14 @@ def _check_strict(problems: Sequence[Problem], name: str, strict: bool) -> None:
         raise _Stop(f"{name}: {problems[0]} (--strict: nothing was replayed)")
 
 
-def _snapshot_plan(path: str, arch_name: str | None, strict: bool, keep_outside: bool) -> tuple:
+def _snapshot_plan(
+    path: str,
+    arch_name: str | None,
+    strict: bool,
+    keep_outside: bool,
+    rebase: bool = True,
+    delta: int | None = None,
+) -> tuple:
     """Read, parse and plan a snapshot: (plan, parse problems, input name, line count)."""
     text = read_text(path, _VMALLOCINFO)
     snap = parse_vmallocinfo(text.lines)
@@ -184,7 +201,14 @@ def _snapshot_plan(path: str, arch_name: str | None, strict: bool, keep_outside:
         arch, reason = infer_arch(snap.records)
     else:
         arch, reason = arch_by_name(arch_name), "given (--arch)"
-    plan = plan_snapshot(snap.records, arch, arch_reason=reason, keep_outside=keep_outside)
+    plan = plan_snapshot(
+        snap.records,
+        arch,
+        arch_reason=reason,
+        keep_outside=keep_outside,
+        rebase=rebase,
+        delta=delta,
+    )
     _check_strict(plan.problems, text.name, strict)
     return plan, list(snap.problems), text.name, snap.nr_lines
 
@@ -215,7 +239,7 @@ def _print_problems(problems: Sequence[Problem], title: str) -> None:
 # -- replay vmallocinfo ----------------------------------------------------------------
 def cmd_vmallocinfo(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
     plan, problems, name, nr_lines = _snapshot_plan(
-        args.file, args.arch, args.strict, args.keep_outside
+        args.file, args.arch, args.strict, args.keep_outside, not args.no_rebase
     )
     stage = resolve_stage(args.stage)
     reg = get_registry()
@@ -244,7 +268,7 @@ def cmd_vmallocinfo(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
         report = _run_workload(alloc, workload, {"seed": args.seed, **params, **suite})
     status = EXIT_SKIPPED if problems else EXIT_OK
     if args.print_:
-        sys.stdout.write(format_vmallocinfo(alloc, built.annotations))
+        sys.stdout.write(format_vmallocinfo(alloc, built.annotations, rebase=plan.rebase))
         for p in problems:
             print(f"vmapsim: {name}: {p}", file=sys.stderr)
         return status
@@ -260,6 +284,8 @@ def cmd_vmallocinfo(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
     print(f"replayed {name}: {nr_lines} lines, arch {plan.arch.name} ({plan.arch_reason})")
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(built.placed.items()))
     print(f"placed {built.nr_placed} areas: {kinds or 'none'}")
+    if plan.rebase:
+        print(f"  rebased by {plan.rebase:#x}: {plan.rebase_reason}")
     if plan.outside_kept:
         print(f"  {plan.outside_kept} of them outside the vmalloc window (--keep-outside)")
     for note in built.notes:
@@ -389,6 +415,7 @@ def _json(
         "lines": nr_lines,
         "arch": plan.arch.name,
         "arch_reason": plan.arch_reason,
+        "rebase": plan.rebase,
         "placed": dict(sorted(built.placed.items())),
         "skipped": [{"line": p.line, "reason": p.reason, "text": p.text} for p in problems],
         "notes": built.notes,
@@ -442,13 +469,17 @@ def cmd_trace(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
         selection = select_stages(spec, get_registry())
     except StageSelectionError as exc:
         raise hooks["usage_error"](str(exc)) from None
-    arch, arch_reason = _trace_arch(args.arch, parsed.events)
+    arch, arch_reason, delta, rebase_reason = _trace_arch(args.arch, parsed.events)
+    events = parsed.events
+    if delta:
+        lo = arch.vmalloc_start - delta
+        events = rebase_events(events, delta, lo, arch.vmalloc_end - delta)
     nr_cpus, cpus_reason = _trace_cpus(args.nr_cpus, parsed)
     plan = None
     snap_problems: list[Problem] = []
     if args.snapshot is not None:
         plan, snap_problems, _name, _n = _snapshot_plan(
-            args.snapshot, arch.name, args.strict, False
+            args.snapshot, arch.name, args.strict, False, delta=delta
         )
         snap_problems = [*snap_problems, *plan.problems]
     results = []
@@ -457,7 +488,7 @@ def cmd_trace(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
         if plan is not None:
             rebuild(alloc, plan)
             alloc.metrics.reset()
-        res = replay_trace(alloc, parsed.events, keep=args.divergences)
+        res = replay_trace(alloc, events, keep=args.divergences)
         results.append(res)
     problems = sorted([*parsed.problems, *results[0].problems], key=lambda p: p.line)
     status = EXIT_SKIPPED if problems or any(r.diverged for r in results) else EXIT_OK
@@ -471,6 +502,7 @@ def cmd_trace(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
                     "other_events": parsed.other_events,
                     "arch": arch.name,
                     "arch_reason": arch_reason,
+                    "rebase": delta,
                     "nr_cpus": nr_cpus,
                     "nr_cpus_reason": cpus_reason,
                     "skipped": [{"line": p.line, "reason": p.reason} for p in problems],
@@ -486,6 +518,8 @@ def cmd_trace(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
         f"({parsed.other_events} other events skipped)"
     )
     print(f"arch {arch.name} ({arch_reason}); nr_cpus {nr_cpus} ({cpus_reason})")
+    if delta:
+        print(f"rebased by {delta:#x}: {rebase_reason}")
     if args.snapshot is not None:
         print(f"snapshot {args.snapshot}: rebuilt first ({len(snap_problems)} line(s) skipped)")
     _print_problems(problems, "skipped")
@@ -501,17 +535,29 @@ def cmd_trace(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
     return status
 
 
-def _trace_arch(given: str | None, events: Sequence[Any]) -> tuple[Arch, str]:
+def _trace_arch(given: str | None, events: Sequence[Any]) -> tuple[Arch, str, int, str]:
+    """The arch, why, and the shift of a KASLR kernel's window into the model's."""
+    arches = [arch_by_name(given)] if given is not None else list(ARCHES.values())
+    for arch in arches:
+        window = trace_window(events, arch)
+        if window is None:
+            continue
+        why = "given (--arch)" if given is not None else "inferred from the requests' window"
+        delta = arch.vmalloc_start - window[0]
+        if not delta:
+            return arch, why, 0, ""
+        return (
+            arch,
+            why,
+            delta,
+            (
+                f"the requests' window [{window[0]:#x}, {window[1]:#x}] is the vmalloc window "
+                f"moved by KASLR: addresses in it moved to the model's"
+            ),
+        )
     if given is not None:
-        return arch_by_name(given), "given (--arch)"
-    windows = [
-        (e.fields["vstart"], e.fields["vend"]) for e in events if e.name == "alloc_vmap_area"
-    ]
-    for arch in ARCHES.values():
-        n = windows.count((arch.vmalloc_start, arch.vmalloc_end))
-        if n:
-            return arch, f"inferred: {n} requests use its vmalloc window"
-    return ARCHES["x86_64"], "default: no request uses a known vmalloc window"
+        return arches[0], "given (--arch)", 0, ""
+    return ARCHES["x86_64"], "default: no request uses a vmalloc window", 0, ""
 
 
 def _trace_cpus(given: int | None, parsed: Any) -> tuple[int, str]:

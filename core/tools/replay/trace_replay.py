@@ -22,18 +22,27 @@ a call that finds no space).
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from collections.abc import Sequence
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 from vmapsim.errors import VmapArgumentError, VmapError
 from vmapsim.kernel.allocator import VmapAllocator
 from vmapsim.kernel.area import VmapArea
+from vmapsim.kernel.constants import Arch
 from vmapsim.kernel.gfp import GFP_KERNEL
 from vmapsim.tools.replay.ftrace import TraceEvent
 from vmapsim.tools.replay.textfile import Problem
 
-__all__ = ["Divergence", "TraceResult", "nr_cpus_from_lazy_max", "replay_trace"]
+__all__ = [
+    "Divergence",
+    "TraceResult",
+    "nr_cpus_from_lazy_max",
+    "rebase_events",
+    "replay_trace",
+    "trace_window",
+]
 
 _GFP_KERNEL = int(GFP_KERNEL)
 
@@ -128,6 +137,42 @@ class _Call:
     va: VmapArea | None
     error: str
     attempts: int = 1
+
+
+def trace_window(events: Sequence[TraceEvent], arch: Arch) -> tuple[int, int] | None:
+    """The machine's ``[VMALLOC_START, VMALLOC_END]`` as its requests show it: the
+    arch's window itself, or the most used window of the same size (a KASLR
+    kernel's, moved); None if no request uses either."""
+    windows = Counter(
+        (e.fields["vstart"], e.fields["vend"]) for e in events if e.name == "alloc_vmap_area"
+    )
+    own = (arch.vmalloc_start, arch.vmalloc_end)
+    if own in windows:
+        return own
+    size = arch.vmalloc_end - arch.vmalloc_start
+    same = [(n, w) for w, n in windows.items() if w[1] - w[0] == size]
+    return max(same)[1] if same else None
+
+
+def rebase_events(events: Sequence[TraceEvent], delta: int, lo: int, hi: int) -> list[TraceEvent]:
+    """``events`` with every address in ``[lo, hi]`` (the machine's window) moved by
+    ``delta`` into the model's (failed attempts' values, and purge bounds outside
+    the window, stay as they are)."""
+    if not delta:
+        return list(events)
+    keys = {
+        "alloc_vmap_area": ("addr", "vstart", "vend"),
+        "free_vmap_area_noflush": ("va_start",),
+        "purge_vmap_area_lazy": ("start", "end"),
+    }
+    out = []
+    for e in events:
+        f = dict(e.fields)
+        for k in keys[e.name]:
+            if lo <= f[k] <= hi and not (k == "addr" and f["failed"]):
+                f[k] += delta
+        out.append(evolve(e, fields=f))
+    return out
 
 
 def nr_cpus_from_lazy_max(nr_lazy_max: int, page_shift: int = 12) -> int | None:
