@@ -50,6 +50,7 @@ TRACED: frozenset[str] = frozenset(
         "free_vmap_area_noflush",
         "remove_vm_area",
         "get_vm_area",
+        "get_vm_area_caller",
         "free_vm_area",
         "vmap",
         "vunmap",

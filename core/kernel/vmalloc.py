@@ -88,6 +88,41 @@ class VmallocMixin:
         self._rcu_tick()
         return self._vmalloc_range(size, 1, gfp, cpu, "__vmalloc")
 
+    def get_vm_area_caller(
+        self: VmapAllocator,
+        size: int,
+        flags: int,
+        start: int,
+        end: int,
+        caller: str | None,
+        *,
+        gfp: int = _GFP_KERNEL,
+        cpu: int = 0,
+    ) -> VmStruct | None:
+        """``__get_vm_area_caller()``: a ``vm_struct`` of ``size`` bytes (page-rounded,
+        plus the guard page unless ``VM_NO_GUARD``) with ``flags`` and ``caller``,
+        placed at the lowest fit in ``[start, end)``; its pages are not mapped.
+
+        What ioremap, vmap and the module loader reserve; also how a tool
+        rebuilds a recorded area at its address (a window exactly its size).
+        ``VM_IOREMAP`` aligns as ``__get_vm_area_node()`` does.  None when the
+        window has no fit (after the purge-and-retry, with a blocking ``gfp``).
+        """
+        check_cpu(cpu, self.nr_cpus)
+        size = check_ulong("size", size)
+        flags = check_int("flags", flags)
+        start = check_ulong("start", start)
+        end = check_ulong("end", end)
+        gfp = check_gfp(gfp)
+        self._rcu_tick()
+        try:
+            rounded = ((size + _PAGE_MASK) & ~_PAGE_MASK) & ULONG_MAX
+            return self.__get_vm_area_node(
+                size, rounded, 1, flags, start, end, gfp, cpu, caller or None
+            )
+        finally:
+            self._debug_check()
+
     def _vmalloc_range(
         self: VmapAllocator, size: int, align: int, gfp: int, cpu: int, caller: str
     ) -> int | None:

@@ -306,6 +306,14 @@ def make_parser() -> argparse.ArgumentParser:
     add_bisect_arguments(p)
     p.set_defaults(func=cmd_bisect)
     _add_compare_parser(sub)
+    from vmapsim.tools.replay.command import add_parser as add_replay_parser
+
+    add_replay_parser(
+        sub,
+        add_suite_options=_add_suite_options,
+        suite_params=_suite_params,
+        usage_error=UsageError,
+    )
     return parser
 
 
