@@ -306,6 +306,9 @@ def make_parser() -> argparse.ArgumentParser:
     add_bisect_arguments(p)
     p.set_defaults(func=cmd_bisect)
     _add_compare_parser(sub)
+    from vmapsim.tools.sweep.command import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
