@@ -6,8 +6,9 @@ One job per module:
 - :mod:`.cells`: a cell, its key, the importable function that runs one, its table rows;
 - :mod:`.executors`: ``serial``, ``processes`` and ``dask`` behind one interface;
 - :mod:`.store`: the results folder (one file per finished cell, the tables);
+- :mod:`.runner`: the run loop (what is left, keeping each outcome at once, Ctrl-C);
 - :mod:`.progress`: what the user sees while it runs;
-- :mod:`.command`: the subcommand (options, the run loop, Ctrl-C).
+- :mod:`.command`: the subcommand (options, the plan, the summary).
 
 docs/sweep.md is the user's guide.
 """

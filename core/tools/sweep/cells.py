@@ -96,7 +96,10 @@ class Cell:
     def label(self) -> str:
         """A short human description (progress lines, failure reports)."""
         bits = [self.stage, f"seed {self.seed}", f"nr_cpus {self.nr_cpus}", self.arch]
-        bits += [f"{k}={v}" for k, v in self.params]
+        bits += [
+            f"{k}={v:#x}" if k == "run_test_mask" and isinstance(v, int) else f"{k}={v}"
+            for k, v in self.params
+        ]
         if self.faults:
             bits.append(f"faults {self.faults}")
         bits += [f"with {r}={n}" for r, n in self.components]

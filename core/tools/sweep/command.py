@@ -1,32 +1,20 @@
-"""The ``vmapsim sweep`` subcommand: options, the run loop, Ctrl-C, the summary.
+"""The ``vmapsim sweep`` subcommand: its options, the plan, the summary.
 
-Ctrl-C: the first one cancels the cells not started, ends the workers,
-keeps every finished cell, writes the tables of what finished, prints the
-summary and one line, and exits 130.  A second Ctrl-C while that happens
-ends the workers and exits 130 at once.  A finished cell's file is written
-with SIGINT held back, so an interrupt never loses a cell that finished.
+The run loop and Ctrl-C are :mod:`.runner`'s.  Exit status: 0 every cell
+finished, 1 some cell failed, 2 a usage error, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
-import signal
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
-from vmapsim import __version__
 from vmapsim.tools.params import parse_params
-from vmapsim.tools.sweep.cells import Cell, _digest, cell_key, recipe, run_cell
-from vmapsim.tools.sweep.executors import EXECUTORS, Outcome, make_executor
-from vmapsim.tools.sweep.grid import GridError, load_grid_file, make_grid
-from vmapsim.tools.sweep.progress import SweepProgress
-from vmapsim.tools.sweep.store import FORMATS, Store
+from vmapsim.tools.sweep.executors import EXECUTORS, make_executor
+from vmapsim.tools.sweep.grid import Grid, GridError, load_grid_file, make_grid, parse_int_list
+from vmapsim.tools.sweep.runner import Plan, SweepReport, prepare, run_sweep
+from vmapsim.tools.sweep.store import FORMATS
 
 __all__ = ["add_parser", "cmd_sweep"]
 
@@ -107,7 +95,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
-def _grid_from_args(args: argparse.Namespace) -> Any:
+def _grid_from_args(args: argparse.Namespace) -> Grid:
     spec: dict[str, Any] = load_grid_file(args.grid) if args.grid else {}
     params: dict[str, Any] = dict(spec.pop("params", {}) or {})
     if args.stages is not None:
@@ -145,8 +133,6 @@ def _grid_from_args(args: argparse.Namespace) -> Any:
     for name, _ in _LIST_PARAMS:
         value = getattr(args, name)
         if value is not None:
-            from vmapsim.tools.sweep.grid import parse_int_list
-
             params[name] = parse_int_list(value, "--" + name.replace("_", "-"), minimum=1)
     if args.sequential_test_order is not None:
         params["sequential_test_order"] = 1
@@ -174,52 +160,6 @@ def _formats(text: str) -> list[str]:
     return out
 
 
-class _Interrupts:
-    """SIGINT while the sweep runs: the first raises KeyboardInterrupt (held back
-    while a finished cell is being written), a second ends the workers and exits."""
-
-    def __init__(self) -> None:
-        self.hits = 0
-        self._critical = 0
-        self._pending = False
-        self._old: Any = None
-
-    def __enter__(self) -> _Interrupts:
-        self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        signal.signal(signal.SIGINT, self._old)
-
-    def _handler(self, _sig: int, _frame: FrameType | None) -> None:
-        self.hits += 1
-        if self.hits > 1:
-            _kill_children()
-            os.write(2, b"vmapsim: sweep interrupted twice: stopped at once\n")
-            os._exit(130)
-        if self._critical:
-            self._pending = True
-            return
-        raise KeyboardInterrupt
-
-    @contextmanager
-    def critical(self) -> Iterator[None]:
-        """SIGINT waits until the block has finished."""
-        self._critical += 1
-        try:
-            yield
-        finally:
-            self._critical -= 1
-        if self._pending and not self._critical:
-            self._pending = False
-            raise KeyboardInterrupt
-
-
-def _kill_children() -> None:
-    for child in multiprocessing.active_children():
-        child.kill()
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``vmapsim sweep``: expand the grid, run what has not finished, write the table."""
     from vmapsim.framework.registry import get_registry
@@ -227,147 +167,68 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = _grid_from_args(args)
     formats = _formats(args.format)
     reg = get_registry()
-    cells = grid.cells(reg)
-    keyed: dict[str, Cell] = {}
-    for cell in cells:
-        keyed.setdefault(cell_key(cell), cell)
     output = args.output or DEFAULT_OUTPUT
-    store = Store(output)
-    done = {k for k in keyed if store.finished(k) is not None}
-    failed_before = {k for k in keyed if k not in done and store.failure(k) is not None}
+    plan = prepare(grid, output, reg)
     if args.plan:
-        return _print_plan(keyed, done, failed_before, reg, args)
-    skipped = set() if args.retry_failed else failed_before
-    todo = [(k, c.as_dict()) for k, c in keyed.items() if k not in done and k not in skipped]
+        return _print_plan(plan, reg, output)
     executor = make_executor(args.executor, jobs=args.jobs, scheduler=args.scheduler)
-    store.open(grid.describe())
-    digests = {st: _digest(recipe(st)) for st in {c.stage for c in keyed.values()}}
-    ran: list[str] = []
-    failed: dict[str, str] = {}
-    interrupted = False
-    t0 = time.perf_counter()
-    print(
-        f"vmapsim sweep: {len(keyed)} cells: {len(done)} finished before, "
-        f"{len(todo)} to run on {executor.describe()}"
-        + (f", {len(skipped)} failed before (--retry-failed runs them)" if skipped else ""),
-        file=sys.stderr,
-        flush=True,
+    report = run_sweep(
+        plan, executor, formats=formats, retry_failed=args.retry_failed, announce=sys.stderr
     )
-    with _Interrupts() as guard:
-        try:
-            with executor, SweepProgress(len(todo), "sweep") as progress:
-                for outcome in executor.run(run_cell, todo):
-                    cell = keyed[outcome.key]
-                    with guard.critical():
-                        error = _keep(store, outcome, cell, digests[cell.stage])
-                    if error is None:
-                        ran.append(outcome.key)
-                    else:
-                        failed[outcome.key] = error
-                    wall = outcome.result.get("wall_s") if outcome.result else None
-                    progress.finished(outcome.key, cell.label(), error, wall)
-        except KeyboardInterrupt:
-            interrupted = True
-        with guard.critical():
-            rows = store.rows(list(keyed))
-            written = store.write_tables(rows, formats)
-    elapsed = time.perf_counter() - t0
-    for k in skipped:
-        failed.setdefault(k, (store.failure(k) or {}).get("error", "failed before"))
-    _print_summary(keyed, done, ran, failed, skipped, rows, written, executor.describe(), elapsed)
-    if interrupted:
-        left = len(todo) - len(ran) - len(failed.keys() - skipped)
+    _print_summary(report)
+    if report.interrupted:
         print(
-            f"vmapsim: sweep interrupted (Ctrl-C): {len(ran)} cells ran and are kept in "
-            f"{output}, {left} did not run; the same command resumes",
+            f"vmapsim: sweep interrupted (Ctrl-C): {len(report.ran)} cells ran and are kept in "
+            f"{output}, {report.not_run} did not run; the same command resumes",
             file=sys.stderr,
         )
         return 130
-    return 1 if failed else 0
+    return 1 if report.failed else 0
 
 
-def _keep(store: Store, outcome: Outcome, cell: Cell, digest: str) -> str | None:
-    """Write the outcome to the store; return the cell's error, or None."""
-    error = outcome.error
-    res = outcome.result
-    if error is None and res is not None:
-        if res.get("vmapsim_version") != __version__:
-            error = (
-                f"the worker runs vmapsim {res.get('vmapsim_version')} (this sweep: "
-                f"{__version__}); results never mix versions: install the same vmapsim "
-                "on every worker"
-            )
-        elif res.get("recipe_digest") != digest:
-            error = (
-                f"the worker's stage {cell.stage} is built from another recipe (other "
-                "plugins installed?): install the same packages on every worker"
-            )
-    if error is None and res is not None:
-        store.save(outcome.key, cell.as_dict(), res)
-        return None
-    store.save_failure(outcome.key, cell.as_dict(), error or "no result")
-    return error or "no result"
-
-
-def _print_summary(
-    keyed: dict[str, Cell],
-    done: set[str],
-    ran: list[str],
-    failed: dict[str, str],
-    skipped: set[str],
-    rows: list[dict[str, Any]],
-    written: Sequence[Any],
-    where: str,
-    elapsed: float,
-) -> None:
+def _print_summary(report: SweepReport) -> None:
+    plan = report.plan
     results: dict[str, int] = {"pass": 0, "fail": 0, "xfail": 0}
-    for row in rows:
+    for row in report.rows:
         results[row["result"]] = results.get(row["result"], 0) + 1
     print(
-        f"sweep: {len(keyed)} cells: {len(done)} reused, {len(ran)} ran, {len(failed)} failed "
-        f"({where}, {elapsed:.1f} s)"
+        f"sweep: {len(plan.cells)} cells: {report.reused} reused, {len(report.ran)} ran, "
+        f"{len(report.failed)} failed ({report.where}, {report.elapsed_s:.1f} s)"
     )
     print(
-        f"table: {len(rows)} rows (cell x subtest): {results['pass']} pass, "
+        f"table: {len(report.rows)} rows (cell x subtest): {results['pass']} pass, "
         f"{results['fail']} fail, {results['xfail']} xfail"
     )
     by_stage: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in report.rows:
         by_stage.setdefault(row["stage"], []).append(row)
-    for stage, srows in by_stage.items():
-        cyc = sum(r["cycles_per_loop"] for r in srows) / len(srows)
-        warn = sum(r["log_warnings"] for r in srows)
-        print(f"  {stage:<10} {len(srows):>5} rows  mean cycles/loop {cyc:12.1f}  warnings {warn}")
-    if failed:
-        print("failed cells" + (" (--retry-failed runs them again):" if failed else ":"))
-        for key, error in failed.items():
-            note = " (before)" if key in skipped else ""
-            print(f"  {key}{note} [{keyed[key].label()}]: {error}")
-    for path in written:
+    for stage, rows in by_stage.items():
+        cycles = sum(r["cycles_per_loop"] for r in rows) / len(rows)
+        warnings = sum(r["log_warnings"] for r in rows)
+        print(
+            f"  {stage:<10} {len(rows):>5} rows  mean cycles/loop {cycles:12.1f}  "
+            f"log warnings {warnings}"
+        )
+    if report.failed:
+        print("failed cells (--retry-failed runs them again):")
+        for key, error in report.failed.items():
+            note = " (before)" if key in report.skipped else ""
+            print(f"  {key}{note} [{plan.cells[key].label()}]: {error}")
+    for path in report.written:
         print(f"wrote {path}")
 
 
-def _print_plan(
-    keyed: dict[str, Cell],
-    done: set[str],
-    failed: set[str],
-    reg: Any,
-    args: argparse.Namespace,
-) -> int:
-    rows = []
-    for key, cell in keyed.items():
-        wl = reg.workload(cell.workload)
-        split = getattr(wl.run, "split_params", None)
+def _print_plan(plan: Plan, reg: Any, output: str) -> int:
+    total_rows = 0
+    for key, cell in plan.cells.items():
+        split = getattr(reg.workload(cell.workload).run, "split_params", None)
         n = len(split(dict(cell.params))) if callable(split) else 1
-        status = "finished" if key in done else "failed" if key in failed else "to run"
-        rows.append({"key": key, "status": status, "subtests": n, **cell.as_dict()})
-    for r in rows:
-        cell = keyed[r["key"]]
-        print(f"{r['key']:<40} {r['status']:<8} {r['subtests']:>2} subtest(s)  {cell.label()}")
-    to_run = sum(1 for r in rows if r["status"] == "to run")
-    total_rows = sum(r["subtests"] for r in rows)
+        total_rows += n
+        status = "finished" if key in plan.done else "failed" if key in plan.failed_before else ""
+        print(f"{key:<40} {status or 'to run':<8} {n:>2} subtest(s)  {cell.label()}")
+    to_run = len(plan.cells) - len(plan.done) - len(plan.failed_before)
     print(
-        f"{len(rows)} cells ({total_rows} rows): {len(done)} finished, {len(failed)} failed, "
-        f"{to_run} to run (results folder {args.output or DEFAULT_OUTPUT})"
+        f"{len(plan.cells)} cells ({total_rows} rows): {len(plan.done)} finished, "
+        f"{len(plan.failed_before)} failed, {to_run} to run (results folder {output})"
     )
     return 0

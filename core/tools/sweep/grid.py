@@ -82,16 +82,14 @@ def parse_int_list(text: str | int | Sequence[Any], what: str, *, minimum: int =
                 tok = tok.strip()
                 if not tok:
                     continue
+                m = _RANGE.match(tok)
                 try:
-                    if m := _RANGE.match(tok):
-                        lo, hi = int(m[1], 0), int(m[2], 0)
-                        if lo > hi:
-                            raise GridError(f"{what}: range {tok!r} runs backwards")
-                        values += range(lo, hi + 1)
-                    else:
-                        values.append(int(tok, 0))
+                    lo, hi = (int(m[1], 0), int(m[2], 0)) if m else (int(tok, 0),) * 2
                 except ValueError:
                     raise GridError(f"{what}: {tok!r} is not an integer or a range A..B") from None
+                if lo > hi:
+                    raise GridError(f"{what}: range {tok!r} runs backwards")
+                values += range(lo, hi + 1)
         for v in values:
             if v < minimum:
                 raise GridError(f"{what}: {v} is below {minimum}")
