@@ -20,6 +20,7 @@ started and ends the workers (Ctrl-C); leaving the ``with`` block does too.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import traceback
@@ -218,6 +219,7 @@ class DaskExecutor(Executor):
                 threads_per_worker=1,
                 processes=self.processes,
                 dashboard_address=None,
+                silence_logs=logging.ERROR,  # not its INFO/WARNING chatter about cancelled tasks
             )
             self._client = Client(self._cluster)
         return self._client
