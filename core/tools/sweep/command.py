@@ -183,6 +183,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if report.stopped_by:
+        print(
+            f"vmapsim: sweep stopped by the {args.executor} executor: {report.stopped_by}; "
+            f"{len(report.ran)} cells ran and are kept in {output}, {report.not_run} did not "
+            "run; the same command resumes",
+            file=sys.stderr,
+        )
+        return 1
     return 1 if report.failed else 0
 
 

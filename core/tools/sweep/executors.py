@@ -77,6 +77,10 @@ class Executor:
         """What runs the cells, for the progress header."""
         return self.name
 
+    def start(self) -> None:
+        """Connect to or start the engine (before anything is written): an
+        :class:`ExecutorError` here is a usage error."""
+
     def run(self, fn: CellFn, jobs: Sequence[Job]) -> Iterator[Outcome]:  # pragma: no cover
         """Submit every job; yield its :class:`Outcome` as it completes."""
         raise NotImplementedError
@@ -203,6 +207,10 @@ class DaskExecutor(Executor):
         kind = "processes" if self.processes else "threads"
         return f"dask (LocalCluster, {self.jobs} workers, {kind})"
 
+    def start(self) -> None:
+        if self._client is None:
+            self._connect()
+
     def _connect(self) -> Any:
         from distributed import Client, LocalCluster
 
@@ -218,7 +226,7 @@ class DaskExecutor(Executor):
                 n_workers=self.jobs,
                 threads_per_worker=1,
                 processes=self.processes,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: never "8787 is already in use"
                 silence_logs=logging.ERROR,  # not its INFO/WARNING chatter about cancelled tasks
             )
             self._client = Client(self._cluster)
@@ -229,7 +237,7 @@ class DaskExecutor(Executor):
             return
         from distributed import as_completed
 
-        client = self._connect()
+        client = self._client or self._connect()
         by_future: dict[str, str] = {}
         for key, cell in jobs:
             # the Dask key names the cell, so the dashboard shows which one runs

@@ -65,6 +65,8 @@ class SweepReport:
     rows: list[dict[str, Any]] = field(factory=list)
     written: list[Path] = field(factory=list)
     interrupted: bool = False
+    #: the executor's own error that ended the sweep early (not a cell's)
+    stopped_by: str | None = None
     elapsed_s: float = 0.0
 
     @property
@@ -74,7 +76,7 @@ class SweepReport:
 
     @property
     def not_run(self) -> int:
-        """Cells this sweep meant to run and did not reach (interrupted)."""
+        """Cells this sweep meant to run and did not reach (interrupted, stopped)."""
         return self.todo - len(self.ran) - len(self.failed.keys() - self.skipped)
 
 
@@ -185,7 +187,13 @@ def run_sweep(
         if k not in plan.done and k not in report.skipped
     ]
     report.todo = len(todo)
-    store.open(plan.grid.describe())
+    if todo:
+        executor.start()
+    try:
+        store.open(plan.grid.describe())
+    except BaseException:
+        executor.stop()
+        raise
     digests = {st: _digest(recipe(st)) for st in {c.stage for c in plan.cells.values()}}
     if announce is not None:
         skipped = (
@@ -215,6 +223,8 @@ def run_sweep(
                     progress.finished(outcome.key, cell.label(), error, wall)
         except KeyboardInterrupt:
             report.interrupted = True
+        except Exception as exc:  # the engine itself failed (a lost scheduler, ...)
+            report.stopped_by = f"{type(exc).__name__}: {exc}"
         with guard.critical():
             report.rows = store.rows(list(plan.cells))
             report.written = store.write_tables(report.rows, formats)
