@@ -15,7 +15,7 @@ wall)`` (the issue's target: >= 0.8 at 2 workers), and whether its table
 equals the serial one (every column but wall time).  Measured, not
 asserted: the numbers depend on what else the machine runs.
 
-    python benchmarks/bench_sweep.py [--loops 1500] [--workers 2] [--json]
+    python benchmarks/bench_sweep.py [--loops 20000] [--workers 2] [--json]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def run_one(executor_name: str, workers: int, loops: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--loops", type=int, default=1500, help="test_loop_count per subtest")
+    ap.add_argument("--loops", type=int, default=20000, help="test_loop_count per subtest")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
