@@ -335,3 +335,19 @@ def test_a_killed_worker_loses_no_finished_cell(reference, tmp_path):
     retried = sweep(tmp_path, SerialExecutor(), retry_failed=True)
     assert retried.reused == len(report.ran) and not retried.failed
     assert deterministic(retried.rows) == deterministic(reference.rows)
+
+
+def test_a_fault_spec_is_an_axis_and_its_failures_are_counted(tmp_path):
+    grid = make_grid(
+        stages="7",
+        seeds="1",
+        masks=1,
+        params={"test_loop_count": 200, "test_repeat_count": 1},
+        faults=["none", "maple_node:any:probability=5"],
+    )
+    report = sweep(tmp_path, SerialExecutor(), grid=grid)
+    clean, faulty = sorted(report.rows, key=lambda r: r["faults"])
+    assert clean["faults"] == "" and clean["faults_injected"] == 0
+    assert clean["per_op.alloc_failures"] == 0 and clean["result"] == "pass"
+    assert faulty["faults"] == "maple_node:any:probability=5"
+    assert faulty["faults_injected"] >= 1 and faulty["per_op.alloc_failures"] > 0

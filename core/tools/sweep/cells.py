@@ -28,7 +28,15 @@ from attrs import field, frozen
 from vmapsim import __version__
 from vmapsim.cost.counters import COUNTER_NAMES
 
-__all__ = ["ROW_ID_COLUMNS", "Cell", "cell_key", "recipe", "run_cell"]
+__all__ = [
+    "ROW_ID_COLUMNS",
+    "WALL_COLUMNS",
+    "Cell",
+    "cell_key",
+    "recipe",
+    "recipe_digest",
+    "run_cell",
+]
 
 #: the columns that say which cell and subtest a row is (the rest are results)
 ROW_ID_COLUMNS = (
@@ -125,6 +133,11 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def recipe_digest(stage_key: str) -> str:
+    """A hash of the stage's recipe (a worker's must match the sweep's)."""
+    return _digest(recipe(stage_key))
+
+
 def cell_key(cell: Cell, version: str = __version__) -> str:
     """The cell's key: ``<series>-<number>-seed<S>-<hash>``, the hash over the
     cell, the vmapsim version and the stage recipe."""
@@ -172,7 +185,7 @@ def run_cell(cell: Mapping[str, Any], key: str) -> dict[str, Any]:
     return {
         "key": key,
         "vmapsim_version": __version__,
-        "recipe_digest": _digest(recipe(cell["stage"])),
+        "recipe_digest": recipe_digest(cell["stage"]),
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "wall_s": wall,

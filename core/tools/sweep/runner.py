@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 from attrs import define, field
 
 from vmapsim import __version__
-from vmapsim.tools.sweep.cells import Cell, _digest, cell_key, recipe, run_cell
+from vmapsim.tools.sweep.cells import Cell, cell_key, recipe_digest, run_cell
 from vmapsim.tools.sweep.executors import CellFn, Executor, Outcome
 from vmapsim.tools.sweep.progress import SweepProgress
 from vmapsim.tools.sweep.store import Store
@@ -194,7 +194,7 @@ def run_sweep(
     except BaseException:
         executor.stop()
         raise
-    digests = {st: _digest(recipe(st)) for st in {c.stage for c in plan.cells.values()}}
+    digests = {st: recipe_digest(st) for st in {c.stage for c in plan.cells.values()}}
     if announce is not None:
         skipped = (
             f", {len(report.skipped)} failed before (--retry-failed runs them)"
