@@ -314,6 +314,9 @@ def make_parser() -> argparse.ArgumentParser:
         suite_params=_suite_params,
         usage_error=UsageError,
     )
+    from vmapsim.tools.sweep.command import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 

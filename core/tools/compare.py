@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from vmapsim.checking.faultspec import parse_faults
 from vmapsim.cost.counters import COUNTER_NAMES
 from vmapsim.errors import UnknownStageError
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAPLE_NODE_BYTES",
     "PER_OP_COUNTERS",
+    "WARNING_PREFIXES",
     "compare",
     "memory_report",
     "parse_stages",
@@ -57,6 +59,10 @@ PER_OP_COUNTERS: tuple[str, ...] = (
     "node_allocs",
     "list_ops",
 )
+
+#: log lines that are a WARN()/WARN_ON_ONCE() splat or a UBSAN report (counted
+#: as the run's ``log_warnings``); other lines are printk()s such as warn_alloc()'s
+WARNING_PREFIXES = ("WARNING:", "UBSAN:")
 
 _RANGE = re.compile(r"^(?:(?P<series>[a-z0-9][a-z0-9_.-]*):)?(?P<lo>\d+)\.\.(?P<hi>\d+)$")
 
@@ -126,17 +132,22 @@ def parse_stages(tokens: Sequence[str], registry: Registry) -> list[str]:
 def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
     """One (stage, repetition): build, run the workload, return its results.
 
+    ``task`` holds plain values only (stage, rep, part, workload, params, seed,
+    nr_cpus, arch, components, and optionally ``faults``, a ``--faults`` spec).
+
     A top-level function, so worker processes can run it."""
     from vmapsim.framework.api import build
     from vmapsim.framework.registry import get_registry
 
     reg = get_registry()
+    faults = task.get("faults")  # a ``--faults`` spec (vmapsim sweep), or none
     alloc = build(
         task["stage"],
         arch=task["arch"],
         nr_cpus=task["nr_cpus"],
         seed=task["seed"],
         components=task.get("components") or None,
+        failslab=parse_faults(faults, seed=task["seed"]) if faults else None,
     )
     workload = reg.workload(task["workload"])
     report = workload.run(alloc, seed=task["seed"], **task["params"])
@@ -172,6 +183,8 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         "metrics": metrics,
         "memory_end": memory_report(alloc),
         "log_messages": len(alloc.log),
+        "log_warnings": sum(1 for line in alloc.log if line.startswith(WARNING_PREFIXES)),
+        "faults_injected": alloc.faults.failures,
         "elapsed_s": report.elapsed_s,
         "report_params": dict(report.params),
     }
