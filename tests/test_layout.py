@@ -254,3 +254,18 @@ def test_an_unknown_attribute_is_still_an_attribute_error() -> None:
         vmapsim.no_such_thing  # noqa: B018
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("vmapsim.no_such_module")
+
+
+def test_every_subpackage_is_installed() -> None:
+    """``pip install .`` (the README's first command) installs what
+    ``[tool.setuptools] packages`` lists: every folder of ``core/`` with an
+    ``__init__.py`` must be there, or a fresh install cannot import it."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    for init in CORE.rglob("__init__.py"):
+        rel = init.parent.relative_to(CORE)
+        name = ".".join(("vmapsim", *rel.parts))
+        assert name in listed, f"{name} is not in pyproject.toml's [tool.setuptools] packages"
