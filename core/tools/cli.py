@@ -283,7 +283,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     comps = _parse_with(args.with_)
     from vmapsim.tools.compare import check_roles
 
-    check_roles(stage.components, comps)
+    check_roles(stage.components, comps, reg)
     failslab = _failslab(args)
     params, parts = _workload_params(args, workload)
     # speak early: what runs, before it runs (stdout unless --json, then stderr)

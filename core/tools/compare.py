@@ -212,9 +212,19 @@ def parse_columns(tokens: Sequence[str], registry: Registry) -> list[ColumnSpec]
     return out
 
 
-def check_roles(stage_components: Mapping[str, str], components: Mapping[str, Any]) -> None:
-    """Refuse a set of swaps that leaves a role the flow needs unfilled, saying
-    which role and what fills it (a ``free`` index needs a ``coalesce``r)."""
+def check_roles(
+    stage_components: Mapping[str, str],
+    components: Mapping[str, Any],
+    registry: Registry | None = None,
+) -> None:
+    """Refuse a set of swaps that names an unregistered component (with
+    ``registry``) or leaves a role the flow needs unfilled, saying which role
+    and what fills it (a ``free`` index needs a ``coalesce``r)."""
+    if registry is not None:
+        for role, name in components.items():
+            if isinstance(name, str):
+                for part in name.split("+"):
+                    registry.offer(role, part)
     chosen = dict(stage_components)
     for role, name in components.items():
         if name is None:
@@ -513,7 +523,7 @@ def compare(
     for spec in specs:
         comps = {**dict(components or {}), **dict(spec.swaps)}
         try:
-            check_roles(reg.stages[spec.key].components, comps)
+            check_roles(reg.stages[spec.key].components, comps, reg)
             build(
                 spec.key,
                 arch=arch,
@@ -639,6 +649,7 @@ def _assemble(
             row["sim_change_pct"] = speedup_pct(
                 base["time_per_loop_us"]["median"], row["time_per_loop_us"]["median"]
             )
+            row["base"] = row is base
             row["within_spread"] = (
                 None
                 if row is base

@@ -105,7 +105,7 @@ def _sim_change(r: dict[str, Any]) -> str:
     v = r.get("sim_change_pct")
     if v is None:
         return "-"
-    mark = {True: " ~", None: " ?"}.get(r.get("within_spread"), "")
+    mark = "" if r.get("base") else {True: " ~", None: " ?"}.get(r.get("within_spread"), "")
     return f"{v:+.1f} %{mark}"
 
 
