@@ -17,8 +17,8 @@ from typing import Any
 __all__ = ["LONG_LOOPS", "estimate_loops", "long_run_notice"]
 
 #: above this many loop iterations a run is announced with how to shorten it
-#: (the default smoke run of the base mask, 12 x 10,000 x 10, stays below)
-LONG_LOOPS = 2_000_000
+#: (the default smoke run, 3 subtests x 10,000 x 10, stays below)
+LONG_LOOPS = 500_000
 #: what the model takes per loop iteration, fastest and slowest stage (µs)
 _US_PER_LOOP = (10.0, 100.0)
 _MODULE = {"test_loop_count": 1_000_000, "test_repeat_count": 1, "nr_threads": 1}
@@ -73,8 +73,14 @@ def long_run_notice(
         why = " (parameters without --mode are the module's manual run: 1,000,000 loops)"
     elif "stress" in modes:
         why = " (stress: NUM_CPUS threads x 20 repeats x 1,000,000 loops)"
+    shorter = []
+    if "smoke" not in modes:
+        shorter.append("--mode smoke")
+    shorter.append("--test-loop-count 1000 --test-repeat-count 1")
+    if columns > 1:
+        shorter.append("fewer stages or --reps 1")
     return (
         f"vmapsim: this run is about {loops:,} loop iterations{why}: roughly "
-        f"{_duration(lo)} to {_duration(hi)}. Shorter: --mode smoke, or "
-        "--test-loop-count 10000 --test-repeat-count 1; Ctrl-C stops it."
+        f"{_duration(lo)} to {_duration(hi)}. Shorter: {', or '.join(shorter)}; "
+        "Ctrl-C stops it and prints what finished."
     )
