@@ -20,7 +20,8 @@ operations (:data:`DEBUG_FULL_EVERY`), after an operation that retried,
 deferred a publish or moved an overlay chunk, after every explicit purge and
 every operation that names nothing it touched (the rare paths).  A purge
 that a ``vfree()`` runs on its way is seen by the next full check.  Counters are
-restored after an incremental check, so ``--debug`` leaves them as without it.
+restored after each ``--debug`` check (incremental or full), so a debug run
+counts what a run without it counts.
 """
 
 from __future__ import annotations
@@ -71,17 +72,21 @@ class InvariantsMixin:
         self._debug_ops = n
         m = self.metrics
         wide = tuple(getattr(m, k) for k in _WIDE)
-        if (
-            not touched
-            or every <= 1
-            or n % every == 0
-            or wide != getattr(self, "_debug_wide", wide)
-        ):
-            self._debug_wide = wide
-            self.check_invariants()
-            return
+        full = not touched or every <= 1 or n % every == 0
+        full = full or wide != getattr(self, "_debug_wide", wide)
         self._debug_wide = wide
-        self.check_touched(touched)
+        saved = [getattr(m, k) for k in COUNTER_NAMES]
+        locks = dict(m.locks)
+        try:
+            if full:
+                self.check_invariants()
+            else:
+                self._check_touched(touched)
+        finally:  # what the checks' own lookups counted is not the workload's
+            for k, v in zip(COUNTER_NAMES, saved, strict=True):
+                setattr(m, k, v)
+            m.locks.clear()
+            m.locks.update(locks)
 
     def check_touched(self: VmapAllocator, addrs: tuple[int, ...]) -> None:
         """The invariants around ``addrs`` (what an operation touched).
@@ -99,14 +104,19 @@ class InvariantsMixin:
         saved = [getattr(m, k) for k in COUNTER_NAMES]
         locks = dict(m.locks)
         try:
-            for addr in addrs:
-                if addr is not None and 0 < addr < ULONG_MAX:
-                    self._check_around(addr)
+            self._check_touched(addrs)
         finally:
             for k, v in zip(COUNTER_NAMES, saved, strict=True):
                 setattr(m, k, v)
             m.locks.clear()
             m.locks.update(locks)
+
+    def _check_touched(self: VmapAllocator, addrs: tuple[int, ...]) -> None:
+        if not self.vmap_initialized:
+            return
+        for addr in addrs:
+            if addr is not None and 0 < addr < ULONG_MAX:
+                self._check_around(addr)
 
     def _free_at(self: VmapAllocator, addr: int) -> tuple[int, int] | None:
         """The free block (or gap) holding ``addr``, as a range."""
