@@ -135,7 +135,6 @@ def resolve_stage(cli: str | None, cwd: Path | None = None, *, ini: str | None =
     return Setting(DEFAULT_STAGE, "default")
 
 
-
 # -- stage selections -----------------------------------------------------------------
 
 

@@ -110,9 +110,7 @@ def workload_keys(fn: Any) -> tuple[list[str], bool]:
     return names, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-def check_param_keys(
-    workload: str, fn: Any, given: dict[str, str], error: type[Exception]
-) -> None:
+def check_param_keys(workload: str, fn: Any, given: dict[str, str], error: type[Exception]) -> None:
     """Refuse a ``--param`` key the workload does not take, listing the valid ones.
 
     ``given`` maps each key to how the user wrote it (``--param foo=1``)."""
