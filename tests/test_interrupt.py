@@ -116,3 +116,20 @@ def test_sigint_to_run_prints_counters_so_far_and_one_line():
     assert err.rstrip().splitlines()[-1] == "vmapsim: interrupted"
     assert "counters so far (partial run)" in out
     assert "alloc_calls" in out
+
+
+def test_sigint_to_bisect_says_what_was_probed_and_exits_130(tmp_path):
+    marker = tmp_path / "probed"
+    # each probe: note the stage, then take long (the good end is probed first)
+    cmd = f'echo "$VMAPSIM_STAGE" >> {marker}; sleep 30'
+    p = _start("bisect", "--good", "0", "--bad", "12", "--run", cmd)
+    _wait_for(marker.exists)
+    kids = _children(p.pid)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130
+    assert "Traceback" not in err
+    assert err.rstrip().splitlines()[-1] == "vmapsim: interrupted"
+    assert "bisect interrupted after 0 probe(s): no verdict (partial)" in out
+    for pid in kids:  # the probe's command does not outlive the bisect
+        _wait_for(lambda pid=pid: not _alive(pid), timeout=10)
