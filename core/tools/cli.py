@@ -7,7 +7,6 @@ import inspect
 import json
 import os
 import re
-import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -437,16 +436,10 @@ def _print_partial_counters(alloc: Any) -> None:
 
 def _ignore_further_sigint() -> None:
     """After the first SIGINT, a second one exits at once (130) and stops any
-    worker process this one started."""
+    worker process this one started (core/tools/interrupt.py)."""
+    from vmapsim.tools.interrupt import exit_on_next_sigint
 
-    def now(_sig: int, _frame: Any) -> None:
-        import multiprocessing
-
-        for child in multiprocessing.active_children():
-            child.kill()
-        os._exit(130)
-
-    signal.signal(signal.SIGINT, now)
+    exit_on_next_sigint()
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:

@@ -451,13 +451,29 @@ def _execute(
         return done, False
     import multiprocessing
 
-    pool = multiprocessing.get_context().Pool(n_jobs, initializer=_ignore_sigint)
+    # a SIGINT while the pool starts its workers is held until the pool exists,
+    # so that it can stop every worker it started (none is orphaned)
+    held: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda sig, _frame: held.append(sig))
+    except ValueError:  # pragma: no cover - not the main thread
+        previous = None
+    try:
+        pool = multiprocessing.get_context().Pool(n_jobs, initializer=_ignore_sigint)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     interrupted = False
     try:
+        if held:
+            raise KeyboardInterrupt
         for i, res in pool.imap_unordered(_run_indexed, list(enumerate(tasks)), chunksize=1):
             done[i] = res
             tick(i)
     except KeyboardInterrupt:
+        from vmapsim.tools.interrupt import exit_on_next_sigint
+
+        exit_on_next_sigint()  # a second Ctrl-C while the workers stop: out at once
         interrupted = True
         pool.terminate()
     else:
