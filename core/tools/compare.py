@@ -220,9 +220,11 @@ def check_roles(
     """Refuse a set of swaps that names an unregistered component (with
     ``registry``) or leaves a role the flow needs unfilled, saying which role
     and what fills it (a ``free`` index needs a ``coalesce``r)."""
+    from vmapsim.framework.roles import ROLES
+
     if registry is not None:
         for role, name in components.items():
-            if isinstance(name, str):
+            if isinstance(name, str) and role in ROLES:  # build() names a bad role
                 for part in name.split("+"):
                     registry.offer(role, part)
     chosen = dict(stage_components)
