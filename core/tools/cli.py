@@ -696,6 +696,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 progress=bar,
                 faults=args.faults,
                 debug=args.debug,
+                debug_full_every=args.debug_full_every,
             )
     except CompareInterrupted as exc:
         _ignore_further_sigint()

@@ -264,6 +264,8 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         components=task.get("components") or None,
         failslab=failslab,
     )
+    if task.get("debug") and task.get("debug_full_every"):
+        alloc.debug_full_every = task["debug_full_every"]
     workload = reg.workload(task["workload"])
     report = workload.run(alloc, seed=task["seed"], **task["params"])
     metrics = alloc.metrics.snapshot()
@@ -500,6 +502,7 @@ def compare(
     progress: Callable[..., None] | None = None,
     faults: str | None = None,
     debug: bool = False,
+    debug_full_every: int | None = None,
 ) -> dict[str, Any]:
     """Run ``workload`` on every column ``reps`` times; return the comparison.
 
@@ -507,7 +510,8 @@ def compare(
     swaps for every column (``--with``), a column's own swaps win.
     ``jobs`` worker processes (default ``os.cpu_count()``; 1 runs in this
     process).  ``faults`` is a ``--faults`` spec applied to every run;
-    ``debug`` checks invariants as ``vmapsim run --debug`` does.  The result:
+    ``debug`` checks invariants as ``vmapsim run --debug`` does (the full
+    check every ``debug_full_every`` operations; None: after every one).  The result:
     the run's settings, the columns, the columns skipped (and why), and per
     subtest a row per column with time per loop of the simulator's wall
     clock (median, min, max over repetitions, in µs), the modelled cycles
@@ -584,6 +588,7 @@ def compare(
                     "components": comps,
                     "faults": faults,
                     "debug": debug,
+                    "debug_full_every": debug_full_every,
                 }
             )
     n_jobs = min(jobs or os.cpu_count() or 1, len(tasks))
