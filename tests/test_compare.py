@@ -267,10 +267,14 @@ def test_progress_bar_only_on_a_terminal_and_only_after_its_delay():
         "vmapsim: x: 2/2 done (maple:0 mask 0x2 rep 1)",
     ]
     tenths = io.StringIO()  # not per unit: one line per tenth of the total
-    with LazyProgress("y", stream=tenths) as bar:
+    with LazyProgress("y", stream=tenths, delay=0.0) as bar:
         for done in range(0, 1001, 7):
             bar(done, 1000)
     assert len(tenths.getvalue().splitlines()) == 9  # 10 %, 20 %, ... 90 % (1000 not hit)
+    short = io.StringIO()  # a run shorter than the delay stays silent
+    with LazyProgress("z", stream=short, delay=3600.0) as bar:
+        bar(1000, 1000)
+    assert short.getvalue() == ""
     tty = _Tty()
     with LazyProgress("late", delay=3600.0, stream=tty) as bar:
         bar(1, 2)  # too early: nothing shown

@@ -71,8 +71,9 @@ def debug_progress(
                 yield count
         else:
             print(
-                f"vmapsim: {what}: checking invariants (--debug: what each operation touched, "
-                f"everything every {getattr(alloc, 'debug_full_every', '?')} operations) ...",
+                f"vmapsim: {what}: checking invariants after every operation (--debug: what "
+                f"each one touched; everything every {getattr(alloc, 'debug_full_every', 1)} "
+                "operations) ...",
                 file=out,
                 flush=True,
             )

@@ -468,7 +468,8 @@ class LazyProgress:
     """Progress on stderr: on a terminal, a rich bar that appears only once a
     run has taken ``delay`` seconds; off a terminal (CI, a pipe), plain lines
     so a long run is not silent: one per finished unit when ``per_unit``
-    (compare: a unit is one run of one column), else one per tenth of the total.
+    (compare: a unit is one run of one column), else, once ``delay`` has
+    passed, one per tenth of the total.
 
     Call it as ``progress(done, total[, what])``; :meth:`close` removes the bar.
     """
@@ -493,6 +494,8 @@ class LazyProgress:
 
     def _line(self, done: int, total: int, what: str | None) -> None:
         if not self.per_unit:
+            if time.monotonic() - self.t0 < self.delay:
+                return  # a short run stays silent, as on a terminal
             tenth = done * 10 // max(total, 1)
             if tenth <= self._tenth:
                 return
