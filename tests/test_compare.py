@@ -132,7 +132,7 @@ def test_markdown_agrees_with_json(result):
     tables, stages = _markdown_tables(render(result, "markdown"))
     assert set(tables) == {t["test"] for t in result["tests"]}
     for t in result["tests"]:
-        assert stages[t["test"]] == [r["stage"] for r in t["rows"]]
+        assert stages[t["test"]] == [r["label"] for r in t["rows"]]
         cols = {c.title: c for c in columns(t)}
         for metric, cells in tables[t["test"]].items():
             col = cols[metric]
@@ -140,8 +140,9 @@ def test_markdown_agrees_with_json(result):
                 value = col.get(row)
                 if isinstance(value, str):
                     assert cell == value
-                else:
-                    assert _num(cell) == pytest.approx(value, abs=0.006)
+                else:  # rounded to the digits shown
+                    digits = len(cell.split(".")[1].split()[0]) if "." in cell else 0
+                    assert _num(cell) == pytest.approx(value, abs=0.51 * 10**-digits)
 
 
 def test_terminal_names_every_subtest_and_stage(result):
@@ -195,7 +196,7 @@ def test_summary_has_a_row_per_subtest_and_stage_agreeing_with_json(result):
     flat = [(t, r) for t in result["tests"] for r in t["rows"]]
     for cells, (_t, row) in zip(body, flat, strict=True):
         rec = dict(zip(header, cells, strict=True))
-        assert rec["stage"] == row["stage"]
+        assert rec["stage"] == row["label"]
         assert _num(rec["nodes/op"]) == pytest.approx(row["per_op"]["nodes_visited"], abs=0.006)
         assert _num(rec["va bytes (peak)"]) == row["memory"]["peak_vmap_area_bytes"]
 
@@ -256,10 +257,24 @@ class _Tty(io.StringIO):
 def test_progress_bar_only_on_a_terminal_and_only_after_its_delay():
     from vmapsim.tools.report import LazyProgress
 
-    quiet = io.StringIO()
-    with LazyProgress("x", delay=0.0, stream=quiet) as bar:
-        bar(1, 2)
-    assert quiet.getvalue() == ""
+    quiet = io.StringIO()  # off a terminal: plain lines, never a bar
+    with LazyProgress("x", delay=0.0, stream=quiet, per_unit=True) as bar:
+        bar(1, 2, "maple:0 mask 0x1 rep 1")
+        bar(2, 2, "maple:0 mask 0x2 rep 1")
+    lines = quiet.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "vmapsim: x: 1/2 done (maple:0 mask 0x1 rep 1)",
+        "vmapsim: x: 2/2 done (maple:0 mask 0x2 rep 1)",
+    ]
+    tenths = io.StringIO()  # not per unit: one line per tenth of the total
+    with LazyProgress("y", stream=tenths, delay=0.0) as bar:
+        for done in range(0, 1001, 7):
+            bar(done, 1000)
+    assert len(tenths.getvalue().splitlines()) == 9  # 10 %, 20 %, ... 90 % (1000 not hit)
+    short = io.StringIO()  # a run shorter than the delay stays silent
+    with LazyProgress("z", stream=short, delay=3600.0) as bar:
+        bar(1000, 1000)
+    assert short.getvalue() == ""
     tty = _Tty()
     with LazyProgress("late", delay=3600.0, stream=tty) as bar:
         bar(1, 2)  # too early: nothing shown

@@ -288,9 +288,12 @@ class VmapAllocator(
                 self._kmem_cache_free_va(va)
             dropped.clear()
 
-    def _debug_check(self) -> None:
+    def _debug_check(self, *touched: int) -> None:
+        """``CONFIG_DEBUG_VM`` after an operation: the invariants around the
+        ``touched`` addresses, all of them every ``debug_full_every`` operations
+        and when nothing is named (core/checking/invariants.py, ``debug_step``)."""
         if self.debug:
-            self.check_invariants()
+            self.debug_step(touched)
 
     def register_vmap_purge_notifier(self, notifier: Any) -> None:
         """``register_vmap_purge_notifier()``: ``notifier(allocator)`` returns pages freed."""
@@ -332,10 +335,15 @@ class VmapAllocator(
             raise VmapArgumentError(
                 "va_flags", "only VMAP_RAM (0x1) and VMAP_BLOCK (0x2)", va_flags
             )
+        va = None
         try:
-            return self._alloc_vmap_area(size, align, vstart, vend, int(gfp), cpu, va_flags)
+            va = self._alloc_vmap_area(size, align, vstart, vend, int(gfp), cpu, va_flags)
+            return va
         finally:
-            self._debug_check()
+            if va is not None:
+                self._debug_check(va.va_start)
+            else:
+                self._debug_check()
 
     # -- properties and iteration --------------------------------------------
     @property

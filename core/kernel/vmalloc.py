@@ -177,8 +177,7 @@ class VmallocMixin:
             return None
         area.nr_pages = size >> PAGE_SHIFT  # __vmalloc_area_node() mapped them
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
-        if self.debug:
-            self.check_invariants()
+        self._debug_check(area.addr)
         return area.addr
 
     def __get_vm_area_node(
@@ -304,8 +303,7 @@ class VmallocMixin:
         vm = self.remove_vm_area(addr)
         if vm is None:
             self._printk(f"WARNING: Trying to vfree() nonexistent vm area ({addr:#x})")
-        if self.debug:
-            self.check_invariants()
+        self._debug_check(addr)
 
     def remove_vm_area(self: VmapAllocator, addr: int) -> VmStruct | None:
         """``remove_vm_area()``: unlink the area at ``addr`` and free it lazily;

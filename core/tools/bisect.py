@@ -986,7 +986,44 @@ def run(args: argparse.Namespace, registry: Registry | None = None) -> int:
             f"{mode} {good.key}..{bad.number} ({len(stages)} stages), check: {check.describe()}"
             + ("; --invert: bad where the check does not hold" if args.invert else "")
         )
-    on_probe: OnProbe = (lambda _p: None) if quiet or args.all else _print_probe
+    shown: OnProbe = (lambda _p: None) if quiet or args.all else _print_probe
+    done: list[Any] = []
+
+    def on_probe(p: Any) -> None:
+        done.append(p)
+        shown(p)
+
+    try:
+        return _search(args, check, stages, on_probe, quiet)
+    except KeyboardInterrupt:
+        # what finished: the probes so far (a plain bisect printed each already)
+        if quiet:
+            print(
+                json.dumps(
+                    {
+                        "interrupted": True,
+                        "probes": [
+                            {"stage": p.stage.key, "verdict": p.verdict, "detail": p.detail}
+                            for p in done
+                        ],
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            if args.all:
+                for p in done:
+                    _print_probe(p)
+            print(f"bisect interrupted after {len(done)} probe(s): no verdict (partial)")
+        sys.stdout.flush()
+        raise
+
+
+def _search(
+    args: argparse.Namespace, check: Any, stages: list[Any], on_probe: OnProbe, quiet: bool
+) -> int:
+    """The search itself and its report (:func:`run`)."""
+    good = stages[0]
     good_verdict = None
     if isinstance(check, TraceCheck):
         good_verdict = check.record_reference(good)

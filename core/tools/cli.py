@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vmapsim import __version__
+from vmapsim.checking.invariants import DEBUG_FULL_EVERY
 from vmapsim.errors import (
     InvariantError,
     PluginError,
@@ -24,8 +27,16 @@ from vmapsim.framework.api import build
 from vmapsim.framework.registry import get_registry
 from vmapsim.framework.roles import ROLES
 from vmapsim.kernel.allocator import component_name
+from vmapsim.tools.compare import DEFAULT_REPS
 from vmapsim.tools.config import resolve_stage
-from vmapsim.tools.params import parse_params, parse_with
+from vmapsim.tools.params import (
+    MODULE_PARAMS,
+    check_module_param,
+    check_param_keys,
+    flag_name,
+    parse_params,
+    parse_with,
+)
 
 __all__ = ["main"]
 
@@ -42,13 +53,52 @@ def _parse_params(items: Sequence[str]) -> dict[str, Any]:
     return parse_params(items, UsageError)
 
 
-def cmd_stages(_args: argparse.Namespace) -> int:
+def _stage_rows() -> list[dict[str, Any]]:
+    """Each registered stage: key, label, title, summary, components, features
+    (and the ones new at this stage), struct size."""
+    from vmapsim.tools.compare import stage_label
+
     reg = get_registry()
+    out: list[dict[str, Any]] = []
+    prev: dict[str, dict[str, Any]] = {}
     for key in reg.stage_keys():
         st = reg.stages[key]
-        comps = " ".join(f"{r}={n}" for r, n in sorted(st.components.items()))
-        print(f"{st.key:<10} {st.title}")
-        print(f"{'':<10} {comps}  struct vmap_area {st.layout.size} B")
+        feats = dict(st.features)
+        before = prev.get(st.series, {})
+        new = {k: v for k, v in feats.items() if before.get(k) != v}
+        prev[st.series] = feats
+        out.append(
+            {
+                "key": st.key,
+                "series": st.series,
+                "number": st.number,
+                "label": stage_label(reg, key),
+                "title": st.title,
+                "summary": st.summary,
+                "components": dict(sorted(st.components.items())),
+                "features": feats,
+                "new_features": new,
+                "struct_vmap_area_size": st.layout.size,
+            }
+        )
+    return out
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    """``vmapsim stages``: number, patch title, what changes, components, features."""
+    rows = _stage_rows()
+    if getattr(args, "json", False):
+        print(json.dumps({"stages": rows}, indent=2))
+        return 0
+    for row in rows:
+        comps = " ".join(f"{r}={n}" for r, n in row["components"].items())
+        print(f"{row['key']:<10} {row['title']}")
+        print(f"{'':<10} {comps}  struct vmap_area {row['struct_vmap_area_size']} B")
+        if row["summary"]:
+            print(f"{'':<10} what: {row['summary']}")
+        if row["new_features"]:
+            feats = " ".join(f"+{k}={v}" for k, v in row["new_features"].items())
+            print(f"{'':<10} new flow features: {feats}")
     return 0
 
 
@@ -117,12 +167,15 @@ def _int0(text: str) -> int:
 
 def _suite_params(args: argparse.Namespace, workload_name: str, fn: Any) -> dict[str, Any]:
     """The workload options given on the command line, checked against what
-    the workload's function takes."""
+    the workload's function takes and by the one rule for module parameters."""
     out: dict[str, Any] = {}
     for key in _SUITE_OPTIONS:
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
+            if key not in ("mode", "tests"):
+                shown = f"{value:#x}" if key == "run_test_mask" and value > 0 else value
+                check_module_param(key, value, f"{flag_name(key)} {shown}", UsageError)
     if args.script_args:
         out["args"] = list(args.script_args)
     if not out:
@@ -134,51 +187,179 @@ def _suite_params(args: argparse.Namespace, workload_name: str, fn: Any) -> dict
     takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     for key in out:
         if key not in sig.parameters and not (takes_any and key != "args"):
-            flag = {"args": "KEY=VALUE", "run_test_mask": "--mask"}.get(
-                key, "--" + key.replace("_", "-")
-            )
+            flag = "KEY=VALUE" if key == "args" else flag_name(key)
             raise UsageError(f"{flag}: workload {workload_name!r} takes no such parameter")
     return out
 
 
+def _workload_params(args: argparse.Namespace, workload: Any) -> tuple[dict[str, Any], list]:
+    """Every workload parameter of ``run``/``compare`` (options, KEY=VALUE words,
+    ``--param``), each checked by one rule whatever its entry point; and the
+    run split into its parts (one per subtest) when the workload splits.
+
+    Refusals name the entry point (``--mask 0``, ``--param nr_pages=0``,
+    ``run_test_mask=0x4000``) and the valid values."""
+    given = {item.partition("=")[0]: f"--param {item}" for item in args.param}
+    params = _parse_params(args.param)
+    check_param_keys(workload.name, workload.run, given, UsageError)
+    for key, value in params.items():
+        check_module_param(key, value, given[key], UsageError)
+    suite = _suite_params(args, workload.name, workload.run)
+    both = sorted(set(params) & set(suite))
+    if both:
+        raise UsageError(f"{given[both[0]]}: {both[0]} is also given as {flag_name(both[0])}")
+    merged = {**params, **suite}
+    split = getattr(workload.run, "split_params", None)
+    if not callable(split):
+        return merged, [merged]
+    try:
+        parts = split(dict(merged))
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        if text.startswith("Error: key or value is not correct"):
+            text += f" (KEY=VALUE: KEY one of {', '.join(MODULE_PARAMS)}, VALUE an integer > 0)"
+        raise UsageError(text) from None
+    if not parts:
+        source = "the mask"
+        if args.run_test_mask is not None:
+            source = f"--mask {args.run_test_mask:#x}"
+        elif "run_test_mask" in given:
+            source = given["run_test_mask"]
+        else:
+            source = next((a for a in args.script_args if a.startswith("run_test_mask=")), source)
+        every = split({"run_test_mask": (1 << 31) - 1})
+        top = max(int(p["run_test_mask"]) for p in every) if every else 1
+        raise UsageError(
+            f"{source}: selects no subtest; subtest i is bit 1<<i, 0x1 .. {top:#x} "
+            "(7 = the module default, 0xFFF = the series' base); --tests NAME,... names them"
+        )
+    return merged, parts
+
+
+def _check_output_paths(*paths: str | None) -> None:
+    """Refuse an output file that cannot be written, before anything runs."""
+    for path in paths:
+        if not path:
+            continue
+        target = Path(path)
+        parent = target.parent if str(target.parent) else Path(".")
+        if target.is_dir():
+            raise UsageError(f"{path}: is a folder; give a file name")
+        if not parent.is_dir():
+            raise UsageError(f"{path}: folder {str(parent)!r} does not exist (create it first)")
+        if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise UsageError(f"{path}: cannot write there (permission denied)")
+
+
+#: a kernel report in the allocator's log (what --fail-on-reports looks for)
+KERNEL_REPORT = re.compile(r"^(?:UBSAN|KASAN|KFENCE|KMSAN): |^BUG: |^WARNING: |kernel BUG at")
+
+
+def _stage_for(setting: Any) -> Any:
+    """The registered stage a setting names; a refusal names where it came from."""
+    try:
+        return get_registry().stage(setting.value)
+    except UnknownStageError as exc:
+        text = exc.args[0] if exc.args else str(exc)
+        if setting.source == "command line":
+            raise
+        raise UnknownStageError(f"{setting.source}: {text}") from None
+
+
+def _failslab(args: argparse.Namespace) -> Any:
+    if not getattr(args, "faults", None):
+        return None
+    from vmapsim.checking.faultspec import parse_faults
+
+    return parse_faults(args.faults, seed=args.seed)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    stage = resolve_stage(args.stage)
+    setting = resolve_stage(args.stage)
+    stage = _stage_for(setting)
     reg = get_registry()
     workload = reg.workload(args.workload)
-    suite = _suite_params(args, workload.name, workload.run)
-    alloc = build(
-        stage.value,
-        arch=args.arch,
-        nr_cpus=args.nr_cpus,
-        seed=args.seed,
-        debug=args.debug,
-        components=_parse_with(args.with_),
+    comps = _parse_with(args.with_)
+    from vmapsim.tools.compare import check_roles
+
+    check_roles(stage.components, comps, reg)
+    failslab = _failslab(args)
+    params, parts = _workload_params(args, workload)
+    # speak early: what runs, before it runs (stdout unless --json, then stderr)
+    head = sys.stderr if args.json else sys.stdout
+    given = " ".join(f"{k}={v}" for k, v in params.items() if k != "args")
+    given = " ".join(x for x in (given, *params.get("args", ())) if x) or "(defaults)"
+    print(f"stage {stage.key} ({setting.source}): {stage.title}", file=head)
+    print(
+        f"workload {workload.name}: {given}; seed {args.seed}, nr_cpus {args.nr_cpus}, "
+        f"{args.arch}" + (f", faults {args.faults}" if args.faults else ""),
+        file=head,
+        flush=True,
     )
-    params = {"seed": args.seed, **_parse_params(args.param), **suite}
+    if callable(getattr(workload.run, "split_params", None)):
+        from vmapsim.tools.estimate import long_run_notice
+
+        notice = long_run_notice(parts, args.nr_cpus)
+        if notice:
+            print(notice, file=sys.stderr, flush=True)
+    try:
+        alloc = build(
+            stage.key,
+            arch=args.arch,
+            nr_cpus=args.nr_cpus,
+            seed=args.seed,
+            debug=args.debug,
+            components=comps,
+            failslab=failslab,
+        )
+    except AssertionError:
+        if failslab is None:
+            raise
+        raise UsageError(
+            f"--faults {args.faults}: vmalloc_init() could not bring the allocator up (a "
+            "boot-time allocation failed, where the kernel would panic); spare blocking "
+            "requests ('nowait', the default) or limit times=N"
+        ) from None
+    if args.debug:
+        alloc.debug_full_every = args.debug_full_every
+    params = {"seed": args.seed, **params}
     try:
         takes_progress = "progress" in inspect.signature(workload.run).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins
         takes_progress = False
-    if args.debug:
-        from vmapsim.tools.progress import debug_progress
+    try:
+        if args.debug:
+            from vmapsim.tools.progress import debug_progress
 
-        with debug_progress(alloc, f"{workload.name} on {alloc.stage.key}"):
+            with debug_progress(alloc, f"{workload.name} on {alloc.stage.key}"):
+                report = workload.run(alloc, **params)
+        elif takes_progress:
+            from vmapsim.tools.report import LazyProgress
+
+            with LazyProgress(f"{workload.name} on {alloc.stage.key}") as bar:
+                report = workload.run(alloc, progress=bar, **params)
+        else:
             report = workload.run(alloc, **params)
-    elif takes_progress:
-        from vmapsim.tools.report import LazyProgress
-
-        with LazyProgress(f"{workload.name} on {alloc.stage.key}") as bar:
-            report = workload.run(alloc, progress=bar, **params)
-    else:
-        report = workload.run(alloc, **params)
+    except KeyboardInterrupt:
+        _ignore_further_sigint()
+        _print_partial_counters(alloc)
+        raise
     metrics = alloc.metrics.snapshot()
+    # test_vmalloc's convention: a non-xfail subtest that failed fails the run (a
+    # workload without subtests counts failed allocations as "failed": not a failure)
+    has_subtests = callable(getattr(report, "per_test", None))
+    failed = int(report.ops.get("failed", 0)) if has_subtests else 0
+    reports = [line for line in alloc.log if KERNEL_REPORT.search(line)]
+    status = 1 if failed else 0
+    if args.fail_on_reports and reports:
+        status = 1
     if args.json:
         extra = getattr(report, "json_extra", None)
         print(
             json.dumps(
                 {
                     "stage": alloc.stage.key,
-                    "stage_source": stage.source,
+                    "stage_source": setting.source,
                     "components": {r: component_name(c) for r, c in alloc.components.items()},
                     "workload": report.name,
                     "params": report.params,
@@ -188,13 +369,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "metrics": metrics,
                     "struct_vmap_area_size": alloc.struct_vmap_area_size,
                     "log": alloc.log,
+                    "kernel_reports": reports,
+                    "faults": args.faults,
+                    "exit_status": status,
                 },
                 indent=2,
             )
         )
-        return 0
-    st = alloc.stage
-    print(f"stage {st.key} ({stage.source}): {st.title}")
+        _say_status(failed, reports, args.fail_on_reports)
+        return status
     print(
         "components: "
         + " ".join(f"{r}={component_name(c)}" for r, c in sorted(alloc.components.items()))
@@ -207,11 +390,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     print()
-    print("counters:")
-    ops = max(metrics.get("alloc_calls", 0) + metrics.get("free_calls", 0), 1)
-    for name, value in metrics.items():
-        if value:
-            print(f"  {name:<32} {value:>14}   {value / ops:10.2f}/op")
+    _print_counters(metrics)
     print()
     print(f"log: {len(alloc.log)} message(s)")
     shown = alloc.log if args.log_all else alloc.log[-20:]
@@ -222,7 +401,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.debug:
         alloc.check_invariants()
         print("check_invariants: ok")
-    return 0
+    _say_status(failed, reports, args.fail_on_reports)
+    return status
+
+
+def _say_status(failed: int, reports: list[str], fail_on_reports: bool) -> None:
+    """Why the exit status is not 0 (stderr), test_vmalloc's convention."""
+    if failed:
+        print(
+            f"vmapsim: {failed} non-xfail subtest run(s) failed (exit 1, as test_vmalloc "
+            "reports failed: N)",
+            file=sys.stderr,
+        )
+    if reports:
+        what = "exit 1" if fail_on_reports else "--fail-on-reports makes this exit 1"
+        print(f"vmapsim: {len(reports)} kernel report(s) in the log ({what})", file=sys.stderr)
+
+
+def _print_counters(metrics: dict[str, int]) -> None:
+    print("counters:")
+    ops = max(metrics.get("alloc_calls", 0) + metrics.get("free_calls", 0), 1)
+    for name, value in metrics.items():
+        if value:
+            print(f"  {name:<32} {value:>14}   {value / ops:10.2f}/op")
+
+
+def _print_partial_counters(alloc: Any) -> None:
+    """What an interrupted run had done: its counters so far, marked partial."""
+    print()
+    print("interrupted: the counters so far (partial run):")
+    _print_counters(alloc.metrics.snapshot())
+    sys.stdout.flush()
+
+
+def _ignore_further_sigint() -> None:
+    """After the first SIGINT, a second one exits at once (130) and stops any
+    worker process this one started (core/tools/interrupt.py)."""
+    from vmapsim.tools.interrupt import exit_on_next_sigint
+
+    exit_on_next_sigint()
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
@@ -249,7 +466,10 @@ def make_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("stages", help="list the stages: number, patch title, components")
+    p = sub.add_parser(
+        "stages", help="list the stages: number, patch title, what changes, components"
+    )
+    p.add_argument("--json", action="store_true", help="print the stages as JSON")
     p.set_defaults(func=cmd_stages)
     p = sub.add_parser("plugins", help="list the plugins: what loaded, from where, what failed")
     p.add_argument("--json", action="store_true", help="print the plugins as JSON")
@@ -289,9 +509,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
     p.add_argument("--nr-cpus", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--debug", action="store_true", help="check invariants after every operation")
+    _add_check_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--log-all", action="store_true", help="print the whole allocator log")
+    p.add_argument(
+        "--fail-on-reports",
+        action="store_true",
+        help="exit 1 when the log holds a kernel report (UBSAN:, KASAN:, BUG:, WARNING: lines)",
+    )
     p.set_defaults(func=cmd_run)
 
     from vmapsim.tools.bisect import add_arguments as add_bisect_arguments
@@ -318,6 +543,41 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
     return parser
+
+
+def _debug_every(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    """--debug, its full-check period, and --faults (`run` and `compare`, as bisect)."""
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="check invariants as CONFIG_DEBUG_VM would: what each operation touched, "
+        "and everything every --debug-full-every operations",
+    )
+    p.add_argument(
+        "--debug-full-every",
+        type=_debug_every,
+        default=DEBUG_FULL_EVERY,
+        metavar="N",
+        help=f"with --debug: the full check every N operations (default {DEBUG_FULL_EVERY}; "
+        "1 = after every operation)",
+    )
+    p.add_argument(
+        "--faults",
+        default=None,
+        metavar="SPEC",
+        help="fail slab allocations, as bisect takes it (docs/bisect.md): "
+        "e.g. maple_node:probability=5",
+    )
 
 
 def _add_suite_options(p: argparse.ArgumentParser, *, positional: bool = True) -> None:
@@ -375,17 +635,21 @@ def _add_suite_options(p: argparse.ArgumentParser, *, positional: bool = True) -
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from vmapsim.tools.compare import compare
+    from vmapsim.tools.compare import CompareInterrupted, compare, parse_columns
     from vmapsim.tools.report import FORMATS, LazyProgress, plot, render, to_terminal
 
     reg = get_registry()
     workload = reg.workload(args.workload)
-    # KEY=VALUE words among the stages are test_vmalloc.sh-style parameters
-    args.script_args = [s for s in args.stages if "=" in s]
-    args.stages = [s for s in args.stages if "=" not in s]
+    # KEY=VALUE words among the stages are test_vmalloc.sh-style parameters;
+    # a column's swaps (7+free=sorted) carry '=' after a '+'
+    args.script_args = [s for s in args.stages if "=" in s and "+" not in s]
+    args.stages = [s for s in args.stages if "=" not in s or "+" in s]
     if not args.stages:
-        raise UsageError("compare: name at least one stage (A B …, A..B or all)")
-    params = {**_parse_params(args.param), **_suite_params(args, workload.name, workload.run)}
+        raise UsageError("compare: name at least one stage (A B …, A..B, all, A+ROLE=NAME)")
+    if args.json:
+        if args.format not in (None, "json"):
+            raise UsageError(f"--json and --format {args.format}: give one of them")
+        args.format = "json"
     fmt = args.format
     if fmt is None:
         fmt = "terminal"
@@ -403,19 +667,57 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--plot needs matplotlib: install the 'plot' extra (pip install 'vmapsim[plot]')"
             ) from None
-    with LazyProgress(f"compare {' '.join(args.stages)}") as bar:
-        result = compare(
-            args.stages,
-            workload=workload.name,
-            params=params,
-            seed=args.seed,
-            nr_cpus=args.nr_cpus,
-            arch=args.arch,
-            reps=args.reps,
-            jobs=args.jobs,
-            components=_parse_with(args.with_),
-            progress=bar,
-        )
+    _check_output_paths(args.output, args.plot)
+    if args.reps < 1:
+        raise UsageError(f"--reps {args.reps}: must be >= 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: must be >= 1")
+    specs = parse_columns(args.stages, reg)
+    _failslab(args)  # a bad --faults spec is refused before anything runs
+    params, parts = _workload_params(args, workload)
+    # speak early: what runs, on stderr (stdout is the table)
+    given = " ".join(f"{k}={v}" for k, v in params.items() if k != "args")
+    given = " ".join(x for x in (given, *params.get("args", ())) if x) or "(defaults)"
+    print(
+        f"vmapsim: compare {', '.join(s.label for s in specs)}: {workload.name} {given}; "
+        f"seed {args.seed}, reps {args.reps}, {len(parts)} part(s) per column",
+        file=sys.stderr,
+        flush=True,
+    )
+    if callable(getattr(workload.run, "split_params", None)):
+        from vmapsim.tools.estimate import long_run_notice
+
+        notice = long_run_notice(parts, args.nr_cpus, columns=len(specs) * args.reps)
+        if notice:
+            print(notice, file=sys.stderr, flush=True)
+    status = 0
+    stopped = ""
+    try:
+        with LazyProgress(f"compare {' '.join(args.stages)}", per_unit=True) as bar:
+            result = compare(
+                args.stages,
+                workload=workload.name,
+                params=params,
+                seed=args.seed,
+                nr_cpus=args.nr_cpus,
+                arch=args.arch,
+                reps=args.reps,
+                jobs=args.jobs,
+                components=_parse_with(args.with_),
+                progress=bar,
+                faults=args.faults,
+                debug=args.debug,
+                debug_full_every=args.debug_full_every,
+            )
+    except CompareInterrupted as exc:
+        _ignore_further_sigint()
+        if exc.result is None:
+            raise KeyboardInterrupt from None
+        result = exc.result
+        status = 130
+        stopped = f"{exc.done} of {exc.total}"
+    for sk in result.get("skipped", ()):
+        print(f"vmapsim: skipped column {sk['column']}: {sk['reason']}", file=sys.stderr)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(render(result, fmt))
@@ -424,10 +726,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         to_terminal(result)
     else:
         sys.stdout.write(render(result, fmt))
-    if args.plot:
+    if args.plot and status == 0:
         plot(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
-    return 0
+    if status == 130:
+        sys.stdout.flush()
+        print(
+            f"vmapsim: interrupted: {stopped} runs finished (rows marked partial)",
+            file=sys.stderr,
+        )
+    return status
 
 
 def _add_compare_parser(sub: Any) -> None:
@@ -440,13 +748,21 @@ def _add_compare_parser(sub: Any) -> None:
         nargs="+",
         metavar="STAGE",
         help="stage numbers, series:number, ranges A..B (inclusive, the stages that "
-        "exist), or all; KEY=VALUE words are test_vmalloc.sh-style parameters",
+        "exist), or all, each optionally with component swaps (7+free=sorted+coalesce=generic; "
+        "0 0 is two columns); KEY=VALUE words are test_vmalloc.sh-style parameters",
     )
     p.add_argument("--workload", default="test_vmalloc", help="workload (default test_vmalloc)")
     p.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default: the CPU count)"
     )
-    p.add_argument("--reps", type=int, default=1, help="repetitions per stage (time: median)")
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=DEFAULT_REPS,
+        help=f"repetitions per column, run interleaved (default {DEFAULT_REPS}; the "
+        "simulator's time: median and min-max range)",
+    )
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument(
         "--format",
         choices=["terminal", "markdown", "summary", "json", "csv"],
@@ -464,6 +780,7 @@ def _add_compare_parser(sub: Any) -> None:
     p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
     p.add_argument("--nr-cpus", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    _add_check_options(p)
     _add_suite_options(p, positional=False)
     p.set_defaults(func=cmd_compare)
 
@@ -491,6 +808,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `vmapsim run --json | head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        # first SIGINT: what finished was printed; one line, exit 130 (128 + SIGINT)
+        _ignore_further_sigint()
+        print("vmapsim: interrupted", file=sys.stderr)
+        return 130
     except UsageError as exc:
         print(f"vmapsim: {exc}", file=sys.stderr)
         return 2

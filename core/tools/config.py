@@ -1,8 +1,11 @@
 """Where settings come from: command line > environment > project file > default.
 
 The project file is ``vmapsim.toml`` (top-level keys) or the
-``[tool.vmapsim]`` table of ``pyproject.toml``, in the working directory;
-``vmapsim.toml`` wins when both exist.  The environment variable for the
+``[tool.vmapsim]`` table of ``pyproject.toml``, looked up from the working
+directory upward (the nearest folder holding either wins, as ruff and
+pytest find theirs); ``vmapsim.toml`` wins when both are in one folder.  A
+project file that is not valid TOML, or that holds a key vmapsim does not
+know (``stag = 7``), is refused with its path and the valid keys.  The environment variable for the
 stage is ``VMAPSIM_STAGE``.  Under pytest the ``vmapsim_stage`` ini option
 sits between the environment and the project file (docs/bisect.md, "Stage
 selection", is the one place this order is documented).
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_STAGE",
     "ENV_STAGE",
+    "PROJECT_KEYS",
+    "ConfigError",
     "Setting",
     "StageSelection",
     "StageSelectionError",
@@ -51,20 +56,59 @@ class Setting:
     source: str
 
 
+#: the keys a project file may hold, and what each is
+PROJECT_KEYS: dict[str, str] = {"stage": "the stage to use (N or series:N)"}
+
+
+class ConfigError(ValueError):
+    """A project file or environment variable vmapsim refuses (names its source)."""
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _check_keys(table: Any, source: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: must be a table of settings")
+    unknown = sorted(set(table) - set(PROJECT_KEYS))
+    if unknown:
+        import difflib
+
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(PROJECT_KEYS), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        valid = ", ".join(f"{k} ({v})" for k, v in PROJECT_KEYS.items())
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(hints)}; valid keys: {valid}")
+    return table
+
+
 def project_settings(cwd: Path | None = None) -> tuple[dict[str, Any], str | None]:
-    """The settings table of the project in ``cwd`` and the file it came from."""
-    base = cwd or Path.cwd()
-    own = base / "vmapsim.toml"
-    if own.is_file():
-        with own.open("rb") as fh:
-            return tomllib.load(fh), str(own)
-    pyproject = base / "pyproject.toml"
-    if pyproject.is_file():
-        with pyproject.open("rb") as fh:
-            data = tomllib.load(fh)
-        table = data.get("tool", {}).get("vmapsim")
-        if isinstance(table, dict):
-            return table, f"{pyproject} [tool.vmapsim]"
+    """The settings table of the project around ``cwd`` and the file it came from.
+
+    Looks in ``cwd``, then each parent folder, for ``vmapsim.toml`` or a
+    ``pyproject.toml`` with a ``[tool.vmapsim]`` table; the first found wins.
+    Raises :class:`ConfigError` (naming the file) for invalid TOML or an
+    unknown key.
+    """
+    base = (cwd or Path.cwd()).resolve()
+    for folder in (base, *base.parents):
+        own = folder / "vmapsim.toml"
+        if own.is_file():
+            return _check_keys(_load_toml(own), str(own)), str(own)
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            table = _load_toml(pyproject).get("tool", {}).get("vmapsim")
+            if table is not None:
+                source = f"{pyproject} [tool.vmapsim]"
+                return _check_keys(table, source), source
     return {}, None
 
 
@@ -76,13 +120,18 @@ def resolve_stage(cli: str | None, cwd: Path | None = None, *, ini: str | None =
     if cli is not None:
         return Setting(str(cli), "command line")
     env = os.environ.get(ENV_STAGE)
-    if env:
-        return Setting(env, f"environment {ENV_STAGE}")
+    if env is not None and env.strip():
+        return Setting(env.strip(), f"environment {ENV_STAGE}")
     if ini is not None and str(ini).strip():
         return Setting(str(ini).strip(), "ini option vmapsim_stage")
     table, source = project_settings(cwd)
     if "stage" in table:
-        return Setting(str(table["stage"]), source or "project file")
+        value = table["stage"]
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(
+                f"{source}: stage must be a number or 'series:number' (got {value!r})"
+            )
+        return Setting(str(value), source or "project file")
     return Setting(DEFAULT_STAGE, "default")
 
 

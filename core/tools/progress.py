@@ -1,9 +1,10 @@
 """Progress of a ``--debug`` run on stderr.
 
-A debug run checks every invariant after every operation, which makes a
-default workload take about a minute.  :func:`debug_progress` counts those
-checks (it wraps the allocator's ``check_invariants``, which the flow calls
-once per operation in debug mode) and shows them: a rich progress line on
+A debug run checks after every operation what the operation touched, and
+every invariant every ``debug_full_every`` operations
+(core/checking/invariants.py).  :func:`debug_progress` counts those checks
+(it wraps the allocator's ``_debug_check``, which the flow calls once per
+operation in debug mode) and shows them: a rich progress line on
 stderr when stderr is a terminal, otherwise one line when the run starts and
 one when it ends.  Nothing is shown without ``--debug``; stdout is untouched.
 """
@@ -32,13 +33,13 @@ def debug_progress(
     """
     out = stream if stream is not None else sys.stderr
     count = [0]
-    check = alloc.check_invariants
+    check = alloc._debug_check
 
-    def counted() -> None:
+    def counted(*touched: int) -> None:
         count[0] += 1
-        check()
+        check(*touched)
 
-    alloc.check_invariants = counted  # type: ignore[method-assign]
+    alloc._debug_check = counted  # type: ignore[method-assign]
     t0 = time.perf_counter()
     try:
         if out.isatty():
@@ -61,16 +62,18 @@ def debug_progress(
             with Progress(*columns, console=Console(file=out), transient=True) as bar:
                 task = bar.add_task(what, total=total)
 
-                def ticking() -> None:
-                    counted()
+                def ticking(*touched: int) -> None:
+                    counted(*touched)
                     if count[0] % 64 == 0:
                         bar.update(task, completed=count[0])
 
-                alloc.check_invariants = ticking  # type: ignore[method-assign]
+                alloc._debug_check = ticking  # type: ignore[method-assign]
                 yield count
         else:
             print(
-                f"vmapsim: {what}: checking invariants after every operation (--debug) ...",
+                f"vmapsim: {what}: checking invariants after every operation (--debug: what "
+                f"each one touched; everything every {getattr(alloc, 'debug_full_every', 1)} "
+                "operations) ...",
                 file=out,
                 flush=True,
             )
@@ -82,4 +85,4 @@ def debug_progress(
                 flush=True,
             )
     finally:
-        alloc.check_invariants = check  # type: ignore[method-assign]
+        alloc._debug_check = check  # type: ignore[method-assign]

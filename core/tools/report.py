@@ -80,6 +80,35 @@ def _int(v: Any) -> str:
     return f"{v:,}"
 
 
+def _sint(v: Any) -> str:
+    return "-" if v is None else f"{v:+,}"
+
+
+def _label(r: dict[str, Any]) -> str:
+    """A row's column label, marked when not every repetition finished."""
+    label = r.get("label") or r["stage"]
+    if r.get("partial"):
+        label += f" (partial: {r.get('reps_done', 0)} rep)"
+    return label
+
+
+def _range(r: dict[str, Any]) -> str:
+    """The simulator's time range over repetitions; a single one has none."""
+    t = r["time_per_loop_us"]
+    if len(t["reps"]) < 2:
+        return "1 rep: none"
+    return f"{t['min']:,.3f}-{t['max']:,.3f}"
+
+
+def _sim_change(r: dict[str, Any]) -> str:
+    """The simulator's change vs the first column, ``~`` when within the spread."""
+    v = r.get("sim_change_pct")
+    if v is None:
+        return "-"
+    mark = "" if r.get("base") else {True: " ~", None: " ?"}.get(r.get("within_spread"), "")
+    return f"{v:+.1f} %{mark}"
+
+
 def columns(table: dict[str, Any]) -> list[Column]:
     """The columns of one subtest's table (lock columns: every lock any stage took)."""
     rows = table["rows"]
@@ -89,25 +118,14 @@ def columns(table: dict[str, Any]) -> list[Column]:
             if k not in per_op_keys:
                 per_op_keys.append(k)
     cols = [
-        Column("stage", "stage", lambda r: r["stage"], str),
+        Column("column", "stage", _label, str),
         Column(
             "result",
             "P/F/X",
             lambda r: f"{r['passed']}/{r['failed']}/{r['xfailed']}",
             str,
         ),
-        Column(
-            "time_per_loop_us",
-            "µs/loop",
-            lambda r: r["time_per_loop_us"]["median"],
-            _f(3),
-        ),
-        Column(
-            "time_spread_us",
-            "spread µs",
-            lambda r: r["time_per_loop_us"]["max"] - r["time_per_loop_us"]["min"],
-            _f(3),
-        ),
+        Column("cycles_per_loop", "model cycles/loop", lambda r: r["cycles_per_loop"], _f(0)),
         Column("change_pct", "vs first", lambda r: r["change_pct"], _pct),
         Column("ops_per_loop", "ops/loop", lambda r: r["ops_per_loop"], _f(2)),
     ]
@@ -126,10 +144,28 @@ def columns(table: dict[str, Any]) -> list[Column]:
             _int,
         ),
         Column(
+            "memory.peak_vmap_area_objects",
+            "va objects (peak)",
+            lambda r: r["memory"]["peak_vmap_area_objects"],
+            _int,
+        ),
+        Column(
             "memory.peak_vmap_area_bytes",
             "va bytes (peak)",
             lambda r: r["memory"]["peak_vmap_area_bytes"],
             _int,
+        ),
+        Column(
+            "memory.delta_bytes_struct_shrink",
+            "Δ va bytes: struct size",
+            lambda r: r["memory"].get("delta_bytes_struct_shrink"),
+            _sint,
+        ),
+        Column(
+            "memory.delta_bytes_areas",
+            "Δ va bytes: areas",
+            lambda r: r["memory"].get("delta_bytes_areas"),
+            _sint,
         ),
         Column(
             "memory.peak_index_node_bytes",
@@ -137,33 +173,76 @@ def columns(table: dict[str, Any]) -> list[Column]:
             lambda r: r["memory"]["peak_index_node_bytes"],
             _int,
         ),
+        Column(
+            "memory.overlay_bytes_end",
+            "overlay bytes (end)",
+            lambda r: r["memory"].get("overlay_bytes_end", 0),
+            _int,
+        ),
+        # the simulator's own clock, last: Python's time, not the kernel's
+        Column(
+            "time_per_loop_us",
+            "sim µs/loop",
+            lambda r: r["time_per_loop_us"]["median"],
+            _f(3),
+        ),
+        Column("time_range_us", "sim range µs", _range, str),
+        Column("sim_change_pct", "sim vs first", _sim_change, str),
     ]
     return cols
 
 
 def _header(result: dict[str, Any]) -> str:
-    stages = ", ".join(s["key"] for s in result["stages"])
+    stages = ", ".join(s.get("label", s["key"]) for s in result["stages"])
     p = result.get("report_params") or result["params"]
     params = " ".join(f"{k}={v}" for k, v in p.items() if k != "seed")
-    return (
+    extra = ""
+    if result.get("faults"):
+        extra += f", faults {result['faults']}"
+    if result.get("debug"):
+        extra += ", --debug"
+    text = (
         f"workload {result['workload']} on {stages}: {params}; seed {result['seed']}, "
-        f"nr_cpus {result['nr_cpus']}, {result['arch']}, reps {result['reps']}"
+        f"nr_cpus {result['nr_cpus']}, {result['arch']}, reps {result['reps']}{extra}"
     )
+    if result.get("partial"):
+        text += (
+            f" -- INTERRUPTED: {result.get('runs_done', 0)} of {result.get('runs_total', 0)} "
+            "runs finished; rows marked partial"
+        )
+    return text
+
+
+def _components(result: dict[str, Any]) -> list[str]:
+    """One line per column: its label, stage title and components (and what was skipped)."""
+    out = []
+    for s in result["stages"]:
+        comps = " ".join(f"{r}={n}" for r, n in sorted(s["components"].items()))
+        out.append(f"{s.get('label', s['key'])}: {s['key']} {comps} ({s['title']})")
+    for sk in result.get("skipped", ()):
+        out.append(f"{sk['column']}: SKIPPED: {sk['reason']}")
+    return out
 
 
 _LEGEND = (
-    "µs/loop: wall clock per loop iteration, median over repetitions (spread: max - min); "
-    "vs first: (t_first / t - 1) x 100, the cover letter's '+N %' — positive is faster "
-    "than the first stage. Per-op counters are deterministic (per alloc_vmap_area() or "
-    "vfree call). Memory: struct vmap_area objects at the subtest's peak x struct size; "
-    "maple nodes at the peak x 256 B. See docs/cost-model.md."
+    "model cycles/loop: cycles modelled from the counters (docs/cost-model.md), "
+    "deterministic; vs first: (c_first / c - 1) x 100, the cover letter's '+N %' "
+    "on modelled cycles — positive is cheaper than the first column. Per-op counters "
+    "are deterministic (per alloc_vmap_area() or vfree call). Memory: struct vmap_area "
+    "objects at the subtest's peak x struct size; the change vs the first column split "
+    "into the struct size (the first column's objects at this size) and areas (more or "
+    "fewer live objects, lazily freed ones included); maple nodes at the peak x 256 B; "
+    "the overlay's chunk headers and back-pointer arrays at the end. sim: the "
+    "simulator's (Python's) wall clock, not the kernel's: median over repetitions run "
+    "in an interleaved order, range min-max; '~' marks a difference within the range, "
+    "'?' one that a single repetition cannot weigh. See docs/cost-model.md."
 )
 
 
 def _metric_rows(table: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """A subtest's table turned round: one row per column, one column per stage."""
     cols = columns(table)
-    stages = [cols[0].get(r) for r in table["rows"]]
+    stages = [cols[0].fmt(cols[0].get(r)) for r in table["rows"]]
     body = [[c.title, *(c.fmt(c.get(r)) for r in table["rows"])] for c in cols[1:]]
     return stages, body
 
@@ -171,6 +250,8 @@ def _metric_rows(table: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def to_markdown(result: dict[str, Any]) -> str:
     """One Markdown table per subtest: a row per metric, a column per stage."""
     out = [f"**{_header(result)}**", ""]
+    out += [f"- {line}" for line in _components(result)]
+    out.append("")
     for table in result["tests"]:
         stages, body = _metric_rows(table)
         out.append(f"### {table['test']}")
@@ -187,7 +268,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 #: the columns of the one-table summary (by Column key; lock columns are summed)
 _SUMMARY_KEYS = (
     "result",
-    "time_per_loop_us",
+    "cycles_per_loop",
     "change_pct",
     "per_op.nodes_visited",
     "per_op.cache_lines",
@@ -195,13 +276,21 @@ _SUMMARY_KEYS = (
     "per_op.node_allocs",
     "memory.struct_vmap_area_size",
     "memory.peak_vmap_area_bytes",
+    "memory.delta_bytes_struct_shrink",
+    "memory.delta_bytes_areas",
     "memory.peak_index_node_bytes",
+    "memory.overlay_bytes_end",
+    "time_per_loop_us",
+    "time_range_us",
+    "sim_change_pct",
 )
 
 
 def to_summary(result: dict[str, Any]) -> str:
     """One Markdown table: a row per (subtest, stage), the headline columns."""
     out = [f"**{_header(result)}**", ""]
+    out += [f"- {line}" for line in _components(result)]
+    out.append("")
     header: list[str] | None = None
     for table in result["tests"]:
         by_key = {c.key: c for c in columns(table)}
@@ -213,7 +302,7 @@ def to_summary(result: dict[str, Any]) -> str:
             out.append("|---|---|" + "---:|" * (len(header) - 2))
         for i, row in enumerate(table["rows"]):
             locks = sum(v for k, v in row["per_op"].items() if k.startswith("lock."))
-            cells = [table["test"] if i == 0 else "", row["stage"]]
+            cells = [table["test"] if i == 0 else "", _label(row)]
             cells += [c.fmt(c.get(row)) for c in cols[:7]]
             cells.append(f"{locks:.2f}")
             cells += [c.fmt(c.get(row)) for c in cols[7:]]
@@ -225,7 +314,7 @@ def to_summary(result: dict[str, Any]) -> str:
 
 def to_csv(result: dict[str, Any]) -> str:
     """One row per (subtest, stage), exact values; lock columns are the union."""
-    keys: list[str] = ["test"]
+    keys: list[str] = ["test", "stage", "components"]
     rows: list[dict[str, Any]] = []
     for table in result["tests"]:
         for col in columns(table):
@@ -234,7 +323,11 @@ def to_csv(result: dict[str, Any]) -> str:
     for table in result["tests"]:
         cols = columns(table)
         for row in table["rows"]:
-            rec: dict[str, Any] = {"test": table["test"]}
+            rec: dict[str, Any] = {
+                "test": table["test"],
+                "stage": row["stage"],
+                "components": " ".join(f"{r}={n}" for r, n in sorted(row["components"].items())),
+            }
             for col in cols:
                 rec[col.key] = col.get(row)
             rows.append(rec)
@@ -251,22 +344,53 @@ def to_json(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2) + "\n"
 
 
-def to_terminal(result: dict[str, Any], *, file: Any = None) -> None:
-    """rich tables, one per subtest: a row per metric, a column per stage."""
+def _fit(widths: list[int], room: int) -> list[list[int]]:
+    """Indexes of stage columns split into groups whose widths fit in ``room``."""
+    groups: list[list[int]] = [[]]
+    used = 0
+    for i, w in enumerate(widths):
+        if groups[-1] and used + w > room:
+            groups.append([])
+            used = 0
+        groups[-1].append(i)
+        used += w
+    return groups
+
+
+def to_terminal(result: dict[str, Any], *, file: Any = None, width: int | None = None) -> None:
+    """rich tables, one per subtest: a row per metric, a column per stage.
+
+    No cell is ever cut: when the stages do not fit the terminal's width
+    (``width``, else the console's), a subtest's table is split into parts
+    of as many stage columns as fit, each repeating the metric names."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=file or sys.stdout, width=None if file is None else 160)
+    if width is None and file is not None:
+        width = 160
+    console = Console(file=file or sys.stdout, width=width)
+    room_total = console.width
     console.print(_header(result))
+    for line in _components(result):
+        console.print(line, highlight=False)
     for table in result["tests"]:
         stages, body = _metric_rows(table)
-        t = Table(title=table["test"], title_justify="left")
-        t.add_column("metric", justify="left")
-        for stage in stages:
-            t.add_column(stage, justify="right")
-        for row in body:
-            t.add_row(*row)
-        console.print(t)
+        metric_w = max(len("metric"), *(len(r[0]) for r in body)) + 3
+        widths = [
+            max(len(stage), *(len(r[i + 1]) for r in body)) + 3 for i, stage in enumerate(stages)
+        ]
+        groups = _fit(widths, max(room_total - metric_w - 2, 1))
+        for gi, group in enumerate(groups):
+            title = table["test"]
+            if len(groups) > 1:
+                title += f" ({gi + 1}/{len(groups)}: {stages[group[0]]} .. {stages[group[-1]]})"
+            t = Table(title=title, title_justify="left")
+            t.add_column("metric", justify="left", no_wrap=True, min_width=metric_w - 3)
+            for i in group:
+                t.add_column(stages[i], justify="right", no_wrap=True, min_width=widths[i] - 3)
+            for row in body:
+                t.add_row(row[0], *(row[i + 1] for i in group))
+            console.print(t, overflow="ignore", crop=False)
     console.print(_LEGEND, style="dim")
 
 
@@ -289,7 +413,7 @@ def render(result: dict[str, Any], fmt: str) -> str:
 
 #: what a plot shows, per subtest: (title, getter)
 PLOT_METRICS: tuple[tuple[str, Callable[[dict[str, Any]], float]], ...] = (
-    ("µs/loop (wall clock)", lambda r: r["time_per_loop_us"]["median"]),
+    ("model cycles/loop", lambda r: r["cycles_per_loop"]),
     ("nodes visited/op", lambda r: r["per_op"].get("nodes_visited", 0.0)),
     ("cache lines/op", lambda r: r["per_op"].get("cache_lines", 0.0)),
     ("augment updates/op", lambda r: r["per_op"].get("augment_updates", 0.0)),
@@ -298,6 +422,7 @@ PLOT_METRICS: tuple[tuple[str, Callable[[dict[str, Any]], float]], ...] = (
         "lock acquisitions/op",
         lambda r: sum(v for k, v in r["per_op"].items() if k.startswith("lock.")),
     ),
+    ("sim µs/loop (simulator's clock)", lambda r: r["time_per_loop_us"]["median"]),
 )
 
 
@@ -319,13 +444,13 @@ def plot(result: dict[str, Any], path: str) -> None:
             "pip install 'vmapsim[plot]'"
         ) from None
     tests = [t["test"] for t in result["tests"]]
-    stages = [s["key"] for s in result["stages"]]
+    stages = [s.get("label", s["key"]) for s in result["stages"]]
     n = len(PLOT_METRICS)
     fig, axes = plt.subplots(n, 1, figsize=(max(8, 1.1 * len(tests) + 3), 2.6 * n), sharex=True)
     width = 0.8 / max(len(stages), 1)
     for ax, (title, get) in zip(axes, PLOT_METRICS, strict=True):
         for si, stage in enumerate(stages):
-            vals = [get(t["rows"][si]) for t in result["tests"]]
+            vals = [get(t["rows"][si]) if si < len(t["rows"]) else 0.0 for t in result["tests"]]
             xs = [i + (si - (len(stages) - 1) / 2) * width for i in range(len(tests))]
             ax.bar(xs, vals, width=width, label=stage)
         ax.set_ylabel(title, fontsize=8)
@@ -340,23 +465,52 @@ def plot(result: dict[str, Any], path: str) -> None:
 
 
 class LazyProgress:
-    """A rich progress bar on stderr that appears only once a run has taken
-    ``delay`` seconds, and never when stderr is not a terminal.
+    """Progress on stderr: on a terminal, a rich bar that appears only once a
+    run has taken ``delay`` seconds; off a terminal (CI, a pipe), plain lines
+    so a long run is not silent: one per finished unit when ``per_unit``
+    (compare: a unit is one run of one column), else, once ``delay`` has
+    passed, one per tenth of the total.
 
-    Call it as ``progress(done, total)``; :meth:`close` removes it.
+    Call it as ``progress(done, total[, what])``; :meth:`close` removes the bar.
     """
 
-    def __init__(self, description: str, *, delay: float = 2.0, stream: Any = None) -> None:
+    def __init__(
+        self,
+        description: str,
+        *,
+        delay: float = 2.0,
+        stream: Any = None,
+        per_unit: bool = False,
+    ) -> None:
         self.description = description
         self.delay = delay
         self.stream = stream or sys.stderr
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.per_unit = per_unit
         self.t0 = time.monotonic()
         self._progress: Any = None
         self._task: Any = None
+        self._tenth = 0
 
-    def __call__(self, done: int, total: int) -> None:
+    def _line(self, done: int, total: int, what: str | None) -> None:
+        if not self.per_unit:
+            if time.monotonic() - self.t0 < self.delay:
+                return  # a short run stays silent, as on a terminal
+            tenth = done * 10 // max(total, 1)
+            if tenth <= self._tenth:
+                return
+            self._tenth = tenth
+        elapsed = time.monotonic() - self.t0
+        tail = f" ({what})" if what else ""
+        print(
+            f"vmapsim: {self.description}: {done}/{total} done{tail}, {elapsed:.1f} s",
+            file=self.stream,
+            flush=True,
+        )
+
+    def __call__(self, done: int, total: int, what: str | None = None) -> None:
         if not self.enabled:
+            self._line(done, total, what)
             return
         if self._progress is None:
             if time.monotonic() - self.t0 < self.delay:
