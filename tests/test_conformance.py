@@ -68,12 +68,11 @@ class TestMapleFree(vmapsim.testing.suite("free")):
     def test_lowest_match_adjusted_bounds(self) -> None: ...
 
 
-class TestMapleOccupiedBusy(vmapsim.testing.AllocatorConformance):
-    # a per-node view of the occupied tree, so only inside an allocator that
-    # has one: the allocator-level checks, on the stages whose busy index it is
-    role = "busy"
+class TestMapleOccupiedBusy(vmapsim.testing.suite("busy")):
+    # a per-node view of the occupied tree (`occupies`): the contract builds the
+    # occupied index first; the allocator-level checks run where the stage's own
+    # busy index occupies (7-12), with occupied=maple-occupied swapped in too
     component = "maple-occupied"
-    stages = (7, 8, 9)
 
 
 class TestListheadLazy(vmapsim.testing.suite("lazy")):
@@ -171,8 +170,10 @@ def test_new_plugin_template_passes_the_kit(pytester, tmp_path, monkeypatch, rol
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()
-    # the whole kit for the free index; the smoke tests and the role contract for the others
-    select = [] if role == "free" else ["-k", "not state_machine and not trace"]
+    # the whole kit for the free and occupied indexes; the smoke tests and the role
+    # contract for the others
+    full = role in ("free", "occupied")
+    select = [] if full else ["-k", "not state_machine and not trace"]
     result = pytester.runpytest_inprocess(
         str(root / "tests"), "-v", "-p", "no:cacheprovider", *select
     )
@@ -182,12 +183,13 @@ def test_new_plugin_template_passes_the_kit(pytester, tmp_path, monkeypatch, rol
         "vmapsim.testing: profile *",  # the conftest's pytest_plugins = ["vmapsim.testing"]
         "*::TestConformance::test_registered PASSED*",
     ]
-    if role == "free":
+    first = "maple:2" if role == "occupied" else "maple:0"
+    if full:
         expect += [
-            "*::TestConformance::test_state_machine_against_oracle?maple:0? PASSED*",
-            "*::TestConformance::test_trace_matches_the_stage_component?maple:0? PASSED*",
+            f"*::TestConformance::test_state_machine_against_oracle?{first}? PASSED*",
+            f"*::TestConformance::test_trace_matches_the_stage_component?{first}? PASSED*",
         ]
-    expect.append("*::TestConformance::test_short_workload?maple:0? PASSED*")
+    expect.append(f"*::TestConformance::test_short_workload?{first}? PASSED*")
     result.stdout.fnmatch_lines(expect, consecutive=False)
 
 

@@ -30,6 +30,7 @@ from vmapsim.kernel.allocator import component_name
 from .contracts import CONTRACTS, RoleContract
 from .machine import allocator_machine
 from .profiles import kit_settings
+from .stages import default_with, kit_stages
 from .trace import HOLES_OPS, TRACE_OPS, check_trace
 
 __all__ = ["AllocatorConformance", "SmokeTests", "suite"]
@@ -38,26 +39,28 @@ __all__ = ["AllocatorConformance", "SmokeTests", "suite"]
 class _PerStage(RoleContract):
     """Parametrizes ``kit_stage_key`` with every registered stage that fills the role."""
 
-    #: stages to run on (default: every registered stage that fills the role)
+    #: stages to run on (default: every registered stage where the role can be
+    #: swapped, :func:`vmapsim.testing.stages.kit_stages`)
     stages: ClassVar[tuple[int | str, ...] | None] = None
     #: other roles to swap in beside the component (default: ``coalesce=generic``
-    #: for a free index, which any FreeIndex can be coalesced by)
+    #: for a free index, which any FreeIndex can be coalesced by; the component
+    #: itself as ``occupied`` for a busy index that lives in it)
     with_components: ClassVar[dict[str, str] | None] = None
 
     def pytest_generate_tests(self, metafunc: Any) -> None:
         if "kit_stage_key" not in metafunc.fixturenames:
             return
+        reg = load_registry()
         if self.stages is not None:
-            reg = load_registry()
             keys = [reg.stage(s).key for s in self.stages]
         else:
-            keys = [s.key for s in load_registry().stages_with_role(self.role)]
+            keys = kit_stages(reg, self.role, self.component)
         metafunc.parametrize("kit_stage_key", keys or [None])
 
-    def kit_components(self, spec: str) -> dict[str, str]:
+    def kit_components(self, spec: str, registry: Registry | None = None) -> dict[str, str]:
         extra = self.with_components
         if extra is None:
-            extra = {"coalesce": "generic"} if self.role == "free" else {}
+            extra = default_with(registry or load_registry(), self.role, spec)
         return {**extra, self.role: spec}
 
     @staticmethod
@@ -81,7 +84,7 @@ class SmokeTests(_PerStage):
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage_key: str | None
     ) -> None:
         key = self._need(kit_stage_key, self.role)
-        comps = self.kit_components(vmapsim_component)
+        comps = self.kit_components(vmapsim_component, vmapsim_registry)
         a = build(key, components=comps, nr_cpus=2, debug=True, registry=vmapsim_registry)
         offer = vmapsim_registry.offer(self.role, vmapsim_component)
         assert component_name(a.components[self.role]) == offer.component.name
@@ -91,7 +94,7 @@ class SmokeTests(_PerStage):
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage_key: str | None
     ) -> None:
         key = self._need(kit_stage_key, self.role)
-        comps = self.kit_components(vmapsim_component)
+        comps = self.kit_components(vmapsim_component, vmapsim_registry)
         a = build(key, components=comps, nr_cpus=2, debug=True, registry=vmapsim_registry)
         report = vmapsim_registry.workload("mixed").run(a, seed=1, nr_ops=150, max_live=40)
         assert sum(report.ops.values()) > 0
@@ -113,14 +116,16 @@ class AllocatorConformance(_PerStage):
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage_key: str | None
     ) -> None:
         key = self._need(kit_stage_key, self.role)
-        machine = allocator_machine(key, self.kit_components(vmapsim_component), vmapsim_registry)
+        machine = allocator_machine(
+            key, self.kit_components(vmapsim_component, vmapsim_registry), vmapsim_registry
+        )
         run_state_machine_as_test(machine, settings=kit_settings("machine"))
 
     def test_trace_matches_the_stage_component(
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage_key: str | None
     ) -> None:
         key = self._need(kit_stage_key, self.role)
-        comps = self.kit_components(vmapsim_component)
+        comps = self.kit_components(vmapsim_component, vmapsim_registry)
 
         def check(ops: list[tuple[str, int, int, int, int]]) -> None:
             check_trace(key, comps, vmapsim_registry, ops)

@@ -20,7 +20,7 @@ from vmapsim.errors import (
     UnknownStageError,
     VmapError,
 )
-from vmapsim.framework.api import build
+from vmapsim.framework.api import blame, build, component_costs
 from vmapsim.framework.registry import get_registry
 from vmapsim.framework.roles import ROLES
 from vmapsim.kernel.allocator import component_name
@@ -153,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         debug=args.debug,
         components=_parse_with(args.with_),
+        component_counters=args.per_component,
     )
     params = {"seed": args.seed, **_parse_params(args.param), **suite}
     try:
@@ -186,6 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "elapsed_s": report.elapsed_s,
                     **(extra() if callable(extra) else {}),
                     "metrics": metrics,
+                    **({"component_costs": component_costs(alloc)} if args.per_component else {}),
                     "struct_vmap_area_size": alloc.struct_vmap_area_size,
                     "log": alloc.log,
                 },
@@ -212,6 +214,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, value in metrics.items():
         if value:
             print(f"  {name:<32} {value:>14}   {value / ops:10.2f}/op")
+    if args.per_component:
+        print()
+        print("counters per component:")
+        for label, cost in component_costs(alloc).items():
+            nodes = cost.get("index_node_bytes")
+            extra = f"  (index nodes {nodes} B at {cost['node_size']} B)" if nodes else ""
+            print(f"  {label}{extra}")
+            for name, value in cost["counters"].items():
+                print(f"    {name:<30} {value:>14}   {value / ops:10.2f}/op")
     print()
     print(f"log: {len(alloc.log)} message(s)")
     shown = alloc.log if args.log_all else alloc.log[-20:]
@@ -281,7 +292,14 @@ def make_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ROLE=NAME",
-        help="use component NAME for ROLE (free, busy, lazy, coalesce, overlay)",
+        help=f"use component NAME for ROLE ({', '.join(ROLES)}); NAME may be PLUGIN:NAME and "
+        "carry the component's parameters, NAME:key=value,key=value (only roles the stage "
+        "fills, plus overlay)",
+    )
+    p.add_argument(
+        "--per-component",
+        action="store_true",
+        help="also report the counters of each component (slower: the totals are summed per write)",
     )
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
@@ -484,14 +502,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vmapsim: {exc}", file=sys.stderr)
         return 2
     except (UnknownStageError, UnknownComponentError, PluginError, LookupError) as exc:
-        print(f"vmapsim: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        print(f"vmapsim: {blame(exc) or (exc.args[0] if exc.args else exc)}", file=sys.stderr)
         return 2
     except (VmapError, TypeError, ValueError, RuntimeError) as exc:
-        print(f"vmapsim: {exc}", file=sys.stderr)
+        print(f"vmapsim: {blame(exc) or exc}", file=sys.stderr)
         return 2
     except InvariantError as exc:
         print(f"vmapsim: invariant broken: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # raised inside a component: name it, not a traceback
+        culprit = blame(exc)
+        if culprit is None:
+            raise
+        print(f"vmapsim: {culprit}", file=sys.stderr)
+        return 2
 
 
 def _show_warning(message: Any, category: type, *_args: Any, **_kwargs: Any) -> None:
