@@ -78,6 +78,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return status
 
 
+#: the `--with` help of run and compare: every role, the name's forms
+_WITH_HELP = (
+    f"use component NAME for ROLE ({', '.join(ROLES)}); NAME may be PLUGIN:NAME and carry "
+    "the component's parameters, NAME:key=value,key=value; only roles the stage fills "
+    "(vmapsim stages), plus overlay"
+)
+
+
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     """``vmapsim new-plugin NAME``: a plugin package that passes the kit's smoke tests."""
     from vmapsim.tools.templates import TemplateError, render_plugin
@@ -292,9 +300,7 @@ def make_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ROLE=NAME",
-        help=f"use component NAME for ROLE ({', '.join(ROLES)}); NAME may be PLUGIN:NAME and "
-        "carry the component's parameters, NAME:key=value,key=value (only roles the stage "
-        "fills, plus overlay)",
+        help=_WITH_HELP,
     )
     p.add_argument(
         "--per-component",
@@ -422,6 +428,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             components=_parse_with(args.with_),
             progress=bar,
+            per_component=args.per_component,
         )
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -464,7 +471,14 @@ def _add_compare_parser(sub: Any) -> None:
         "--output", default=None, metavar="FILE", help="write there (format from .md/.json/.csv)"
     )
     p.add_argument("--plot", default=None, metavar="FILE.png|svg", help="grouped bar chart")
-    p.add_argument("--with", dest="with_", action="append", default=[], metavar="ROLE=NAME")
+    p.add_argument(
+        "--with", dest="with_", action="append", default=[], metavar="ROLE=NAME", help=_WITH_HELP
+    )
+    p.add_argument(
+        "--per-component",
+        action="store_true",
+        help="add each stage's counters per component to the results (JSON: component_costs)",
+    )
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
     )

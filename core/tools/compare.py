@@ -127,16 +127,18 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
     """One (stage, repetition): build, run the workload, return its results.
 
     A top-level function, so worker processes can run it."""
-    from vmapsim.framework.api import build
+    from vmapsim.framework.api import build, component_costs
     from vmapsim.framework.registry import get_registry
 
     reg = get_registry()
+    per_component = bool(task.get("per_component", False))
     alloc = build(
         task["stage"],
         arch=task["arch"],
         nr_cpus=task["nr_cpus"],
         seed=task["seed"],
         components=task.get("components") or None,
+        component_counters=per_component,
     )
     workload = reg.workload(task["workload"])
     report = workload.run(alloc, seed=task["seed"], **task["params"])
@@ -170,6 +172,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         "number": alloc.stage.number,
         "per_test": per_test,
         "metrics": metrics,
+        "component_costs": component_costs(alloc) if per_component else {},
         "memory_end": memory_report(alloc),
         "log_messages": len(alloc.log),
         "elapsed_s": report.elapsed_s,
@@ -272,8 +275,13 @@ def compare(
     components: Mapping[str, str] | None = None,
     registry: Registry | None = None,
     progress: Callable[[int, int], None] | None = None,
+    per_component: bool = False,
 ) -> dict[str, Any]:
     """Run ``workload`` on every stage ``reps`` times; return the comparison.
+
+    ``per_component`` adds each stage's counters per component
+    (``component_costs``, :func:`vmapsim.framework.api.component_costs`; the
+    runs get slower, the totals do not change).
 
     ``jobs`` worker processes (default ``os.cpu_count()``; 1 runs in this
     process).  The result: the run's settings, the stages, and per subtest a
@@ -306,6 +314,7 @@ def compare(
             "nr_cpus": nr_cpus,
             "arch": arch,
             "components": dict(components or {}),
+            "per_component": per_component,
         }
         for r in range(reps)
         for k in keys
@@ -355,6 +364,7 @@ def compare(
                 "components": first[k]["components"],
                 "struct_vmap_area_size": first[k]["struct_vmap_area_size"],
                 "metrics": first[k]["metrics"],
+                "component_costs": first[k]["component_costs"],
                 "memory_end": first[k]["memory_end"],
                 "log_messages": first[k]["log_messages"],
             }

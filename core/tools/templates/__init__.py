@@ -46,6 +46,8 @@ _HOOKS = {
 }
 #: the factory's arguments (the occupied template honours failslab)
 _ARGS = {"occupied": "ctx.counters, ctx.warn, ctx.faults"}
+#: the template component's own counters (``Component.counters``)
+_COUNTERS = {"occupied": '"$name.gaps_scanned",'}
 #: the README's run command: a stage that fills the role and the swaps it needs
 _RUN = {
     "free": "--stage 0 --with free=$name --with coalesce=generic",
@@ -104,6 +106,7 @@ def render_plugin(name: str, *, role: str = "free", directory: Path | str = ".")
         "hook": _HOOKS[role],
         "module": role,
         "args": _ARGS.get(role, "ctx.counters, ctx.warn"),
+        "counters": _COUNTERS.get(role, "").replace("$name", name),
         "run": Template(_RUN[role]).substitute(name=name),
     }
     base = resources.files(__package__) / "plugin"
