@@ -8,11 +8,16 @@ fill each role in the registry, so new stages are covered as they land.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
+import vmapsim.framework.roles
 import vmapsim.testing
 from vmapsim.tools.cli import main
 from vmapsim.tools.templates import TEMPLATE_ROLES, render_plugin
@@ -236,3 +241,131 @@ def test_new_plugin_installs_into_a_fresh_venv_and_passes(tmp_path):
         [str(venv / "bin" / "vmapsim"), "plugins"], capture_output=True, text=True, check=False
     )
     assert "venvcheck" in listing.stdout and "free=venvcheck" in listing.stdout
+
+
+# -- the plugin path, honestly (issue #24 item 8, #25 items 1, 2, 5) -----------------
+
+
+@pytest.mark.parametrize("name", ["rb", "maple", "generic", "listhead", "mapletree", "vmapsim"])
+def test_new_plugin_refuses_reserved_names(tmp_path, capsys, name):
+    assert main(["new-plugin", name, "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"name: {name!r} is reserved" in err and "choose another name" in err
+    assert not (tmp_path / name).exists()
+
+
+MASQUERADE = """
+import pytest
+
+import vmapsim
+import vmapsim.testing
+from vmapsim.framework.registry import load_registry
+
+
+def make(ctx):
+    raise RuntimeError("my constructor is broken")
+
+
+class Plugin:
+    @vmapsim.hookimpl
+    def vmapsim_index_components(self):
+        return [vmapsim.Component("rb", {"free"}, make)]
+
+
+class TestRb(vmapsim.testing.suite("free")):
+    component = "rb"   # what `new-plugin rb` used to generate
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def vmapsim_registry(cls):
+        return load_registry(plugins=[("rbclone", Plugin())])
+"""
+
+
+def test_the_kit_fails_when_the_name_is_a_builtin(pytester):
+    """A plugin whose component took a reserved name was rejected; the kit must
+    not quietly test the built-in in its place."""
+    pytester.makepyfile(test_masquerade=MASQUERADE)
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-k", "not machine")
+    outcomes = result.parseoutcomes()
+    assert "passed" not in outcomes, result.stdout.str()[-2000:]
+    result.stdout.fnmatch_lines(["*is the built-in free=rb (plugin rbtree*not your plugin's*"])
+
+
+def _fake_install_and_load(tmp_path, monkeypatch, name, role):
+    import vmapsim.framework.registry as registry
+
+    root = render_plugin(name, role=role, directory=tmp_path)
+    _fake_install(tmp_path / "site", name, root)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(registry, "_DEFAULT", [])
+    importlib.invalidate_caches()
+    return root
+
+
+@pytest.mark.parametrize("role", TEMPLATE_ROLES)
+def test_the_generated_readme_run_command_works(tmp_path, monkeypatch, capsys, role):
+    """The README's `vmapsim run ...` line, as written (plus a short workload, so
+    the test takes seconds), builds and runs; the occupied template's own
+    counter shows up per component."""
+    name = f"readme_{role}"
+    root = _fake_install_and_load(tmp_path, monkeypatch, name, role)
+    lines = [
+        ln.split("#")[0].split()
+        for ln in (root / "README.md").read_text().splitlines()
+        if ln.startswith("vmapsim run ")
+    ]
+    assert lines, "the README has no run command"
+    short = ["--workload", "mixed", "--param", "nr_ops=300", "--json"]
+    for argv in lines:
+        assert main([*argv[1:], *short]) == 0, capsys.readouterr().err
+        out = json.loads(capsys.readouterr().out)
+        assert out["components"][role] == name
+    if role == "occupied":
+        costs = out["component_costs"]
+        assert costs[f"occupied={name}"]["own_counters"] == [f"{name}.gaps_scanned"]
+        assert costs[f"occupied={name}"]["counters"][f"{name}.gaps_scanned"] > 0
+        assert out["metrics"][f"{name}.gaps_scanned"] > 0
+
+
+def test_run_help_lists_every_role(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for role in vmapsim.framework.roles.ROLES:
+        assert role in text.split("--with ROLE=NAME use component NAME for ROLE (")[1][:80]
+
+
+def test_kit_stages_are_where_the_role_can_be_swapped():
+    from vmapsim.framework.registry import get_registry
+    from vmapsim.testing.stages import default_with, kit_stages
+
+    reg = get_registry()
+    # a stand-alone occupied index: not where the busy index lives in the stage's own
+    assert kit_stages(reg, "occupied", "maple") == [f"maple:{n}" for n in range(2, 7)]
+    # a busy index that lives in its own occupied index: where the stage's does
+    assert kit_stages(reg, "busy", "maple-occupied") == [f"maple:{n}" for n in range(7, 13)]
+    assert default_with(reg, "busy", "maple-occupied") == {"occupied": "maple-occupied"}
+    assert kit_stages(reg, "busy", "rb") == [f"maple:{n}" for n in range(13)]
+    assert default_with(reg, "free", "x") == {"coalesce": "generic"}
+
+
+def test_the_kit_mutation_probe_catches_its_faults(monkeypatch):
+    """A small part of benchmarks/kit_mutation_probe.py: two of the faults the kit
+    used to miss, each against the kit tests that must catch it."""
+    spec = importlib.util.spec_from_file_location(
+        "kit_mutation_probe",
+        Path(__file__).resolve().parents[1] / "benchmarks/kit_mutation_probe.py",
+    )
+    probe = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, probe)  # dataclasses look the module up
+    spec.loader.exec_module(probe)
+    faults = [f for f in probe.FAULTS if f.name in ("prev_gap_unclipped", "enomem_leaves_change")]
+    # the unmutated template passing the kit is test_new_plugin_template_passes_the_kit
+    rows = probe.probe(faults, select="prev_gap or enomem", baseline=False)
+    got = {f.name: (status, failed) for f, status, failed in rows}
+    assert got == {
+        "prev_gap_unclipped": ("caught", ["test_prev_gap"]),
+        "enomem_leaves_change": ("caught", ["test_enomem_changes_nothing"]),
+    }

@@ -10,18 +10,20 @@ object missing protocol methods fails with a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from attrs import define, field
 
 from vmapsim.checking.faults import FailslabConfig, FaultInjector
 from vmapsim.cost.counters import Counters
-from vmapsim.framework.api import _guarded
+from vmapsim.errors import VmapError
+from vmapsim.framework.api import _guarded, blame
 from vmapsim.framework.descriptors import ComponentContext, Stage
 from vmapsim.framework.registry import Registry
 from vmapsim.kernel.constants import arch_by_name
 
-__all__ = ["Built", "make_component", "stage_params"]
+__all__ = ["Built", "flow_call", "make_component", "stage_params"]
 
 
 @define
@@ -71,3 +73,26 @@ def make_component(
     )
     obj = _guarded(role, offer, None)(ctx)
     return Built(obj, counters, log, ctx)
+
+
+T = TypeVar("T")
+
+
+def flow_call(what: str, components: Mapping[str, str], fn: Callable[[], T]) -> T:
+    """Run ``fn`` (allocator operations); an exception other than a kernel error
+    fails with a message naming the call, the components under test and, when a
+    component raised it, that component -- not as a raw error from the flow."""
+    try:
+        return fn()
+    except VmapError:
+        raise
+    except Exception as exc:
+        swapped = ", ".join(f"{r}={n}" for r, n in sorted(components.items()))
+        where = blame(exc)
+        cause = (
+            f"{where}"
+            if where
+            else f"the flow raised {type(exc).__name__}: {exc} (a component answered "
+            "something the flow cannot use: see the role's contract tests)"
+        )
+        raise AssertionError(f"{what} with {swapped}: {cause}") from exc

@@ -35,6 +35,8 @@ from vmapsim.framework.registry import Registry
 from vmapsim.kernel.constants import PAGE_SIZE, SHRINK_EMPTY, VMALLOC_END, VMALLOC_START
 from vmapsim.kernel.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
 
+from .harness import flow_call
+
 __all__ = ["allocator_machine", "blocks"]
 
 P = PAGE_SIZE
@@ -88,7 +90,6 @@ def allocator_machine(
     with_oracle = "overlay" not in roles
     # above PAGE_SIZE an occupied index places by the gap search's over-ask
     placement = "gaps" if "occupied" in roles else "pruned"
-    under_test = ", ".join(f"{r}={n}" for r, n in sorted(components.items()))
 
     class AllocatorMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -110,16 +111,7 @@ def allocator_machine(
         def _call(self, what: str, fn: Callable[[], Any]) -> Any:
             """Run one model operation; a non-kernel exception names the call and the
             components under test instead of surfacing raw from the flow."""
-            try:
-                return fn()
-            except VmapError:
-                raise
-            except Exception as exc:
-                raise AssertionError(
-                    f"{what} at stage {stage} with {under_test}: the allocator raised "
-                    f"{type(exc).__name__}: {exc} (a component answered something the "
-                    "flow cannot use; see the role's contract tests)"
-                ) from exc
+            return flow_call(f"{what} at stage {stage}", components, fn)
 
         # -- helpers --------------------------------------------------------
         def _pending(self) -> bool:

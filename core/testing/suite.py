@@ -28,6 +28,7 @@ from vmapsim.framework.registry import Registry, load_registry
 from vmapsim.kernel.allocator import component_name
 
 from .contracts import CONTRACTS, RoleContract
+from .harness import flow_call
 from .machine import allocator_machine
 from .profiles import kit_settings
 from .stages import default_with, kit_stages
@@ -96,9 +97,13 @@ class SmokeTests(_PerStage):
         key = self._need(kit_stage_key, self.role)
         comps = self.kit_components(vmapsim_component, vmapsim_registry)
         a = build(key, components=comps, nr_cpus=2, debug=True, registry=vmapsim_registry)
-        report = vmapsim_registry.workload("mixed").run(a, seed=1, nr_ops=150, max_live=40)
+        report = flow_call(
+            f"the mixed workload at stage {key}",
+            comps,
+            lambda: vmapsim_registry.workload("mixed").run(a, seed=1, nr_ops=150, max_live=40),
+        )
         assert sum(report.ops.values()) > 0
-        a.purge_vmap_area_lazy()
+        flow_call(f"purge_vmap_area_lazy() at stage {key}", comps, a.purge_vmap_area_lazy)
         a.check_invariants()
         ref = build(key, nr_cpus=2, registry=vmapsim_registry)
         vmapsim_registry.workload("mixed").run(ref, seed=1, nr_ops=150, max_live=40)
