@@ -79,7 +79,13 @@ class Plugin:
                 params={"step": 1},
                 node_size=64,
                 counters=("counting.searches",),
-            )
+            ),
+            vmapsim.Component(
+                "small-nodes",
+                {"occupied"},
+                lambda ctx: get_registry().component("occupied", "maple").factory(ctx),
+                node_size=100,
+            ),
         ]
 
 
@@ -214,3 +220,25 @@ def test_compare_results_carry_per_component_costs():
     plain = compare(["7"], workload="mixed", params={"nr_ops": 200}, jobs=1)
     assert plain["stages"][0]["component_costs"] == {}
     assert plain["stages"][0]["metrics"] == by_key["maple:7"]["metrics"]
+
+
+def test_memory_rows_price_each_components_nodes(reg):
+    from vmapsim.tools.compare import memory_report
+
+    a = vmapsim.build(
+        4, components={"occupied": "small-nodes"}, registry=reg, component_counters=True
+    )
+    reg.workload("mixed").run(a, seed=2, nr_ops=600, max_live=200)
+    parts = a.metrics.parts
+    occ = parts["occupied=small-nodes"]
+    others = [p for label, p in parts.items() if label != "occupied=small-nodes"]
+    want = (occ.node_allocs - occ.node_frees) * 100 + sum(
+        (p.node_allocs - p.node_frees) * 256 for p in others
+    )
+    assert occ.node_allocs > occ.node_frees
+    assert memory_report(a)["index_node_bytes"] == want
+    # without the split every node is priced at a maple node's 256 B
+    b = vmapsim.build(4, components={"occupied": "small-nodes"}, registry=reg)
+    reg.workload("mixed").run(b, seed=2, nr_ops=600, max_live=200)
+    nodes = b.metrics.node_allocs - b.metrics.node_frees
+    assert memory_report(b)["index_node_bytes"] == nodes * 256

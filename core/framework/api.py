@@ -40,6 +40,7 @@ __all__ = [
     "build",
     "check_options",
     "component_costs",
+    "index_node_bytes",
     "missing_methods",
     "protocol_methods",
     "split_options",
@@ -350,6 +351,19 @@ def build(
 #: bytes per index node when a component does not declare ``node_size``
 #: (a maple node, docs/metrics.md)
 DEFAULT_NODE_SIZE = 256
+
+
+def index_node_bytes(alloc: VmapAllocator) -> int:
+    """Bytes of the index nodes allocated and not freed: each component's at its
+    declared ``node_size`` when the counters are split per component
+    (``component_counters=True``), else every node at 256 B (a maple node)."""
+    m = alloc.metrics
+    if not m.parts:
+        return (m.node_allocs - m.node_frees) * DEFAULT_NODE_SIZE
+    costs = component_costs(alloc)
+    flow = costs.pop("flow", {}).get("counters", {})
+    own = (flow.get("node_allocs", 0) - flow.get("node_frees", 0)) * DEFAULT_NODE_SIZE
+    return own + sum(c["index_node_bytes"] for c in costs.values())
 
 
 def component_costs(alloc: VmapAllocator) -> dict[str, dict[str, Any]]:

@@ -66,21 +66,27 @@ def memory_report(allocator: VmapAllocator) -> dict[str, int]:
 
     ``vmap_area_objects``: live ``struct vmap_area`` objects of
     ``vmap_area_cachep`` (busy, lazy, free blocks, pooled, preloaded), times
-    the stage's struct size; ``index_nodes``: maple nodes allocated and not
-    freed (``node_allocs - node_frees``), 256 B each.  Index nodes embedded
+    the stage's struct size; ``index_nodes``: index nodes allocated and not
+    freed (``node_allocs - node_frees``), 256 B each (a maple node), or at
+    each component's declared ``node_size`` when the counters are split per
+    component (``--per-component``).  Index nodes embedded
     in ``vmap_area`` (the rb-tree's ``rb_node``) are inside the struct bytes.
     """
+    from vmapsim.framework.api import index_node_bytes
+
     m = allocator.metrics
     objects = allocator.va_cache.live
     nodes = m.node_allocs - m.node_frees
     size = allocator.struct_vmap_area_size
+    # each component's nodes at its declared node_size when split per component
+    node_bytes = index_node_bytes(allocator)
     return {
         "struct_vmap_area_size": size,
         "vmap_area_objects": objects,
         "vmap_area_bytes": objects * size,
         "index_nodes": nodes,
-        "index_node_bytes": nodes * MAPLE_NODE_BYTES,
-        "total_bytes": objects * size + nodes * MAPLE_NODE_BYTES,
+        "index_node_bytes": node_bytes,
+        "total_bytes": objects * size + node_bytes,
     }
 
 
