@@ -8,6 +8,7 @@ import json
 import pytest
 
 import vmapsim
+import vmapsim.testing
 from vmapsim import PAGE_SIZE as P
 from vmapsim.cost.counters import COUNTER_NAMES, Counters
 from vmapsim.framework.api import component_costs, split_options
@@ -242,3 +243,18 @@ def test_memory_rows_price_each_components_nodes(reg):
     reg.workload("mixed").run(b, seed=2, nr_ops=600, max_live=200)
     nodes = b.metrics.node_allocs - b.metrics.node_frees
     assert memory_report(b)["index_node_bytes"] == nodes * 256
+
+
+class TestKitWithParameters(vmapsim.testing.FreeIndexContract):
+    """The kit takes a component with its parameters (``NAME:key=value``)."""
+
+    component = "counting:counting:step=2"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def vmapsim_registry(cls):
+        return load_registry(plugins=[("counting", Plugin())])
+
+    def test_the_parameter_reached_the_factory(self, make):
+        built = make()
+        assert built.ctx.options["step"] == 2 and built.obj.step == 2

@@ -35,7 +35,7 @@ from vmapsim.framework.roles import RESERVED
 from vmapsim.kernel.area import VmapArea
 from vmapsim.kernel.constants import PAGE_SIZE, ULONG_MAX, VMALLOC_START
 
-from .harness import Built, make_component
+from .harness import Built, kit_offer, make_component
 from .profiles import kit_settings
 
 __all__ = [
@@ -187,7 +187,7 @@ class RoleContract:
         """
         if not self.component:
             pytest.fail(f"{type(self).__name__}: set `component = 'NAME'` (the {self.role} name)")
-        offer = vmapsim_registry.offer(self.role, self.component)
+        offer = kit_offer(vmapsim_registry, self.role, self.component)
         if offer.builtin:
             name = offer.component.name
             clash = [
@@ -226,7 +226,7 @@ class RoleContract:
         return build
 
     def test_registered(self, vmapsim_registry: Registry, vmapsim_component: str) -> None:
-        offer = vmapsim_registry.offer(self.role, vmapsim_component)
+        offer = kit_offer(vmapsim_registry, self.role, vmapsim_component)
         assert self.role in offer.component.roles
 
 
@@ -466,7 +466,7 @@ class BusyIndexContract(RoleContract):
         stages = vmapsim_registry.stages_with_role(self.role)
         if not stages:
             pytest.skip(f"no registered stage fills role {self.role!r}")
-        name = vmapsim_registry.offer(self.role, vmapsim_component).component.name
+        name = kit_offer(vmapsim_registry, self.role, vmapsim_component).component.name
         own = [s for s in stages if s.components.get(self.role) == name]
         return (own or stages)[0]
 

@@ -18,12 +18,12 @@ from attrs import define, field
 from vmapsim.checking.faults import FailslabConfig, FaultInjector
 from vmapsim.cost.counters import Counters
 from vmapsim.errors import VmapError
-from vmapsim.framework.api import _guarded, blame
+from vmapsim.framework.api import _guarded, blame, check_options, split_options
 from vmapsim.framework.descriptors import ComponentContext, Stage
-from vmapsim.framework.registry import Registry
+from vmapsim.framework.registry import Offer, Registry
 from vmapsim.kernel.constants import arch_by_name
 
-__all__ = ["Built", "flow_call", "make_component", "stage_params"]
+__all__ = ["Built", "flow_call", "kit_offer", "make_component", "stage_params"]
 
 
 @define
@@ -46,6 +46,14 @@ def stage_params(stage: Stage, arch: str = "x86_64") -> dict[str, Any]:
     }
 
 
+def kit_offer(registry: Registry, role: str, spec: str) -> Offer:
+    """The registration ``spec`` (``[PLUGIN:]NAME[:KEY=VALUE,...]``) selects for ``role``."""
+    name, opts = split_options(role, spec)
+    offer = registry.offer(role, name)
+    check_options(offer, opts)
+    return offer
+
+
 def make_component(
     registry: Registry,
     role: str,
@@ -57,8 +65,11 @@ def make_component(
     counters: Counters | None = None,
     log: list[str] | None = None,
 ) -> Built:
-    """Build ``spec`` for ``role`` with the context ``stage``'s allocator would give it."""
-    offer = registry.offer(role, spec)
+    """Build ``spec`` (``[PLUGIN:]NAME[:KEY=VALUE,...]``) for ``role`` with the
+    context ``stage``'s allocator would give it."""
+    name, opts = split_options(role, spec)
+    offer = registry.offer(role, name)
+    check_options(offer, opts)
     counters = counters if counters is not None else Counters()
     log = log if log is not None else []
     ctx = ComponentContext(
@@ -71,7 +82,7 @@ def make_component(
         faults=FaultInjector(FailslabConfig(seed=0)),
         shared=shared if shared is not None else {},
     )
-    obj = _guarded(role, offer, None)(ctx)
+    obj = _guarded(role, offer, None, opts)(ctx)
     return Built(obj, counters, log, ctx)
 
 

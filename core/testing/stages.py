@@ -23,6 +23,8 @@ from vmapsim.framework.api import build
 from vmapsim.framework.registry import Registry
 from vmapsim.framework.roles import ROLES
 
+from .harness import kit_offer
+
 __all__ = ["default_with", "kit_stages", "stage_busy_occupies"]
 
 _OCCUPIES: dict[tuple[int, str], bool] = {}
@@ -46,8 +48,8 @@ def _lives_in_occupied(registry: Registry, role: str, spec: str) -> bool:
     if role != "busy":
         return False
     try:
-        return "occupied" in registry.offer(role, spec).component.roles
-    except LookupError:
+        return "occupied" in kit_offer(registry, role, spec).component.roles
+    except (LookupError, ValueError):  # not in this registry, or bad parameters
         return False
 
 

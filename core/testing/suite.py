@@ -28,7 +28,7 @@ from vmapsim.framework.registry import Registry, load_registry
 from vmapsim.kernel.allocator import component_name
 
 from .contracts import CONTRACTS, RoleContract
-from .harness import flow_call
+from .harness import flow_call, kit_offer
 from .machine import allocator_machine
 from .profiles import kit_settings
 from .stages import default_with, kit_stages
@@ -77,7 +77,7 @@ class SmokeTests(_PerStage):
     def test_plugin_loaded_cleanly(
         self, vmapsim_registry: Registry, vmapsim_component: str
     ) -> None:
-        offer = vmapsim_registry.offer(self.role, vmapsim_component)
+        offer = kit_offer(vmapsim_registry, self.role, vmapsim_component)
         rec = next(r for r in vmapsim_registry.plugins if r.name == offer.plugin)
         assert rec.ok, f"plugin {rec.name} ({rec.distribution}) had problems: {rec.reasons()}"
 
@@ -87,7 +87,7 @@ class SmokeTests(_PerStage):
         key = self._need(kit_stage_key, self.role)
         comps = self.kit_components(vmapsim_component, vmapsim_registry)
         a = build(key, components=comps, nr_cpus=2, debug=True, registry=vmapsim_registry)
-        offer = vmapsim_registry.offer(self.role, vmapsim_component)
+        offer = kit_offer(vmapsim_registry, self.role, vmapsim_component)
         assert component_name(a.components[self.role]) == offer.component.name
         a.check_invariants()
 
