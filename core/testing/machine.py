@@ -191,6 +191,16 @@ def allocator_machine(
                 addr = self._vmalloc(size, None, cpu % self.nr_cpus)
                 self._vfree(addr, cpu % self.nr_cpus)
 
+        @rule(n=st.integers(4, 12), size=st.sampled_from([P, 2 * P, 3 * P]), cpu=CPUS)
+        def make_holes(self, n: int, size: int, cpu: int) -> None:
+            """Allocate ``n`` areas, free every other one and purge: free holes
+            below the rest of the space, where only the lowest fit is right."""
+            addrs = [self._vmalloc(size, None, cpu % self.nr_cpus) for _ in range(n)]
+            for addr in addrs[::2]:
+                if addr is not None:
+                    self._vfree(addr, cpu % self.nr_cpus)
+            self.purge_vmap_area_lazy()
+
         @precondition(lambda self: self.vm_live)
         @rule(pick=PICK, cpu=CPUS)
         def vfree(self, pick: int, cpu: int) -> None:
