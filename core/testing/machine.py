@@ -84,12 +84,17 @@ def allocator_machine(
     registry: Registry,
     *,
     nr_cpus: tuple[int, ...] = (1, 2, 4),
+    placement: str | None = None,
 ) -> type[RuleBasedStateMachine]:
-    """A state machine running ``stage`` with ``components`` against the oracle."""
+    """A state machine running ``stage`` with ``components`` against the oracle.
+
+    ``placement``: how the oracle places requests above PAGE_SIZE (default
+    ``gaps``, the over-ask, where an occupied index searches; else
+    ``pruned``, the rb-tree's bounds)."""
     roles = {**registry.stage(stage).components, **components}
     with_oracle = "overlay" not in roles
-    # above PAGE_SIZE an occupied index places by the gap search's over-ask
-    placement = "gaps" if "occupied" in roles else "pruned"
+    if placement is None:
+        placement = "gaps" if "occupied" in roles else "pruned"
 
     class AllocatorMachine(RuleBasedStateMachine):
         def __init__(self) -> None:

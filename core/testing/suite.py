@@ -47,6 +47,11 @@ class _PerStage(RoleContract):
     #: for a free index, which any FreeIndex can be coalesced by; the component
     #: itself as ``occupied`` for a busy index that lives in it)
     with_components: ClassVar[dict[str, str] | None] = None
+    #: how the state machine's oracle places requests above PAGE_SIZE: None
+    #: (``gaps``, the over-ask, at stages with an occupied index; else the
+    #: rb-tree's ``pruned`` bounds) or either name, for a free index that
+    #: follows the over-ask itself
+    placement: ClassVar[str | None] = None
 
     def pytest_generate_tests(self, metafunc: Any) -> None:
         if "kit_stage_key" not in metafunc.fixturenames:
@@ -122,7 +127,10 @@ class AllocatorConformance(_PerStage):
     ) -> None:
         key = self._need(kit_stage_key, self.role)
         machine = allocator_machine(
-            key, self.kit_components(vmapsim_component, vmapsim_registry), vmapsim_registry
+            key,
+            self.kit_components(vmapsim_component, vmapsim_registry),
+            vmapsim_registry,
+            placement=self.placement,
         )
         run_state_machine_as_test(machine, settings=kit_settings("machine"))
 
