@@ -8,11 +8,16 @@ fill each role in the registry, so new stages are covered as they land.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
+import vmapsim.framework.roles
 import vmapsim.testing
 from vmapsim.tools.cli import main
 from vmapsim.tools.templates import TEMPLATE_ROLES, render_plugin
@@ -59,6 +64,27 @@ class TestGenericCoalescer(vmapsim.testing.suite("coalesce")):
 class TestMapleFree(vmapsim.testing.suite("free")):
     component = "maple"
     with_components = {"coalesce": "generic"}  # list-neighbour needs the rb-tree
+    # above PAGE_SIZE free=maple places by the over-ask (docs/stages.md), which the
+    # oracle's `gaps` placement models, not within the rb-tree's pruning bounds
+    placement = "gaps"
+
+    def test_state_machine_against_oracle(
+        self, request, vmapsim_registry, vmapsim_component, kit_stage_key
+    ) -> None:
+        if kit_stage_key in ("maple:0", "maple:1"):
+            # swapped into the rb-tree stages (where its own search answers), a
+            # windowed request above PAGE_SIZE can fail (-EBUSY) where the over-ask's
+            # exact fallback finds room; at 2-6 the occupied tree answers the search
+            request.applymarker(
+                pytest.mark.xfail(
+                    reason="free=maple above PAGE_SIZE in a narrow window at stages 0-1: "
+                    "-EBUSY where a fit exists (known gap, found by the kit's make_holes rule)",
+                    strict=False,
+                )
+            )
+        super().test_state_machine_against_oracle(
+            vmapsim_registry, vmapsim_component, kit_stage_key
+        )
 
     @pytest.mark.skip(
         reason="above PAGE_SIZE free=maple places by the occupied tree's over-ask, not within "
@@ -68,12 +94,11 @@ class TestMapleFree(vmapsim.testing.suite("free")):
     def test_lowest_match_adjusted_bounds(self) -> None: ...
 
 
-class TestMapleOccupiedBusy(vmapsim.testing.AllocatorConformance):
-    # a per-node view of the occupied tree, so only inside an allocator that
-    # has one: the allocator-level checks, on the stages whose busy index it is
-    role = "busy"
+class TestMapleOccupiedBusy(vmapsim.testing.suite("busy")):
+    # a per-node view of the occupied tree (`occupies`): the contract builds the
+    # occupied index first; the allocator-level checks run where the stage's own
+    # busy index occupies (7-12), with occupied=maple-occupied swapped in too
     component = "maple-occupied"
-    stages = (7, 8, 9)
 
 
 class TestListheadLazy(vmapsim.testing.suite("lazy")):
@@ -171,8 +196,10 @@ def test_new_plugin_template_passes_the_kit(pytester, tmp_path, monkeypatch, rol
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()
-    # the whole kit for the free index; the smoke tests and the role contract for the others
-    select = [] if role == "free" else ["-k", "not state_machine and not trace"]
+    # the whole kit for the free and occupied indexes; the smoke tests and the role
+    # contract for the others
+    full = role in ("free", "occupied")
+    select = [] if full else ["-k", "not state_machine and not trace"]
     result = pytester.runpytest_inprocess(
         str(root / "tests"), "-v", "-p", "no:cacheprovider", *select
     )
@@ -182,12 +209,13 @@ def test_new_plugin_template_passes_the_kit(pytester, tmp_path, monkeypatch, rol
         "vmapsim.testing: profile *",  # the conftest's pytest_plugins = ["vmapsim.testing"]
         "*::TestConformance::test_registered PASSED*",
     ]
-    if role == "free":
+    first = "maple:2" if role == "occupied" else "maple:0"
+    if full:
         expect += [
-            "*::TestConformance::test_state_machine_against_oracle?maple:0? PASSED*",
-            "*::TestConformance::test_trace_matches_the_stage_component?maple:0? PASSED*",
+            f"*::TestConformance::test_state_machine_against_oracle?{first}? PASSED*",
+            f"*::TestConformance::test_trace_matches_the_stage_component?{first}? PASSED*",
         ]
-    expect.append("*::TestConformance::test_short_workload?maple:0? PASSED*")
+    expect.append(f"*::TestConformance::test_short_workload?{first}? PASSED*")
     result.stdout.fnmatch_lines(expect, consecutive=False)
 
 
@@ -234,3 +262,131 @@ def test_new_plugin_installs_into_a_fresh_venv_and_passes(tmp_path):
         [str(venv / "bin" / "vmapsim"), "plugins"], capture_output=True, text=True, check=False
     )
     assert "venvcheck" in listing.stdout and "free=venvcheck" in listing.stdout
+
+
+# -- the plugin path, honestly (issue #24 item 8, #25 items 1, 2, 5) -----------------
+
+
+@pytest.mark.parametrize("name", ["rb", "maple", "generic", "listhead", "mapletree", "vmapsim"])
+def test_new_plugin_refuses_reserved_names(tmp_path, capsys, name):
+    assert main(["new-plugin", name, "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"name: {name!r} is reserved" in err and "choose another name" in err
+    assert not (tmp_path / name).exists()
+
+
+MASQUERADE = """
+import pytest
+
+import vmapsim
+import vmapsim.testing
+from vmapsim.framework.registry import load_registry
+
+
+def make(ctx):
+    raise RuntimeError("my constructor is broken")
+
+
+class Plugin:
+    @vmapsim.hookimpl
+    def vmapsim_index_components(self):
+        return [vmapsim.Component("rb", {"free"}, make)]
+
+
+class TestRb(vmapsim.testing.suite("free")):
+    component = "rb"   # what `new-plugin rb` used to generate
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def vmapsim_registry(cls):
+        return load_registry(plugins=[("rbclone", Plugin())])
+"""
+
+
+def test_the_kit_fails_when_the_name_is_a_builtin(pytester):
+    """A plugin whose component took a reserved name was rejected; the kit must
+    not quietly test the built-in in its place."""
+    pytester.makepyfile(test_masquerade=MASQUERADE)
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-k", "not machine")
+    outcomes = result.parseoutcomes()
+    assert "passed" not in outcomes, result.stdout.str()[-2000:]
+    result.stdout.fnmatch_lines(["*is the built-in free=rb (plugin rbtree*not your plugin's*"])
+
+
+def _fake_install_and_load(tmp_path, monkeypatch, name, role):
+    import vmapsim.framework.registry as registry
+
+    root = render_plugin(name, role=role, directory=tmp_path)
+    _fake_install(tmp_path / "site", name, root)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(registry, "_DEFAULT", [])
+    importlib.invalidate_caches()
+    return root
+
+
+@pytest.mark.parametrize("role", TEMPLATE_ROLES)
+def test_the_generated_readme_run_command_works(tmp_path, monkeypatch, capsys, role):
+    """The README's `vmapsim run ...` line, as written (plus a short workload, so
+    the test takes seconds), builds and runs; the occupied template's own
+    counter shows up per component."""
+    name = f"readme_{role}"
+    root = _fake_install_and_load(tmp_path, monkeypatch, name, role)
+    lines = [
+        ln.split("#")[0].split()
+        for ln in (root / "README.md").read_text().splitlines()
+        if ln.startswith("vmapsim run ")
+    ]
+    assert lines, "the README has no run command"
+    short = ["--workload", "mixed", "--param", "nr_ops=300", "--json"]
+    for argv in lines:
+        assert main([*argv[1:], *short]) == 0, capsys.readouterr().err
+        out = json.loads(capsys.readouterr().out)
+        assert out["components"][role] == name
+    if role == "occupied":
+        costs = out["component_costs"]
+        assert costs[f"occupied={name}"]["own_counters"] == [f"{name}.gaps_scanned"]
+        assert costs[f"occupied={name}"]["counters"][f"{name}.gaps_scanned"] > 0
+        assert out["metrics"][f"{name}.gaps_scanned"] > 0
+
+
+def test_run_help_lists_every_role(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for role in vmapsim.framework.roles.ROLES:
+        assert role in text.split("--with ROLE=NAME use component NAME for ROLE (")[1][:80]
+
+
+def test_kit_stages_are_where_the_role_can_be_swapped():
+    from vmapsim.framework.registry import get_registry
+    from vmapsim.testing.stages import default_with, kit_stages
+
+    reg = get_registry()
+    # a stand-alone occupied index: not where the busy index lives in the stage's own
+    assert kit_stages(reg, "occupied", "maple") == [f"maple:{n}" for n in range(2, 7)]
+    # a busy index that lives in its own occupied index: where the stage's does
+    assert kit_stages(reg, "busy", "maple-occupied") == [f"maple:{n}" for n in range(7, 13)]
+    assert default_with(reg, "busy", "maple-occupied") == {"occupied": "maple-occupied"}
+    assert kit_stages(reg, "busy", "rb") == [f"maple:{n}" for n in range(13)]
+    assert default_with(reg, "free", "x") == {"coalesce": "generic"}
+
+
+def test_the_kit_mutation_probe_catches_its_faults(monkeypatch):
+    """A small part of benchmarks/kit_mutation_probe.py: two of the faults the kit
+    used to miss, each against the kit tests that must catch it."""
+    spec = importlib.util.spec_from_file_location(
+        "kit_mutation_probe",
+        Path(__file__).resolve().parents[1] / "benchmarks/kit_mutation_probe.py",
+    )
+    probe = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, probe)  # dataclasses look the module up
+    spec.loader.exec_module(probe)
+    faults = [f for f in probe.FAULTS if f.name in ("prev_gap_unclipped", "enomem_leaves_change")]
+    # the unmutated template passing the kit is test_new_plugin_template_passes_the_kit
+    rows = probe.probe(faults, select="prev_gap or enomem", baseline=False)
+    got = {f.name: (status, failed) for f, status, failed in rows}
+    assert got == {
+        "prev_gap_unclipped": ("caught", ["test_prev_gap"]),
+        "enomem_leaves_change": ("caught", ["test_enomem_changes_nothing"]),
+    }

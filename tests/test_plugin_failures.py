@@ -511,3 +511,73 @@ def test_debug_progress_on_a_terminal_is_a_rich_line():
     assert count[0] >= 400  # one check per vmalloc and per vfree
     assert a.check_invariants is check  # unwrapped again
     assert "mixed on maple:0" in out.getvalue()
+
+
+# -- errors inside an operation, roles a stage lacks (issue #25 item 5) -------------
+
+BOOM_OCCUPIED = """
+def maple(ctx):
+    return vmapsim.framework.registry.get_registry().component("occupied", "maple").factory(ctx)
+
+
+class Boom:
+    def __init__(self, inner, exc):
+        self.inner = inner
+        self.exc = exc
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def occupy(self, start, end, can_block):
+        raise self.exc("bptree occupy blew up")
+
+
+@hookimpl
+def vmapsim_index_components():
+    return [
+        Component("boom", {"occupied"}, lambda ctx: Boom(maple(ctx), RuntimeError)),
+        Component("zero", {"occupied"}, lambda ctx: Boom(maple(ctx), ZeroDivisionError)),
+    ]
+"""
+
+
+@pytest.mark.parametrize(("name", "exc"), [("boom", "RuntimeError"), ("zero", "ZeroDivisionError")])
+def test_an_exception_inside_an_operation_names_the_component(install, capsys, name, exc):
+    ep = install(BOOM_OCCUPIED, dist="vmapsim-bptree", version="0.3.0")
+    argv = ["run", "--stage", "4", "--with", f"occupied={name}", "--workload", "mixed"]
+    assert main([*argv, "--param", "nr_ops=50"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"vmapsim: {exc} in component occupied={name} (plugin {ep}, distribution "
+        "vmapsim-bptree 0.3.0): bptree occupy blew up"
+    ), err
+    assert "Traceback" not in err
+
+
+def test_an_error_of_the_flow_itself_keeps_its_message():
+    from vmapsim.framework.api import blame
+
+    a = vmapsim.build(4)
+    with pytest.raises(vmapsim.VmapError) as info:
+        a.alloc_vmap_area(0, P, a.vmalloc_start, a.vmalloc_end)  # size 0: the flow refuses
+    assert blame(info.value) is None
+
+
+@pytest.mark.parametrize(
+    ("stage", "role"), [(0, "occupied"), (1, "occupied"), (7, "free"), (7, "coalesce")]
+)
+def test_a_role_the_stage_lacks_is_refused(capsys, stage, role):
+    name = {"occupied": "maple", "free": "rb", "coalesce": "generic"}[role]
+    with pytest.raises(vmapsim.VmapArgumentError, match=f"has no {role!r} role") as info:
+        vmapsim.build(stage, components={role: name})
+    roles = ", ".join(sorted(vmapsim.build(stage).stage.components))
+    assert f"its roles are {roles}" in str(info.value)
+    assert main(["run", "--stage", str(stage), "--with", f"{role}={name}"]) == 2
+    assert f"its roles are {roles}" in capsys.readouterr().err
+
+
+def test_an_overlay_can_still_be_added():
+    assert vmapsim.build(9, components={"overlay": "pcpu-bump"}).overlay is not None

@@ -64,16 +64,54 @@ class ComponentContext:
     params: Mapping[str, Any]
     faults: FaultInjector
     shared: dict[str, Any]
+    #: the component's own parameters: its declared :attr:`Component.params`
+    #: defaults, overridden by ``--with ROLE=NAME:key=value`` /
+    #: ``build(components={role: "NAME:key=value"})``
+    options: Mapping[str, Any] = field(factory=dict)
+
+
+def _valid_node_size(_inst: object, attr: Any, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ValueError(f"{attr.name}: must be None or a positive int of bytes (got {value!r})")
+
+
+def _valid_counter_names(_inst: object, attr: Any, value: tuple[str, ...]) -> None:
+    from vmapsim.cost.counters import COUNTER_NAMES, LOCK_PREFIX
+
+    for name in value:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(
+                f"{attr.name}: {name!r} must be lower-case letters, digits, '_', '-' or '.'"
+            )
+        if name in COUNTER_NAMES or name.startswith(LOCK_PREFIX):
+            raise ValueError(
+                f"{attr.name}: {name!r} is one of vmapsim's own counters; a component's "
+                "own counters need names of their own (prefix them with the component's)"
+            )
 
 
 @frozen
 class Component:
-    """A named factory that fills one or more roles."""
+    """A named factory that fills one or more roles.
+
+    ``params``: the component's parameters and their defaults (the factory
+    reads ``ctx.options``; ``--with ROLE=NAME:key=value`` sets them, an
+    undeclared key is refused).  ``node_size``: bytes per index node the
+    component allocates (counted by ``node_allocs - node_frees``; None: the
+    maple node's 256 B).  ``counters``: names of the component's own
+    counters, added to with ``ctx.counters.add(name, n)`` and reported beside
+    vmapsim's.
+    """
 
     name: str = field(validator=_valid_name)
     roles: frozenset[str] = field(converter=frozenset, validator=_valid_roles)
     factory: Callable[[ComponentContext], object] = field(validator=validators.is_callable())
     summary: str = ""
+    params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping, kw_only=True)
+    node_size: int | None = field(default=None, validator=_valid_node_size, kw_only=True)
+    counters: tuple[str, ...] = field(
+        default=(), converter=tuple, validator=_valid_counter_names, kw_only=True
+    )
 
 
 @frozen

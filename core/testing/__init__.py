@@ -18,11 +18,12 @@ Opt in from a test module (or the root ``conftest.py``)::
   on its own and checked rule by rule against a plain model;
 * :class:`SmokeTests`: registered, builds at every stage of its role, runs a
   short workload with invariants after every operation;
-* :class:`AllocatorConformance`: at every registered stage that fills the
-  role, a Hypothesis state machine runs ``vmapsim.build(stage,
-  components={role: name})`` against the reference allocator with
-  invariants after every step, and the allocation trace (align <=
-  PAGE_SIZE) must equal the stage's own component's.
+* :class:`AllocatorConformance`: at every registered stage where the role
+  can be swapped (:func:`vmapsim.testing.stages.kit_stages`), a Hypothesis
+  state machine runs ``vmapsim.build(stage, components={role: name})``
+  against the reference allocator with invariants after every step, and the
+  allocation trace (align <= PAGE_SIZE) must equal the stage's own
+  component's.
 
 Runtime: the ``quick`` profile by default; ``VMAPSIM_CONFORMANCE=thorough``
 for many more examples.  The kit needs pytest and Hypothesis (vmapsim's
@@ -46,9 +47,10 @@ from .contracts import (
     RoleContract,
     role_contract,
 )
-from .harness import Built, make_component
+from .harness import Built, flow_call, kit_offer, make_component
 from .machine import allocator_machine
 from .profiles import PROFILE_ENV, PROFILES, kit_settings, profile_name
+from .stages import default_with, kit_stages
 from .suite import AllocatorConformance, SmokeTests, suite
 from .trace import TRACE_OPS, check_trace
 
@@ -70,7 +72,11 @@ __all__ = [
     "SmokeTests",
     "allocator_machine",
     "check_trace",
+    "default_with",
+    "flow_call",
+    "kit_offer",
     "kit_settings",
+    "kit_stages",
     "make_component",
     "profile_name",
     "role_contract",

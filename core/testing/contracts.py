@@ -27,6 +27,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vmapsim.checking.faults import FailslabConfig
 from vmapsim.errors import InvariantError
 from vmapsim.framework.descriptors import Stage
 from vmapsim.framework.registry import Registry, load_registry
@@ -34,7 +35,7 @@ from vmapsim.framework.roles import RESERVED
 from vmapsim.kernel.area import VmapArea
 from vmapsim.kernel.constants import PAGE_SIZE, ULONG_MAX, VMALLOC_START
 
-from .harness import Built, make_component
+from .harness import Built, kit_offer, make_component
 from .profiles import kit_settings
 
 __all__ = [
@@ -177,10 +178,31 @@ class RoleContract:
         return load_registry()
 
     @pytest.fixture
-    def vmapsim_component(self) -> str:
-        """The component under test (``name`` or ``plugin:name``)."""
+    def vmapsim_component(self, vmapsim_registry: Registry) -> str:
+        """The component under test (``name`` or ``plugin:name``).
+
+        Fails every test when the name resolves to a built-in component that a
+        third-party plugin also tried to register (a reserved name, rejected):
+        the kit would otherwise test the built-in, not the plugin's own.
+        """
         if not self.component:
             pytest.fail(f"{type(self).__name__}: set `component = 'NAME'` (the {self.role} name)")
+        offer = kit_offer(vmapsim_registry, self.role, self.component)
+        if offer.builtin:
+            name = offer.component.name
+            clash = [
+                f"{r.name} ({r.distribution}): {p}"
+                for r in vmapsim_registry.plugins
+                if not r.builtin
+                for p in r.problems
+                if p.startswith(f"{self.role}={name}: the name is reserved")
+            ]
+            if clash:
+                pytest.fail(
+                    f"component {self.component!r} is the built-in {offer.describe()}, not "
+                    f"your plugin's: its registration was rejected: {'; '.join(clash)}; "
+                    "rename your component"
+                )
         return self.component
 
     @pytest.fixture
@@ -204,7 +226,7 @@ class RoleContract:
         return build
 
     def test_registered(self, vmapsim_registry: Registry, vmapsim_component: str) -> None:
-        offer = vmapsim_registry.offer(self.role, vmapsim_component)
+        offer = kit_offer(vmapsim_registry, self.role, vmapsim_component)
         assert self.role in offer.component.roles
 
 
@@ -422,7 +444,83 @@ class FreeIndexContract(RoleContract):
 
 @role_contract("busy")
 class BusyIndexContract(RoleContract):
-    """:class:`vmapsim.BusyIndex`: one vmap node's busy areas, found by address."""
+    """:class:`vmapsim.BusyIndex`: one vmap node's busy areas, found by address.
+
+    A busy index may live inside an occupied index (the documented ``occupies =
+    True`` marker, as ``busy=maple-occupied`` does): its factory finds the
+    occupied index in ``ctx.shared["occupied"]``.  The contract builds one
+    first, of :attr:`occupied_component` (default: the kit stage's own
+    occupied component, or the first registered stage's that has one), so
+    such an index is checked like any other, plus the marker's rule: a
+    published area is the occupied index's entry over its range, an unlinked
+    one leaves its range in use.
+    """
+
+    #: the occupied index to build first (default: see the class doc)
+    occupied_component: ClassVar[str | None] = None
+
+    @pytest.fixture
+    def kit_stage(self, vmapsim_registry: Registry, vmapsim_component: str) -> Stage:
+        if self.stage is not None:
+            return vmapsim_registry.stage(self.stage)
+        stages = vmapsim_registry.stages_with_role(self.role)
+        if not stages:
+            pytest.skip(f"no registered stage fills role {self.role!r}")
+        name = kit_offer(vmapsim_registry, self.role, vmapsim_component).component.name
+        own = [s for s in stages if s.components.get(self.role) == name]
+        return (own or stages)[0]
+
+    @pytest.fixture
+    def make(self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage: Stage) -> Any:
+        occ_spec = self.occupied_component or kit_stage.components.get("occupied")
+        if occ_spec is None:
+            with_occ = vmapsim_registry.stages_with_role("occupied")
+            occ_spec = with_occ[0].components["occupied"] if with_occ else None
+
+        def build(**kw: Any) -> Built:
+            shared: dict[str, Any] = {}
+            log: list[str] = kw.pop("log", [])
+            if occ_spec is not None:
+                occ = make_component(
+                    vmapsim_registry, "occupied", occ_spec, stage=kit_stage, shared=shared, log=log
+                )
+                shared["occupied"] = occ.obj
+            built = make_component(
+                vmapsim_registry,
+                self.role,
+                vmapsim_component,
+                stage=kit_stage,
+                shared=shared,
+                log=log,
+                **kw,
+            )
+            built.ctx.shared["kit.occupied"] = shared.get("occupied")  # type: ignore[union-attr]
+            return built
+
+        return build
+
+    def test_occupies_marker(self, make: Any) -> None:
+        """With ``occupies = True``: a published area is the occupied index's entry
+        over its range; unlinking it leaves the range in use (the purge releases it)."""
+        built = make(node_id=0)
+        if not getattr(built.obj, "occupies", False):
+            pytest.skip("this busy index does not live in an occupied index (no `occupies`)")
+        occ = built.ctx.shared["kit.occupied"]  # type: ignore[union-attr]
+        vas = areas([(BASE + 4 * i * P, BASE + (4 * i + 2) * P) for i in range(8)])
+        for va in vas:
+            assert built.obj.publish(va, True) == 0
+        entries = {(s, e): entry for s, e, entry in occ}
+        for va in vas:
+            assert entries.get((va.va_start, va.va_end)) is va, (
+                f"occupies: published {va!r} is not the occupied index's entry over its range"
+            )
+        built.obj.unlink(vas[0])
+        assert occ.gap_enclosing(vas[0].va_start) is None, (
+            "occupies: an unlinked busy area's range must stay in use until released"
+        )
+        assert built.obj.find(vas[0].va_start) is None
+        occ.check()
+        built.obj.check()
 
     def _filled(
         self, make: Any, blocks: list[tuple[int, int]], seed: int = 0
@@ -491,6 +589,42 @@ class BusyIndexContract(RoleContract):
 
         _run(check, disjoint_blocks(min_n=1), st.integers(0, 2**16), st.integers(1, 80))
 
+    def test_publish_enomem_changes_nothing(self, make: Any) -> None:
+        """``publish(va, can_block=False)`` when its nodes cannot be had: ``-ENOMEM``
+        and nothing changed (failslab fails every non-blocking request here)."""
+        import errno
+
+        def check(blocks: list[tuple[int, int]], new: list[tuple[int, int]]) -> None:
+            built, _vas = self._filled(make, blocks)
+            occ = built.ctx.shared.get("kit.occupied")  # type: ignore[union-attr]
+
+            def state() -> tuple[Any, ...]:
+                return (spans(built.obj), len(built.obj), None if occ is None else list(occ))
+
+            built.ctx.faults.configure(FailslabConfig(probability=100))  # type: ignore[union-attr]
+            held = list(blocks)
+            for s, e in new:
+                if any(s < y and x < e for x, y in held):
+                    continue
+                before = state()
+                got = built.obj.publish(VmapArea(s, e), False)
+                assert got in (0, -errno.ENOMEM), f"publish({s:#x}-{e:#x}, False) returned {got}"
+                if got == -errno.ENOMEM:
+                    assert state() == before, (
+                        f"publish({s:#x}-{e:#x}) returned -ENOMEM but changed the index"
+                    )
+                    assert built.obj.find(s) is None
+                else:
+                    held.append((s, e))
+                built.obj.check()
+            built.ctx.faults.configure(FailslabConfig())  # type: ignore[union-attr]
+            assert spans(built.obj) == sorted(held)
+
+        fresh = st.tuples(st.integers(0, 3000), st.integers(1, 20)).map(
+            lambda t: (BASE + t[0] * P, BASE + (t[0] + t[1]) * P)
+        )
+        _run(check, disjoint_blocks(touching=False), st.lists(fresh, min_size=1, max_size=12))
+
     def test_unlink_and_find_unlink(self, make: Any) -> None:
         def check(blocks: list[tuple[int, int]], how: list[int], offset: int) -> None:
             built, vas = self._filled(make, blocks)
@@ -532,6 +666,26 @@ def complement(used: list[tuple[int, int]]) -> list[tuple[int, int]]:
     if cursor < ULONG_MAX:
         out.append((cursor, ULONG_MAX))
     return out
+
+
+def overask_fit(gaps: list[tuple[int, int]], size: int, align: int, vstart: int, vend: int) -> int:
+    """The occupied search with the over-ask (``OccupiedIndex.find_lowest_fit``'s
+    docstring): the lowest gap whose part in ``[vstart, vend)`` holds ``size +
+    align - 1`` answers ``ALIGN(part start)``; otherwise the lowest aligned exact
+    fit in the window; ``-ENOENT``."""
+    import errno
+
+    fallback = -errno.ENOENT
+    for gs, ge in gaps:
+        lo, hi = max(gs, vstart), min(ge, vend)
+        if lo >= hi:
+            continue
+        nva = (lo + align - 1) // align * align
+        if hi - lo >= size + align - 1:
+            return nva
+        if fallback < 0 and nva + size <= hi:
+            fallback = nva
+    return fallback
 
 
 @role_contract("occupied")
@@ -624,9 +778,154 @@ class OccupiedIndexContract(RoleContract):
                 )
 
         req = st.tuples(
-            st.integers(1, 40), st.sampled_from([1, P]), st.integers(0, 400), st.integers(1, 3000)
+            st.integers(1, 40),
+            st.sampled_from([1, P, 2 * P, 8 * P]),
+            st.integers(0, 400),
+            st.integers(1, 3000),
         )
         _run(check, disjoint_blocks(touching=False), st.lists(req, min_size=1, max_size=10))
+
+    def test_lowest_fit_overask(self, make: Any) -> None:
+        """With ``adjust_search_size`` (align above PAGE_SIZE): the lowest gap whose part
+        in ``[vstart, vend)`` holds ``size + align - 1`` gives ``ALIGN(part start)``;
+        if none does, the exact search's answer."""
+
+        def check(used: list[tuple[int, int]], reqs: list[tuple[int, int, int, int]]) -> None:
+            built = self._filled(make, used)
+            gaps = complement(used)
+            for pages, align_shift, vstart_pages, span in reqs:
+                size, align = pages * P, P << align_shift
+                vstart = BASE + vstart_pages * P
+                vend = vstart + span * P
+                want = overask_fit(gaps, size, align, vstart, vend)
+                got = built.obj.find_lowest_fit(size, align, vstart, vend, True)
+                assert got == want or (want < 0 and got < 0), (
+                    f"find_lowest_fit({size:#x}, {align:#x}, {vstart:#x}, {vend:#x}, True) "
+                    f"returned {got:#x} where the over-ask gives {want:#x}; gaps near: "
+                    f"{[g for g in gaps if g[1] > vstart and g[0] < vend][:4]}"
+                )
+            assert list(built.obj.gaps()) == gaps, "a search changed the index"
+
+        req = st.tuples(
+            st.integers(1, 40), st.integers(1, 6), st.integers(0, 400), st.integers(1, 3000)
+        )
+        _run(check, disjoint_blocks(touching=False), st.lists(req, min_size=1, max_size=10))
+
+    def test_prev_gap(self, make: Any) -> None:
+        """``prev_gap(below)``: the highest gap starting below ``below``, its end
+        clipped to ``below`` (``mas_empty_area_rev`` order)."""
+
+        def check(used: list[tuple[int, int]], probes: list[int]) -> None:
+            built = self._filled(make, used)
+            gaps = complement(used)
+            edges = [BASE] + [x for u in used for x in u]
+            for k in probes:
+                below = edges[k % len(edges)] + (k // len(edges) % 3 - 1) * P
+                below = max(below, 1)
+                want = None
+                for s, e in gaps:
+                    if s < below:
+                        want = (s, min(e, below))
+                got = built.obj.prev_gap(below)
+                assert got == want, f"prev_gap({below:#x}) returned {got}, expected {want}"
+
+        _run(
+            check,
+            disjoint_blocks(touching=False),
+            st.lists(st.integers(0, 2**16), min_size=1, max_size=16),
+        )
+
+    def test_partial_release(self, make: Any) -> None:
+        """Releasing part of an in-use range leaves the rest in use (the purge gives
+        back a lazy area cut from a bigger reservation, pcpu frees part of a chunk)."""
+
+        def check(used: list[tuple[int, int]], cuts: list[tuple[int, int, int]]) -> None:
+            built = self._filled(make, used)
+            held = sorted(used)
+            for pick, lo, hi in cuts:
+                if not held:
+                    break
+                s, e = held.pop(pick % len(held))
+                pages = (e - s) // P
+                a = s + (lo % pages) * P
+                b = min(a + (1 + hi % pages) * P, e)
+                built.obj.release(a, b)
+                held += [r for r in ((s, a), (b, e)) if r[0] < r[1]]
+                held.sort()
+                got = [(x, y) for x, y, _ in built.obj]
+                assert got == held, (
+                    f"after release({a:#x}, {b:#x}) of part of {s:#x}-{e:#x} the in-use "
+                    f"ranges are {got[:6]}..., expected {held[:6]}..."
+                )
+                assert all(entry is RESERVED for _, _, entry in built.obj), (
+                    "the parts left after a partial release must hold RESERVED"
+                )
+                assert list(built.obj.gaps()) == complement(held), "stale gaps after release"
+                for x, y in held:
+                    assert (
+                        built.obj.gap_enclosing(x) is None
+                        and built.obj.gap_enclosing(y - 1) is None
+                    )
+                built.obj.check()
+
+        cut = st.tuples(st.integers(0, 2**16), st.integers(0, 2**16), st.integers(0, 2**16))
+        _run(check, disjoint_blocks(min_n=1, touching=False), st.lists(cut, min_size=1, max_size=8))
+
+    def test_enomem_changes_nothing(self, make: Any) -> None:
+        """``occupy(..., can_block=False)`` when its nodes cannot be had: ``-ENOMEM``
+        and nothing changed (failslab fails every non-blocking request here)."""
+        import errno
+
+        def check(used: list[tuple[int, int]], new: list[tuple[int, int]]) -> None:
+            built = self._filled(make, used)
+            built.ctx.faults.configure(FailslabConfig(probability=100))  # type: ignore[union-attr]
+            held = list(used)
+            for s, e in new:
+                if any(s < y and x < e for x, y in held):
+                    continue
+                before = ([(x, y) for x, y, _ in built.obj], list(built.obj.gaps()))
+                got = built.obj.occupy(s, e, False)
+                assert got in (0, -errno.ENOMEM), f"occupy({s:#x}, {e:#x}, False) returned {got}"
+                if got == -errno.ENOMEM:
+                    after = ([(x, y) for x, y, _ in built.obj], list(built.obj.gaps()))
+                    assert after == before, (
+                        f"occupy({s:#x}, {e:#x}) returned -ENOMEM but changed the index"
+                    )
+                else:
+                    held.append((s, e))
+                built.obj.check()
+            built.ctx.faults.configure(FailslabConfig())  # type: ignore[union-attr]
+            assert [(x, y) for x, y, _ in built.obj] == sorted(held)
+
+        fresh = st.tuples(st.integers(0, 3000), st.integers(1, 20)).map(
+            lambda t: (BASE + t[0] * P, BASE + (t[0] + t[1]) * P)
+        )
+        _run(
+            check,
+            disjoint_blocks(touching=False),
+            st.lists(fresh, min_size=1, max_size=12),
+        )
+
+    def test_search_and_lookup_count_work(self, make: Any) -> None:
+        used = [(BASE + 2 * i * P, BASE + (2 * i + 1) * P) for i in range(32)]
+        built = self._filled(make, used)
+        for what, op in (
+            (
+                "find_lowest_fit",
+                lambda: built.obj.find_lowest_fit(P, P, BASE, BASE + 80 * P, False),
+            ),
+            (
+                "find_lowest_fit (over-ask)",
+                lambda: built.obj.find_lowest_fit(2 * P, 4 * P, BASE, BASE + 200 * P, True),
+            ),
+            ("gap_enclosing", lambda: built.obj.gap_enclosing(BASE + 31 * P)),
+            ("prev_gap", lambda: built.obj.prev_gap(BASE + 40 * P)),
+        ):
+            before = {k: built.counters[k] for k in WORK_COUNTERS}
+            op()
+            assert any(built.counters[k] > before[k] for k in WORK_COUNTERS), (
+                f"{what} on a non-empty occupied index moved none of the counters {WORK_COUNTERS}"
+            )
 
 
 # -- lazy queue ---------------------------------------------------------------------

@@ -14,8 +14,10 @@ Stages with an overlay hand out addresses the oracle does not model; there
 the machine checks invariants and the overall partition only.  At stages
 whose free space is searched in an ``occupied`` index (the maple series from
 stage 2), a request with ``align > PAGE_SIZE`` follows the gap search's
-over-ask inside the window, which the oracle does not model: those stages
-get alignments up to ``PAGE_SIZE`` only (every request is then exact).
+over-ask inside the window: the oracle places those with its ``gaps``
+policy (exact too).  An exception other than a kernel error raised from
+inside the allocator fails the step with a message naming the call and the
+components under test.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from vmapsim.framework.api import build
 from vmapsim.framework.registry import Registry
 from vmapsim.kernel.constants import PAGE_SIZE, SHRINK_EMPTY, VMALLOC_END, VMALLOC_START
 from vmapsim.kernel.gfp import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT
+
+from .harness import flow_call
 
 __all__ = ["allocator_machine", "blocks"]
 
@@ -50,7 +54,6 @@ VA_SIZES = st.one_of(
     st.integers(1, 8).map(lambda n: n * P), st.integers(1, 512).map(lambda n: n * P)
 )
 ALIGNS = st.sampled_from([1, P] + [P << k for k in range(1, 7)])
-EXACT_ALIGNS = st.sampled_from([1, 8, 64, P])
 GFPS = st.sampled_from([GFP_KERNEL, GFP_KERNEL, GFP_KERNEL | __GFP_NOWARN, GFP_NOWAIT, GFP_ATOMIC])
 CPUS = st.integers(0, 7)
 PICK = st.integers(0, 1 << 16)
@@ -81,17 +84,23 @@ def allocator_machine(
     registry: Registry,
     *,
     nr_cpus: tuple[int, ...] = (1, 2, 4),
+    placement: str | None = None,
 ) -> type[RuleBasedStateMachine]:
-    """A state machine running ``stage`` with ``components`` against the oracle."""
+    """A state machine running ``stage`` with ``components`` against the oracle.
+
+    ``placement``: how the oracle places requests above PAGE_SIZE (default
+    ``gaps``, the over-ask, where an occupied index searches; else
+    ``pruned``, the rb-tree's bounds)."""
     roles = {**registry.stage(stage).components, **components}
     with_oracle = "overlay" not in roles
-    aligns = EXACT_ALIGNS if "occupied" in roles else ALIGNS
+    if placement is None:
+        placement = "gaps" if "occupied" in roles else "pruned"
 
     class AllocatorMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.model: Any = None
-            self.oracle = ReferenceAllocator()
+            self.oracle = ReferenceAllocator(placement=placement)
             self.vm_live: list[int] = []
             self.va_live: list[tuple[Any, OracleArea]] = []
             self.freed: list[int] = []
@@ -102,7 +111,12 @@ def allocator_machine(
             self.model = build(
                 stage, nr_cpus=n, debug=True, components=dict(components), registry=registry
             )
-            self.oracle = ReferenceAllocator(nr_cpus=n)
+            self.oracle = ReferenceAllocator(nr_cpus=n, placement=placement)
+
+        def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+            """Run one model operation; a non-kernel exception names the call and the
+            components under test instead of surfacing raw from the flow."""
+            return flow_call(f"{what} at stage {stage}", components, fn)
 
         # -- helpers --------------------------------------------------------
         def _pending(self) -> bool:
@@ -127,8 +141,13 @@ def allocator_machine(
             pending = self._pending()
             mark = self._log_mark()
             m = self.model
-            got = (
-                m.vmalloc(size, cpu=cpu) if align is None else m.vmalloc_node(size, align, cpu=cpu)
+            got = self._call(
+                f"vmalloc({size:#x}, align={align}, cpu={cpu})",
+                lambda: (
+                    m.vmalloc(size, cpu=cpu)
+                    if align is None
+                    else m.vmalloc_node(size, align, cpu=cpu)
+                ),
             )
             if with_oracle:
                 choose = _chooser(got, self._purged(pending))
@@ -148,7 +167,7 @@ def allocator_machine(
         def _vfree(self, addr: int | None, cpu: int = 0) -> None:
             mark = self._log_mark()
             area = self.oracle.find_vmap_area(addr) if addr else None
-            self.model.vfree(addr, cpu=cpu)
+            self._call(f"vfree({addr})", lambda: self.model.vfree(addr, cpu=cpu))
             if with_oracle:
                 self.oracle.vfree(addr, cpu=cpu)
                 if area is None or area.va_start == addr:
@@ -162,7 +181,7 @@ def allocator_machine(
         def vmalloc(self, size: int, cpu: int) -> None:
             self._vmalloc(size, None, cpu % self.nr_cpus)
 
-        @rule(size=VMALLOC_SIZES, align=aligns, cpu=CPUS)
+        @rule(size=VMALLOC_SIZES, align=ALIGNS, cpu=CPUS)
         def vmalloc_node(self, size: int, align: int, cpu: int) -> None:
             self._vmalloc(size, align, cpu % self.nr_cpus)
 
@@ -176,6 +195,16 @@ def allocator_machine(
             for _ in range(n):
                 addr = self._vmalloc(size, None, cpu % self.nr_cpus)
                 self._vfree(addr, cpu % self.nr_cpus)
+
+        @rule(n=st.integers(4, 12), size=st.sampled_from([P, 2 * P, 3 * P]), cpu=CPUS)
+        def make_holes(self, n: int, size: int, cpu: int) -> None:
+            """Allocate ``n`` areas, free every other one and purge: free holes
+            below the rest of the space, where only the lowest fit is right."""
+            addrs = [self._vmalloc(size, None, cpu % self.nr_cpus) for _ in range(n)]
+            for addr in addrs[::2]:
+                if addr is not None:
+                    self._vfree(addr, cpu % self.nr_cpus)
+            self.purge_vmap_area_lazy()
 
         @precondition(lambda self: self.vm_live)
         @rule(pick=PICK, cpu=CPUS)
@@ -201,7 +230,7 @@ def allocator_machine(
                 return
             self._vfree(addr)
 
-        @rule(size=VA_SIZES, align=aligns, gfp=GFPS, cpu=CPUS, data=st.data())
+        @rule(size=VA_SIZES, align=ALIGNS, gfp=GFPS, cpu=CPUS, data=st.data())
         def alloc_vmap_area(self, size: int, align: int, gfp: int, cpu: int, data: Any) -> None:
             cpu %= self.nr_cpus
             edges = sorted(s for s, _ in self.oracle.free_areas() if VS <= s < VE) or [VS]
@@ -226,7 +255,10 @@ def allocator_machine(
             mark = self._log_mark()
             call = f"alloc_vmap_area({size:#x}, {align:#x}, {vstart:#x}, {vend:#x}, cpu={cpu})"
             try:
-                got = self.model.alloc_vmap_area(size, align, vstart, vend, gfp=gfp, cpu=cpu)
+                got = self._call(
+                    call,
+                    lambda: self.model.alloc_vmap_area(size, align, vstart, vend, gfp=gfp, cpu=cpu),
+                )
                 got_err = None
             except VmapError as exc:
                 got, got_err = None, exc.errno

@@ -28,8 +28,10 @@ from vmapsim.framework.registry import Registry, load_registry
 from vmapsim.kernel.allocator import component_name
 
 from .contracts import CONTRACTS, RoleContract
+from .harness import flow_call, kit_offer
 from .machine import allocator_machine
 from .profiles import kit_settings
+from .stages import default_with, kit_stages
 from .trace import HOLES_OPS, TRACE_OPS, check_trace
 
 __all__ = ["AllocatorConformance", "SmokeTests", "suite"]
@@ -38,26 +40,33 @@ __all__ = ["AllocatorConformance", "SmokeTests", "suite"]
 class _PerStage(RoleContract):
     """Parametrizes ``kit_stage_key`` with every registered stage that fills the role."""
 
-    #: stages to run on (default: every registered stage that fills the role)
+    #: stages to run on (default: every registered stage where the role can be
+    #: swapped, :func:`vmapsim.testing.stages.kit_stages`)
     stages: ClassVar[tuple[int | str, ...] | None] = None
     #: other roles to swap in beside the component (default: ``coalesce=generic``
-    #: for a free index, which any FreeIndex can be coalesced by)
+    #: for a free index, which any FreeIndex can be coalesced by; the component
+    #: itself as ``occupied`` for a busy index that lives in it)
     with_components: ClassVar[dict[str, str] | None] = None
+    #: how the state machine's oracle places requests above PAGE_SIZE: None
+    #: (``gaps``, the over-ask, at stages with an occupied index; else the
+    #: rb-tree's ``pruned`` bounds) or either name, for a free index that
+    #: follows the over-ask itself
+    placement: ClassVar[str | None] = None
 
     def pytest_generate_tests(self, metafunc: Any) -> None:
         if "kit_stage_key" not in metafunc.fixturenames:
             return
+        reg = load_registry()
         if self.stages is not None:
-            reg = load_registry()
             keys = [reg.stage(s).key for s in self.stages]
         else:
-            keys = [s.key for s in load_registry().stages_with_role(self.role)]
+            keys = kit_stages(reg, self.role, self.component)
         metafunc.parametrize("kit_stage_key", keys or [None])
 
-    def kit_components(self, spec: str) -> dict[str, str]:
+    def kit_components(self, spec: str, registry: Registry | None = None) -> dict[str, str]:
         extra = self.with_components
         if extra is None:
-            extra = {"coalesce": "generic"} if self.role == "free" else {}
+            extra = default_with(registry or load_registry(), self.role, spec)
         return {**extra, self.role: spec}
 
     @staticmethod
@@ -73,7 +82,7 @@ class SmokeTests(_PerStage):
     def test_plugin_loaded_cleanly(
         self, vmapsim_registry: Registry, vmapsim_component: str
     ) -> None:
-        offer = vmapsim_registry.offer(self.role, vmapsim_component)
+        offer = kit_offer(vmapsim_registry, self.role, vmapsim_component)
         rec = next(r for r in vmapsim_registry.plugins if r.name == offer.plugin)
         assert rec.ok, f"plugin {rec.name} ({rec.distribution}) had problems: {rec.reasons()}"
 
@@ -81,9 +90,9 @@ class SmokeTests(_PerStage):
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage_key: str | None
     ) -> None:
         key = self._need(kit_stage_key, self.role)
-        comps = self.kit_components(vmapsim_component)
+        comps = self.kit_components(vmapsim_component, vmapsim_registry)
         a = build(key, components=comps, nr_cpus=2, debug=True, registry=vmapsim_registry)
-        offer = vmapsim_registry.offer(self.role, vmapsim_component)
+        offer = kit_offer(vmapsim_registry, self.role, vmapsim_component)
         assert component_name(a.components[self.role]) == offer.component.name
         a.check_invariants()
 
@@ -91,11 +100,15 @@ class SmokeTests(_PerStage):
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage_key: str | None
     ) -> None:
         key = self._need(kit_stage_key, self.role)
-        comps = self.kit_components(vmapsim_component)
+        comps = self.kit_components(vmapsim_component, vmapsim_registry)
         a = build(key, components=comps, nr_cpus=2, debug=True, registry=vmapsim_registry)
-        report = vmapsim_registry.workload("mixed").run(a, seed=1, nr_ops=150, max_live=40)
+        report = flow_call(
+            f"the mixed workload at stage {key}",
+            comps,
+            lambda: vmapsim_registry.workload("mixed").run(a, seed=1, nr_ops=150, max_live=40),
+        )
         assert sum(report.ops.values()) > 0
-        a.purge_vmap_area_lazy()
+        flow_call(f"purge_vmap_area_lazy() at stage {key}", comps, a.purge_vmap_area_lazy)
         a.check_invariants()
         ref = build(key, nr_cpus=2, registry=vmapsim_registry)
         vmapsim_registry.workload("mixed").run(ref, seed=1, nr_ops=150, max_live=40)
@@ -113,14 +126,19 @@ class AllocatorConformance(_PerStage):
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage_key: str | None
     ) -> None:
         key = self._need(kit_stage_key, self.role)
-        machine = allocator_machine(key, self.kit_components(vmapsim_component), vmapsim_registry)
+        machine = allocator_machine(
+            key,
+            self.kit_components(vmapsim_component, vmapsim_registry),
+            vmapsim_registry,
+            placement=self.placement,
+        )
         run_state_machine_as_test(machine, settings=kit_settings("machine"))
 
     def test_trace_matches_the_stage_component(
         self, vmapsim_registry: Registry, vmapsim_component: str, kit_stage_key: str | None
     ) -> None:
         key = self._need(kit_stage_key, self.role)
-        comps = self.kit_components(vmapsim_component)
+        comps = self.kit_components(vmapsim_component, vmapsim_registry)
 
         def check(ops: list[tuple[str, int, int, int, int]]) -> None:
             check_trace(key, comps, vmapsim_registry, ops)

@@ -18,6 +18,7 @@ by the state machine (:mod:`vmapsim.testing.machine`), not here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from vmapsim.framework.api import build
 from vmapsim.framework.registry import Registry
 from vmapsim.kernel.constants import PAGE_SIZE, VMALLOC_END, VMALLOC_START
 
+from .harness import flow_call
 from .machine import blocks
 
 __all__ = ["HOLES_OPS", "TRACE_OPS", "check_trace"]
@@ -97,17 +99,24 @@ def check_trace(
     for i, (kind, size, align, cpu, pick) in enumerate(ops):
         cpu %= nr_cpus
         what = f"op {i}: {kind}(size={size:#x}, align={align}, cpu={cpu})"
+
+        def call(fn: Any, what: str = what) -> Any:
+            return flow_call(f"{what} at stage {stage}", components, fn)
+
         if kind == "vmalloc":
-            got = (mine.vmalloc(size, cpu=cpu), ref.vmalloc(size, cpu=cpu))
+            got = (call(partial(mine.vmalloc, size, cpu=cpu)), ref.vmalloc(size, cpu=cpu))
             if got[0] is not None:
                 live.append(got[0])
         elif kind == "vmalloc_node":
-            got = (mine.vmalloc_node(size, align, cpu=cpu), ref.vmalloc_node(size, align, cpu=cpu))
+            got = (
+                call(partial(mine.vmalloc_node, size, align, cpu=cpu)),
+                ref.vmalloc_node(size, align, cpu=cpu),
+            )
             if got[0] is not None:
                 live.append(got[0])
         elif kind == "vfree":
             addr = live.pop(pick % len(live)) if live else VMALLOC_START + pick * P
-            mine.vfree(addr, cpu=cpu)
+            call(partial(mine.vfree, addr, cpu=cpu))
             ref.vfree(addr, cpu=cpu)
             got = (addr, addr)
         elif kind == "va":
@@ -117,7 +126,9 @@ def check_trace(
             res = []
             for a in (mine, ref):
                 try:
-                    va = a.alloc_vmap_area(page_size, max(align, P), vstart, vend, cpu=cpu)
+                    va = call(
+                        partial(a.alloc_vmap_area, page_size, max(align, P), vstart, vend, cpu=cpu)
+                    )
                     res.append(va)
                 except VmapError as exc:
                     res.append(exc.errno)
@@ -126,11 +137,11 @@ def check_trace(
                 vas.append((res[0], res[1]))
         elif kind == "va_free" and vas:
             x, y = vas.pop(pick % len(vas))
-            mine.free_vmap_area_noflush(x)
+            call(partial(mine.free_vmap_area_noflush, x))
             ref.free_vmap_area_noflush(y)
             got = (x.va_start, y.va_start)
         else:
-            mine.purge_vmap_area_lazy()
+            call(mine.purge_vmap_area_lazy)
             ref.purge_vmap_area_lazy()
             got = ("purge", "purge")
         assert got[0] == got[1], f"{what}: trace differs: {got[0]} != stage's own {got[1]}"

@@ -23,7 +23,7 @@ from vmapsim.errors import (
     UnknownStageError,
     VmapError,
 )
-from vmapsim.framework.api import build
+from vmapsim.framework.api import blame, build, component_costs
 from vmapsim.framework.registry import get_registry
 from vmapsim.framework.roles import ROLES
 from vmapsim.kernel.allocator import component_name
@@ -126,6 +126,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for reason in rec.reasons():
             print(f"          FAILED    {reason}")
     return status
+
+
+#: the `--with` help of run and compare: every role, the name's forms
+_WITH_HELP = (
+    f"use component NAME for ROLE ({', '.join(ROLES)}); NAME may be PLUGIN:NAME and carry "
+    "the component's parameters, NAME:key=value,key=value; only roles the stage fills "
+    "(vmapsim stages), plus overlay"
+)
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
@@ -311,6 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             debug=args.debug,
             components=comps,
             failslab=failslab,
+            component_counters=args.per_component,
         )
     except AssertionError:
         if failslab is None:
@@ -367,6 +376,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "elapsed_s": report.elapsed_s,
                     **(extra() if callable(extra) else {}),
                     "metrics": metrics,
+                    **({"component_costs": component_costs(alloc)} if args.per_component else {}),
                     "struct_vmap_area_size": alloc.struct_vmap_area_size,
                     "log": alloc.log,
                     "kernel_reports": reports,
@@ -391,6 +401,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line)
     print()
     _print_counters(metrics)
+    if args.per_component:
+        ops = max(metrics.get("alloc_calls", 0) + metrics.get("free_calls", 0), 1)
+        print()
+        print("counters per component:")
+        for label, cost in component_costs(alloc).items():
+            nodes = cost.get("index_node_bytes")
+            extra = f"  (index nodes {nodes} B at {cost['node_size']} B)" if nodes else ""
+            print(f"  {label}{extra}")
+            for name, value in cost["counters"].items():
+                print(f"    {name:<30} {value:>14}   {value / ops:10.2f}/op")
     print()
     print(f"log: {len(alloc.log)} message(s)")
     shown = alloc.log if args.log_all else alloc.log[-20:]
@@ -501,7 +521,12 @@ def make_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ROLE=NAME",
-        help="use component NAME for ROLE (free, busy, lazy, coalesce, overlay)",
+        help=_WITH_HELP,
+    )
+    p.add_argument(
+        "--per-component",
+        action="store_true",
+        help="also report the counters of each component (slower: the totals are summed per write)",
     )
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
@@ -708,6 +733,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 faults=args.faults,
                 debug=args.debug,
                 debug_full_every=args.debug_full_every,
+                per_component=args.per_component,
             )
     except CompareInterrupted as exc:
         _ignore_further_sigint()
@@ -773,7 +799,14 @@ def _add_compare_parser(sub: Any) -> None:
         "--output", default=None, metavar="FILE", help="write there (format from .md/.json/.csv)"
     )
     p.add_argument("--plot", default=None, metavar="FILE.png|svg", help="grouped bar chart")
-    p.add_argument("--with", dest="with_", action="append", default=[], metavar="ROLE=NAME")
+    p.add_argument(
+        "--with", dest="with_", action="append", default=[], metavar="ROLE=NAME", help=_WITH_HELP
+    )
+    p.add_argument(
+        "--per-component",
+        action="store_true",
+        help="add each stage's counters per component to the results (JSON: component_costs)",
+    )
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
     )
@@ -817,14 +850,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vmapsim: {exc}", file=sys.stderr)
         return 2
     except (UnknownStageError, UnknownComponentError, PluginError, LookupError) as exc:
-        print(f"vmapsim: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        print(f"vmapsim: {blame(exc) or (exc.args[0] if exc.args else exc)}", file=sys.stderr)
         return 2
     except (VmapError, TypeError, ValueError, RuntimeError) as exc:
-        print(f"vmapsim: {exc}", file=sys.stderr)
+        print(f"vmapsim: {blame(exc) or exc}", file=sys.stderr)
         return 2
     except InvariantError as exc:
         print(f"vmapsim: invariant broken: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # raised inside a component: name it, not a traceback
+        culprit = blame(exc)
+        if culprit is None:
+            raise
+        print(f"vmapsim: {culprit}", file=sys.stderr)
+        return 2
 
 
 def _show_warning(message: Any, category: type, *_args: Any, **_kwargs: Any) -> None:

@@ -93,11 +93,15 @@ def memory_report(allocator: VmapAllocator) -> dict[str, int]:
     ``vmap_area_objects``: live ``struct vmap_area`` objects of
     ``vmap_area_cachep`` (busy, lazy, free blocks, pooled, preloaded), times
     the stage's struct size; ``index_nodes``: maple nodes allocated and not
-    freed (``node_allocs - node_frees``), 256 B each; ``overlay_bytes``: what
+    freed (``node_allocs - node_frees``), 256 B each (a maple node), or at each
+    component's declared ``node_size`` when the counters are split per component
+    (``--per-component``); ``overlay_bytes``: what
     a per-CPU overlay holds itself (chunk headers and back-pointer arrays,
     its ``memory_bytes()``), 0 without one.  Index nodes embedded
     in ``vmap_area`` (the rb-tree's ``rb_node``) are inside the struct bytes.
     """
+    from vmapsim.framework.api import index_node_bytes
+
     m = allocator.metrics
     objects = allocator.va_cache.live
     nodes = m.node_allocs - m.node_frees
@@ -105,14 +109,16 @@ def memory_report(allocator: VmapAllocator) -> dict[str, int]:
     overlay = getattr(allocator, "overlay", None)
     overlay_fn = getattr(overlay, "memory_bytes", None)
     overlay_bytes = int(overlay_fn()) if callable(overlay_fn) else 0
+    # each component's nodes at its declared node_size when split per component
+    node_bytes = index_node_bytes(allocator)
     return {
         "struct_vmap_area_size": size,
         "vmap_area_objects": objects,
         "vmap_area_bytes": objects * size,
         "index_nodes": nodes,
-        "index_node_bytes": nodes * MAPLE_NODE_BYTES,
+        "index_node_bytes": node_bytes,
         "overlay_bytes": overlay_bytes,
-        "total_bytes": objects * size + nodes * MAPLE_NODE_BYTES + overlay_bytes,
+        "total_bytes": objects * size + node_bytes + overlay_bytes,
     }
 
 
@@ -253,7 +259,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
     nr_cpus, arch, components, and optionally ``faults``, a ``--faults`` spec).
 
     A top-level function, so worker processes can run it."""
-    from vmapsim.framework.api import build
+    from vmapsim.framework.api import build, component_costs
     from vmapsim.framework.registry import get_registry
 
     reg = get_registry()
@@ -262,6 +268,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         from vmapsim.checking.faultspec import parse_faults
 
         failslab = parse_faults(task["faults"], seed=task["seed"])
+    per_component = bool(task.get("per_component", False))
     alloc = build(
         task["stage"],
         arch=task["arch"],
@@ -270,6 +277,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         debug=bool(task.get("debug", False)),
         components=task.get("components") or None,
         failslab=failslab,
+        component_counters=per_component,
     )
     if task.get("debug") and task.get("debug_full_every"):
         alloc.debug_full_every = task["debug_full_every"]
@@ -309,6 +317,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         "number": alloc.stage.number,
         "per_test": per_test,
         "metrics": metrics,
+        "component_costs": component_costs(alloc) if per_component else {},
         "memory_end": mem,
         "log_messages": len(alloc.log),
         "log_warnings": sum(1 for line in alloc.log if line.startswith(WARNING_PREFIXES)),
@@ -512,11 +521,17 @@ def compare(
     faults: str | None = None,
     debug: bool = False,
     debug_full_every: int | None = None,
+    per_component: bool = False,
 ) -> dict[str, Any]:
     """Run ``workload`` on every column ``reps`` times; return the comparison.
 
     ``stages`` are column tokens (:func:`parse_columns`); ``components`` are
     swaps for every column (``--with``), a column's own swaps win.
+
+    ``per_component`` adds each stage's counters per component
+    (``component_costs``, :func:`vmapsim.framework.api.component_costs`; the
+    runs get slower, the totals do not change).
+
     ``jobs`` worker processes (default ``os.cpu_count()``; 1 runs in this
     process).  ``faults`` is a ``--faults`` spec applied to every run;
     ``debug`` checks invariants as ``vmapsim run --debug`` does (the full
@@ -598,6 +613,7 @@ def compare(
                     "faults": faults,
                     "debug": debug,
                     "debug_full_every": debug_full_every,
+                    "per_component": per_component,
                 }
             )
     n_jobs = min(jobs or os.cpu_count() or 1, len(tasks))
@@ -709,6 +725,7 @@ def _assemble(
                 "metrics": firsts[idx]["metrics"],
                 "memory_end": firsts[idx]["memory_end"],
                 "log_messages": firsts[idx]["log_messages"],
+                "component_costs": firsts[idx]["component_costs"],
             }
             for idx in by_col
             if idx in firsts
@@ -745,6 +762,14 @@ def _join(
         first["elapsed_s"] = sum(g["elapsed_s"] for g in group)
         first["log_messages"] = sum(g["log_messages"] for g in group)
         first["memory_end"] = group[-1]["memory_end"]
+        if first.get("component_costs"):
+            costs: dict[str, dict[str, Any]] = {}
+            for g in group:  # each part's counters per component, added up
+                for label, cost in g.get("component_costs", {}).items():
+                    into = costs.setdefault(label, {**cost, "counters": {}})
+                    for k, v in cost["counters"].items():
+                        into["counters"][k] = into["counters"].get(k, 0) + v
+            first["component_costs"] = costs
         if callable(join):
             first["report_params"] = join([g["report_params"] for g in group])
     return first
