@@ -566,9 +566,7 @@ def test_an_error_of_the_flow_itself_keeps_its_message():
     assert blame(info.value) is None
 
 
-@pytest.mark.parametrize(
-    ("stage", "role"), [(0, "occupied"), (1, "occupied"), (7, "free"), (7, "coalesce")]
-)
+@pytest.mark.parametrize(("stage", "role"), [(0, "occupied"), (1, "occupied")])
 def test_a_role_the_stage_lacks_is_refused(capsys, stage, role):
     name = {"occupied": "maple", "free": "rb", "coalesce": "generic"}[role]
     with pytest.raises(vmapsim.VmapArgumentError, match=f"has no {role!r} role") as info:
@@ -577,6 +575,18 @@ def test_a_role_the_stage_lacks_is_refused(capsys, stage, role):
     assert f"its roles are {roles}" in str(info.value)
     assert main(["run", "--stage", str(stage), "--with", f"{role}={name}"]) == 2
     assert f"its roles are {roles}" in capsys.readouterr().err
+
+
+def test_a_free_index_can_be_added_beside_the_occupied_tree():
+    """design.md's ``--stage 7 --with free=NAME``: the free index is kept in step
+    beside the occupied tree, which still answers the search (ADDABLE_ROLES)."""
+    a = vmapsim.build(7, components={"free": "rb", "coalesce": "generic"})
+    assert a.occupied is not None and a.free is not None
+    ref = vmapsim.build(7)
+    for alloc in (a, ref):
+        alloc.vmalloc(3 * P)
+        alloc.vfree(alloc.vmalloc(P))
+    assert [va.va_start for va in a.busy_areas()] == [va.va_start for va in ref.busy_areas()]
 
 
 def test_an_overlay_can_still_be_added():

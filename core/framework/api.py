@@ -48,8 +48,13 @@ __all__ = [
 
 #: the index-agnostic coalescer the coalescing hint points to
 GENERIC_COALESCER = "generic"
-#: optional roles a ``components`` override may add to a stage that lacks them
-ADDABLE_ROLES = frozenset({"overlay"})
+#: roles a ``components`` override may add to a stage that lacks them: those
+#: that do not change which index answers a search.  An overlay sits in front
+#: of the flow; a free index (with its coalescer) added beside an occupied tree
+#: is kept in step as stages 2-6 keep theirs while the occupied tree answers
+#: (``--stage 7 --with free=NAME --with coalesce=generic``, docs/plugins.md).
+#: Adding an occupied, busy or lazy role would change what answers: refused.
+ADDABLE_ROLES = frozenset({"overlay", "free", "coalesce"})
 
 
 def protocol_methods(proto: type) -> list[str]:
