@@ -11,7 +11,7 @@ occupied tree the oracle places by the over-ask itself
 the per-CPU bump overlay (``ReferenceAllocator(overlay=...)``: "lookup" at
 10, "patch11" at 11 with the cross-CPU retire and its KASAN report, "patch12" at 12), and
 the machine adds overlay rules and compares the overlay's areas and chunks
-and UBSAN's report.  A longer run of each stage is marked ``soak``.
+and KASAN's reports.  A longer run of each stage is marked ``soak``.
 """
 
 from __future__ import annotations
