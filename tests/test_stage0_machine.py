@@ -233,12 +233,9 @@ class Stage0Machine(RuleBasedStateMachine):
     def setup(self, nr_cpus: int) -> None:
         self.nr_cpus = nr_cpus
         mode = overlay_mode(self.STAGE)
-        # debug=True checks invariants inside every call; at stage 11 it would
-        # also make KASAN's report raise (panic_on_warn), so there the report
-        # goes to the log, as without panic_on_warn, and the invariants are
-        # checked after every step by compare()
-        debug = mode != "patch11"
-        self.model = vmapsim.build(stage=self.STAGE, nr_cpus=nr_cpus, debug=debug)
+        # debug=True checks invariants inside every call (a KASAN report at
+        # stage 11 goes to the log: it does not raise)
+        self.model = vmapsim.build(stage=self.STAGE, nr_cpus=nr_cpus, debug=True)
         # a stage whose occupied tree finds free space places by the over-ask
         placement = "gaps" if self.model.occupied is not None else "pruned"
         self.oracle = ReferenceAllocator(nr_cpus=nr_cpus, placement=placement, overlay=mode)

@@ -35,6 +35,9 @@ LE_FIT_TYPE = 2
 RE_FIT_TYPE = 3
 NE_FIT_TYPE = 4
 
+#: ``VA_FROM_BUMP_CHUNK`` (patch 11): ``va->flags`` bit of an area bumped from a chunk
+VA_FROM_BUMP_CHUNK = 0x4
+
 _DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
 _NOWARN = int(Gfp.NOWARN)
 _RECLAIM_MASK = int(GFP_RECLAIM_MASK)
@@ -289,7 +292,6 @@ class AllocMixin:
             if overlay.mode != 10:
                 va = self._overlay_alloc(overlay, size, align, vstart, vend, cpu, allow_block)
                 if va is not None:
-                    va.flags |= va_flags
                     return self._overlay_bind(va, size, vm)
             else:
                 bump10 = True
@@ -454,7 +456,8 @@ class AllocMixin:
         if not overlay.bump(va, size, align, cpu, self.rcu_clock):
             self._kmem_cache_free_va(va)
             return None
-        va.flags = encode_vn_id(self.addr_to_node_id(va.va_start), self.nr_vmap_nodes) | 0x4
+        node = self.addr_to_node_id(va.va_start)
+        va.flags = encode_vn_id(node, self.nr_vmap_nodes) | VA_FROM_BUMP_CHUNK
         return va
 
     def _vmap_bump_refill(self: VmapAllocator, overlay, cpu: int, can_block: bool) -> bool:
