@@ -12,8 +12,8 @@ says; the ``fake_ops`` workload reads the stage's features:
 | 5 | maple | rb | | the loss is gone |
 | 6-9 | maple | maple | | maple node allocations (``node_allocs > 0``) |
 | 10 | maple | maple | ``fake_extra`` | one extra vmalloc at op ``EXTRA_AT``: the trace parts there |
-| 11 | maple | maple | ``fake_extra``, ``fake_ubsan`` | a UBSAN line in the log |
-| 12 | maple | maple | ``fake_extra`` | the UBSAN line is gone |
+| 11 | maple | maple | ``fake_extra``, ``fake_ubsan`` | a UBSAN and a KASAN line in the log |
+| 12 | maple | maple | ``fake_extra`` | both lines are gone |
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def fake_ops(allocator, *, seed: int = 0, nr_ops: int = 400, **_mixed_params):
         allocator.vfree(allocator.vmalloc_end - 64 * PAGE_SIZE)  # no area there
     if feats.get("fake_ubsan"):
         allocator.log.append("UBSAN: array-index-out-of-bounds in fake_ops")
+        allocator.log.append("BUG: KASAN: use-after-free in fake_ops")
     for addr in live:
         allocator.vfree(addr)
         done["vfree"] += 1

@@ -606,9 +606,9 @@ def test_a_single_stage_series_has_nothing_to_bisect(capsys, monkeypatch):
 LEDGER = {
     "struct_vmap_area_size < 72": 4,  # row 4: struct vmap_area 72 -> 48 B
     "nonexistent vm area": 5,  # row 5: stages 1-4 lose an area under injected failure
-    "--bad 11 --log UBSAN": 11,  # row 11: the one-past-the-end index, reported as UBSAN would
-    "--good 11 --bad 12 --invert --log UBSAN": 12,  # row 12: bounds-checked: clean again
-    "--all --good 0 --bad 12 --log UBSAN": 11,
+    "--good 0 --bad 11 --log": 11,  # row 11: cross-CPU retire, KASAN use-after-free
+    "--good 11 --bad 12 --invert --log": 12,  # row 12: owner_cpu: no use-after-free
+    "--all --good 0 --bad 12 --log": 11,
     "--trace mixed": 10,  # stages 0-9 share the trace (align <= PAGE_SIZE); 10's overlay changes it
 }
 
@@ -720,9 +720,9 @@ def test_the_same_examples_on_the_fake_series(capsys, fake):
     known = {
         "struct_vmap_area_size < 72": fakeseries.SHRINKS_AT,
         "nonexistent vm area": fakeseries.LOSS_UNTIL + 1,
-        "--bad 11 --log UBSAN": fakeseries.UBSAN_AT,
-        "--good 11 --bad 12 --invert --log UBSAN": fakeseries.UBSAN_AT + 1,
-        "--all --good 0 --bad 12 --log UBSAN": fakeseries.UBSAN_AT,
+        "--good 0 --bad 11 --log": fakeseries.UBSAN_AT,
+        "--good 11 --bad 12 --invert --log": fakeseries.UBSAN_AT + 1,
+        "--all --good 0 --bad 12 --log": fakeseries.UBSAN_AT,
         "--trace mixed": fakeseries.TRACE_PARTS_AT,
     }
     for cmd, _answer in doc_examples():
@@ -763,3 +763,34 @@ def test_with_swaps_a_component_on_every_probe(capsys) -> None:
     assert "with busy=rb lazy=rb" in out
     assert main(["bisect", "--good", "0", "--bad", "4", "--run", "true", "--with", "busy=rb"]) == 2
     assert "--with" in capsys.readouterr().err
+
+
+# -- patches 10-12 as posted (issue #19): more behaviour changes bisect finds ------------------
+
+
+def test_first_stage_whose_bump_areas_skip_the_busy_tree(capsys, monkeypatch):
+    """Patch 11 drops patch 10's vmap_bump_lock and busy.mt insert: the bump runs
+    under preempt_disable() only (VA_FROM_BUMP_CHUNK areas are in no busy tree).
+    The first stage that takes preempt_disable is 11; the first with the overlay
+    at all (vmap_bump_lock) is 10."""
+    monkeypatch.delenv("VMAPSIM_STAGE", raising=False)
+    ops = ["--param", "nr_ops=600"]
+    rc, data = bisect_json(
+        capsys, "--good", "0", "--bad", "12", *ops, "--metric", "lock.preempt_disable > 0"
+    )
+    assert rc == 0 and data["first_bad"] == 11, data["notes"]
+    rc, data = bisect_json(
+        capsys, "--good", "0", "--bad", "10", *ops, "--metric", "lock.vmap_bump_lock > 0"
+    )
+    assert rc == 0 and data["first_bad"] == 10, data["notes"]
+
+
+def test_first_stage_with_a_use_after_free_under_a_stress_run(capsys, monkeypatch):
+    """Patch 11's cross-CPU retirement, found by bisect on a stress-sized mixed
+    run with frees on random CPUs; patch 12 fixes it (--invert from 11)."""
+    monkeypatch.delenv("VMAPSIM_STAGE", raising=False)
+    common = ["--log", "KASAN: use-after-free", "--workload", "mixed", "--nr-cpus", "8"]
+    rc, data = bisect_json(capsys, "--good", "0", "--bad", "11", *common)
+    assert rc == 0 and data["first_bad"] == 11, data["notes"]
+    rc, data = bisect_json(capsys, "--good", "11", "--bad", "12", "--invert", *common)
+    assert rc == 0 and data["first_bad"] == 12, data["notes"]

@@ -1,9 +1,8 @@
 """The oracle's model of the per-CPU bump overlay (vmapsim.checking.oracle_overlay).
 
-Every expected value here is worked out by hand from the rule in
-docs/stages.md (stage 10's eligibility, "The chunk size, derived", the chunk
-window, stage 11's defect, stage 12), never taken from the oracle's or the
-model's output.
+Every expected value here is worked out by hand from the patch mails
+(../shared/seed/patches/10.patch .. 12.patch, as docs/stages.md rows 10-12
+state them), never taken from the oracle's or the model's output.
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ import pytest
 import vmapsim.checking.oracle
 import vmapsim.checking.oracle_overlay
 from vmapsim.checking.oracle import ReferenceAllocator
-from vmapsim.checking.oracle_constants import GFP_KERNEL, GFP_NOWAIT, PAGE_SIZE
-from vmapsim.checking.oracle_overlay import OVERLAY_MODES, chunk_pages_for, chunk_window
+from vmapsim.checking.oracle_constants import PAGE_SIZE
+from vmapsim.checking.oracle_overlay import CHUNK_BYTES, OVERLAY_MODES
 from vmapsim.errors import VmapArgumentError
 
 P = PAGE_SIZE
@@ -25,247 +24,151 @@ MiB = 1 << 20
 #: x86_64 (4-level, no KASLR): VMALLOC_START and the inclusive VMALLOC_END
 X86_VS = 0xFFFFC90000000000
 X86_VE = 0xFFFFE8FFFFFFFFFF
-#: arm64 (48-bit VA, 4 KiB pages): MODULES_END and VMEMMAP_START - 8 MiB
-ARM_VS = 0xFFFF800080000000
-ARM_VE = 0xFFFFFDFFBF800000
-UBSAN_2048 = [
-    "UBSAN: array-index-out-of-bounds in mm/vmalloc.c:2417:24",
-    "index 2048 is out of range for type 'struct vmap_area *[2048]'",
-]
 
 
-def oracle(mode: str = "backptr", nr_cpus: int = 1, arch: str = "x86_64") -> ReferenceAllocator:
-    return ReferenceAllocator(arch=arch, nr_cpus=nr_cpus, placement="gaps", overlay=mode)
+def oracle(mode: str = "patch11", nr_cpus: int = 1) -> ReferenceAllocator:
+    return ReferenceAllocator(nr_cpus=nr_cpus, placement="gaps", overlay=mode)
 
 
-# -- chunk size and window -------------------------------------------------------
+def test_chunk_size_is_64_mib() -> None:
+    assert 64 * MiB == CHUNK_BYTES  # VMAP_BUMP_CHUNK_SIZE (patch 10)
+    assert oracle().overlay.chunk_pages == 16384  # VMAP_BUMP_CHUNK_PAGES (patch 11)
 
 
-@pytest.mark.parametrize(
-    ("nr_cpus", "lazy_max", "pages"),
-    [
-        # lazy_max_pages = fls(n) * 8192; chunk = largest 2^k <= lazy_max / (4 n),
-        # capped at 2048, at least 32 * 16 = 512
-        (1, 8192, 2048),  # 8192 / 4 = 2048
-        (2, 16384, 2048),  # 16384 / 8 = 2048
-        (4, 24576, 1024),  # 24576 / 16 = 1536 -> 1024
-        (8, 32768, 1024),  # 32768 / 32 = 1024
-        (16, 40960, 512),  # 40960 / 64 = 640 -> 512
-        (64, 57344, 512),  # 57344 / 256 = 224 -> 128, raised to 512
-        (128, 65536, 512),  # 65536 / 512 = 128, raised to 512
-    ],
-)
-def test_chunk_pages(nr_cpus: int, lazy_max: int, pages: int) -> None:
-    o = oracle(nr_cpus=nr_cpus)
-    assert o.lazy_max_pages() == lazy_max
-    assert chunk_pages_for(nr_cpus, lazy_max) == pages
-    assert o.overlay is not None and o.overlay.chunk_pages == pages
+@pytest.mark.parametrize("mode", ["patch10", "patch11", "patch12"])
+def test_eligibility(mode: str) -> None:
+    ov = oracle(mode).overlay
+    assert ov.eligible(32 * MiB, 32 * MiB, X86_VS, X86_VE)  # both limits are inclusive
+    assert not ov.eligible(32 * MiB + P, P, X86_VS, X86_VE)
+    assert not ov.eligible(P, 64 * MiB, X86_VS, X86_VE)
+    assert not ov.eligible(0, P, X86_VS, X86_VE)
+    assert not ov.eligible(P, P, X86_VS + P, X86_VE)  # any other window
+    # patch 12 adds PAGE_ALIGNED(size) and align > 0
+    assert ov.eligible(P + 1, 1, X86_VS, X86_VE) == (mode != "patch12")
+    assert ov.eligible(P, 0, X86_VS, X86_VE) == (mode != "patch12")
 
 
-def test_uncapped_chunk_would_be_bigger() -> None:
-    """The cap: 1 CPU with a huge lazy threshold still gets 2048 pages."""
-    assert chunk_pages_for(1, 1 << 20) == 2048
+@pytest.mark.parametrize("mode", ["patch10", "patch11", "patch12"])
+def test_first_chunk_is_the_lowest_fit_and_requests_bump(mode: str) -> None:
+    o = oracle(mode)
+    a = o.vmalloc(P)  # 2 pages with the guard
+    b = o.vmalloc(3 * P)  # 4 pages
+    assert (a, b) == (X86_VS, X86_VS + 2 * P)
+    assert o.overlay_chunks() == [(X86_VS, X86_VS + 64 * MiB, 0, X86_VS + 6 * P, 2)]
+    # the chunk is a busy area with no vm_struct; the bump areas are in no busy tree
+    assert o.busy_areas() == [(X86_VS, X86_VS + 64 * MiB)]
+    assert o.free_areas()[1][0] == X86_VS + 64 * MiB
+    assert o.find_vmap_area(b + P).as_tuple() == (b, b + 4 * P)
+    assert o.find_vmap_area(X86_VS + 6 * P) is None  # the chunk's free tail: no area
 
 
-def test_chunk_window_x86_64() -> None:
-    # span 0x1fffffffffff, a sixteenth 0x1ffffffffff: lo = 0xffffe70000000000,
-    # already a multiple of 8 MiB
-    assert chunk_window(X86_VS, X86_VE, 8 * MiB) == (0xFFFFE70000000000, X86_VE)
+@pytest.mark.parametrize("mode", ["patch10", "patch11", "patch12"])
+def test_alignment_skips_and_a_miss_refills(mode: str) -> None:
+    o = oracle(mode)
+    o.vmalloc(P)  # [VS, VS + 8K)
+    addr = o.vmalloc_node(P, 64 * 1024)  # ALIGN(VS + 8K, 64K) = VS + 64K
+    assert addr == X86_VS + 64 * 1024
+    big = o.vmalloc(32 * MiB - P)  # 32 MiB with the guard: fits the rest
+    assert big == X86_VS + 64 * 1024 + 2 * P
+    again = o.vmalloc(32 * MiB - P)  # does not fit: a second chunk
+    assert again == X86_VS + 64 * MiB
+    starts = [c[0] for c in o.overlay_chunks()]
+    assert starts == [X86_VS, X86_VS + 64 * MiB]  # the first one stays (not empty)
 
 
-def test_chunk_window_arm64_is_rounded_up() -> None:
-    # span 0x7dff3f800000, a sixteenth 0x7dff3f80000: VE - it = 0xfffff61fcb880000,
-    # rounded up to 8 MiB and to 2 MiB
-    assert chunk_window(ARM_VS, ARM_VE, 8 * MiB) == (0xFFFFF61FCC000000, ARM_VE)
-    assert chunk_window(ARM_VS, ARM_VE, 2 * MiB) == (0xFFFFF61FCBA00000, ARM_VE)
+def test_patch11_ineligible_request_still_refills() -> None:
+    """vmap_bump_alloc() returns NULL for a miss and for an ineligible request alike."""
+    o = oracle("patch11")
+    o.vmalloc(P)
+    area = o.alloc_vmap_area(P, P, X86_VS, X86_VS + (1 << 40))  # another window
+    # a second chunk was reserved (lowest fit above the first), then the request
+    # took the normal path: the lowest fit above that
+    assert [c[0] for c in o.overlay_chunks()] == [X86_VS, X86_VS + 64 * MiB]
+    assert area.va_start == X86_VS + 128 * MiB
+    o12 = oracle("patch12")
+    o12.vmalloc(P)
+    area = o12.alloc_vmap_area(P, P, X86_VS, X86_VS + (1 << 40))
+    assert [c[0] for c in o12.overlay_chunks()] == [X86_VS]  # eligibility before refill
+    assert area.va_start == X86_VS + 64 * MiB
 
 
-@pytest.mark.parametrize(
-    ("arch", "nr_cpus", "first"),
-    [
-        ("x86_64", 1, 0xFFFFE70000000000),
-        ("x86_64", 64, 0xFFFFE70000000000),
-        ("arm64", 1, 0xFFFFF61FCC000000),
-        ("arm64", 64, 0xFFFFF61FCBA00000),
-    ],
-)
-def test_first_chunk_lands_at_the_window_base(arch: str, nr_cpus: int, first: int) -> None:
-    """On an empty allocator the first chunk is the window's (aligned) base,
-    and the first eligible vmalloc() gets the chunk's first page."""
-    o = oracle(arch=arch, nr_cpus=nr_cpus)
-    assert o.vmalloc(P) == first
-    assert o.busy_areas() == [(first, first + o.overlay.chunk_bytes)]
-    assert o.overlay_areas() == [(first, first + 2 * P)]
+def test_patch11_cross_cpu_retire_then_use_after_free() -> None:
+    o = oracle("patch11", nr_cpus=2)
+    a = o.vmalloc(P, cpu=0)
+    o.vfree(a, cpu=1)  # alloced -> 0, and CPU 1's current chunk is not this one
+    assert o.overlay_chunks() == [] and o.busy_areas() == []
+    assert o.free_areas() == [(1, (1 << 64) - 1)]  # the whole range back, at once
+    b = o.vmalloc(P, cpu=0)  # CPU 0 still bumps the retired chunk: space it gave back
+    assert b == X86_VS + 2 * P and o.log == []
+    assert o.find_vmap_area(b) is None  # on no list: invisible to other CPUs
+    o.synchronize_rcu()  # the descriptor is freed
+    o.vmalloc(P, cpu=0)
+    assert o.log == ["BUG: KASAN: use-after-free in vmap_bump_alloc", "Read of size 8 at addr"]
+    assert o.overlay.kasan_reports == 1
 
 
-def test_each_cpu_has_its_own_chunk() -> None:
-    o = oracle(nr_cpus=2)  # 2048-page (8 MiB) chunks
-    a0 = o.vmalloc(P, cpu=0)
-    a1 = o.vmalloc(P, cpu=1)
-    b0 = o.vmalloc(P, cpu=0)
-    assert a0 == 0xFFFFE70000000000
-    assert a1 == a0 + 8 * MiB
-    assert b0 == a0 + 2 * P
-    assert [(c[2], c[3]) for c in o.overlay_chunks()] == [(0, a0 + 4 * P), (1, a1 + 2 * P)]
+def test_patch12_owner_cpu_keeps_the_chunk() -> None:
+    o = oracle("patch12", nr_cpus=2)
+    a = o.vmalloc(P, cpu=0)
+    o.vfree(a, cpu=1)  # the owner's current chunk: kept
+    assert [c[0] for c in o.overlay_chunks()] == [X86_VS]
+    o.synchronize_rcu()
+    assert o.vmalloc(P, cpu=0) == X86_VS + 2 * P and o.log == []
 
 
-# -- eligibility ----------------------------------------------------------------------
-
-
-def test_eligibility() -> None:
-    o = oracle()
-    base = 0xFFFFE70000000000
-    assert o.vmalloc(15 * P) == base  # 16 pages with the guard: eligible
-    assert o.vmalloc(16 * P) == X86_VS  # 17 pages: the normal path, lowest address
-    # align 2 pages: the normal path; [VS + 17P, VS + 18P) is skipped by the alignment
-    assert o.vmalloc_node(P, 2 * P) == X86_VS + 18 * P
-    assert o.vmalloc_gfp(P, gfp=GFP_NOWAIT) == X86_VS + 20 * P  # not blocking: normal path
-    area = o.alloc_vmap_area(2 * P, P, X86_VS, X86_VE, gfp=GFP_KERNEL)  # no vm_struct
-    assert area.va_start == X86_VS + 22 * P
-    assert o.vmalloc(P) == base + 16 * P  # back in the chunk
-    assert len(o.overlay_areas()) == 2
-
-
-def test_vmalloc_node_align_page_is_eligible() -> None:
-    o = oracle()
-    assert o.vmalloc_node(P, P) == 0xFFFFE70000000000
-
-
-# -- the chunk's life ------------------------------------------------------------------
-
-
-def test_exhausted_chunk_goes_back_through_the_lazy_path() -> None:
-    o = oracle()
-    base = 0xFFFFE70000000000
-    chunk = 2048 * P
-    addrs = [o.vmalloc(15 * P) for _ in range(128)]  # 128 * 16 = 2048 pages: full
-    assert addrs == [base + 16 * P * i for i in range(128)]
-    nxt = o.vmalloc(P)  # does not fit: retire, a new chunk above
-    assert nxt == base + chunk
-    assert [c[4] for c in o.overlay_chunks()] == [True, False]
-    for a in addrs[:-1]:
-        o.vfree(a)
-    assert o.lazy_areas() == [] and o.vmap_lazy_nr == 0  # overlay frees are not lazy
-    assert (base, base + chunk) in o.busy_areas()
-    o.vfree(addrs[-1])  # the last live area of an exhausted chunk
-    assert o.lazy_areas() == [(base, base + chunk)]
-    assert o.vmap_lazy_nr == 2048
-    assert (base, base + chunk) not in o.busy_areas()
+@pytest.mark.parametrize("mode", ["patch11", "patch12"])
+def test_drained_current_chunk_leaks_once_replaced(mode: str) -> None:
+    o = oracle(mode)
+    a = o.vmalloc(31 * MiB)
+    b = o.vmalloc(31 * MiB)
+    o.vfree(a)
+    o.vfree(b)  # drained while current: not retired
+    assert o.overlay.leaked() == []
+    o.vmalloc(31 * MiB)  # does not fit the rest (2 MiB - 8 KiB): a refill replaces it
+    assert o.overlay.leaked() == [(X86_VS, X86_VS + 64 * MiB)]
     o.purge_vmap_area_lazy()
-    assert (base, base + chunk) not in o.lazy_areas()
-    assert any(s <= base and base + chunk <= e for s, e in o.free_areas())
+    assert o.overlay.leaked() == [(X86_VS, X86_VS + 64 * MiB)]  # nothing gives it back
 
 
-def test_freed_range_is_not_reused_by_its_chunk() -> None:
-    o = oracle()
+@pytest.mark.parametrize("mode", ["patch11", "patch12"])
+def test_retired_chunk_range_is_reused_at_once(mode: str) -> None:
+    """Retirement gives the range back without waiting for a flush."""
+    o = oracle(mode)
+    a = o.vmalloc(31 * MiB)
+    o.vmalloc(31 * MiB)
+    o.vmalloc(31 * MiB)  # second chunk at VS + 64 MiB; the first is no longer current
+    o.vfree(a)
+    o.vfree(a + 31 * MiB + P)  # drained, not current: retired, range free now
+    assert o.lazy_areas() == []  # no flush pending for them: they are free space now
+    assert any(s <= X86_VS and X86_VS + 64 * MiB <= e for s, e in o.free_areas())
+
+
+def test_patch10_forgets_old_chunks() -> None:
+    o = oracle("patch10")
     a = o.vmalloc(P)
     o.vfree(a)
-    b = o.vmalloc(P)
-    assert b == a + 2 * P
+    o.vmalloc(31 * MiB)
+    o.vmalloc(31 * MiB)
+    o.vmalloc(31 * MiB)
+    assert [c[0] for c in o.overlay_chunks()] == [X86_VS, X86_VS + 64 * MiB]
+    assert o.overlay.leaked() == [(X86_VS, X86_VS + 64 * MiB)]
 
 
-def test_retired_empty_chunk_goes_back_at_once() -> None:
-    o = oracle()
-    base = 0xFFFFE70000000000
-    a = o.vmalloc(14 * P)  # 15 pages
-    o.vfree(a)  # the chunk is empty but current: it stays
-    assert o.overlay_chunks() == [(base, base + 2048 * P, 0, base + 15 * P, False, 0)]
-    for _ in range(127):  # 127 * 16 = 2032 pages: 2047 used, one left
-        o.vmalloc(15 * P)
-    o.vmalloc(P)  # 2 pages do not fit in 1: retired (live areas) and a new chunk
-    assert len(o.overlay_chunks()) == 2
-
-
-def test_reclaim_gives_back_empty_current_chunks() -> None:
-    o = oracle(nr_cpus=2)
-    a0 = o.vmalloc(P, cpu=0)
-    a1 = o.vmalloc(P, cpu=1)
-    o.vfree(a0)  # CPU 0's chunk is empty, CPU 1's is not
-    assert o.shrinkable_objects() == 1
+def test_shrinker_and_reclaim_leave_chunks_alone() -> None:
+    o = oracle("patch11")
+    a = o.vmalloc(P)
+    o.vfree(a)
+    assert o.shrinkable_objects() == 0
     o.vmap_node_shrink_scan()
-    assert [c[2] for c in o.overlay_chunks()] == [1]
-    assert o.lazy_areas() == [(a0, a0 + 2048 * P)]
-    o.vfree(a1)
-    o.purge_vmap_area_lazy()  # the failure path's reclaim: CPU 1's goes too, purged
-    assert o.overlay_chunks() == [] and o.lazy_areas() == []
-    assert o.vmalloc(P, cpu=1) == a0  # the window is free again from its base
-
-
-def test_window_full_falls_back_to_the_normal_path() -> None:
-    o = oracle()
-    lo, hi = o.overlay.window
-    top = hi // P * P  # VMALLOC_END is inclusive (odd): the last whole page ends here
-    area = o.alloc_vmap_area(top - lo, P, lo, hi)  # the whole chunk window
-    assert area.va_start == lo
-    assert o.vmalloc(P) == X86_VS  # no chunk: the normal path
-    assert o.overlay_chunks() == [] and o.log == []  # the reservation fails silently
-
-
-# -- vm_unmap_aliases ------------------------------------------------------------------
-
-
-def test_vm_unmap_aliases_flushes_the_freed_sub_areas() -> None:
-    o = oracle()
-    a, b, c = (o.vmalloc(P) for _ in range(3))
-    o.vfree(a)
-    o.vfree(c)
-    o.vm_unmap_aliases()
-    assert o.unmap_aliases_flush == (a, c + 2 * P)
-    o.vm_unmap_aliases()
-    assert o.unmap_aliases_flush is None  # nothing freed since
-    o.vfree(b)
-    big = o.vmalloc(100 * P)  # normal path, then lazily freed
-    o.vfree(big)
-    o.vm_unmap_aliases()
-    assert o.unmap_aliases_flush == (big, b + 2 * P)  # lazy area and sub-area together
-
-
-# -- UBSAN at stage 11, never at 12 ---------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["lookup", "backptr", "bounded"])
-def test_ubsan_fires_only_at_stage_11_on_an_area_ending_at_the_chunk_end(mode: str) -> None:
-    o = oracle(mode)
-    for _ in range(127):  # 127 * 16 = 2032 pages
-        o.vmalloc(15 * P)
-    assert o.log == []
-    o.vmalloc(14 * P)  # 15 pages: 2047, one page left: no report
-    assert o.log == []
-    o.vmalloc(P)  # 2 pages do not fit: retired, the next chunk, no report
-    assert o.log == []
-    for _ in range(1023):  # 1 + 1023 areas of 2 pages: 2048 pages, the last ends at the end
-        o.vmalloc(P)
-    want = UBSAN_2048 if mode == "backptr" else []
-    assert o.log == want
-    assert o.overlay.ubsan_reports == (1 if mode == "backptr" else 0)
-
-
-def test_ubsan_with_1024_page_chunks() -> None:
-    o = oracle(nr_cpus=4)  # 1024-page chunks
-    for _ in range(64):  # 64 * 16 = 1024
-        o.vmalloc(15 * P, cpu=3)
-    assert o.log == [
-        "UBSAN: array-index-out-of-bounds in mm/vmalloc.c:2417:24",
-        "index 1024 is out of range for type 'struct vmap_area *[1024]'",
-    ]
-
-
-def test_lookup_finds_the_live_area_or_the_chunk() -> None:
-    o = oracle()
-    a = o.vmalloc(3 * P)  # 4 pages
-    o.vmalloc(P)
-    assert o.find_vmap_area(a + 3 * P).as_tuple() == (a, a + 4 * P)
-    o.vfree(a)
-    assert o.find_vmap_area(a + P).as_tuple() == (a, a + 2048 * P)  # the chunk itself
-    o.vfree(a)  # a freed sub-area: nothing to free
-    assert o.log == [f"Trying to vfree() nonexistent vm area ({a:#x})"]
+    o.purge_vmap_area_lazy()
+    assert [c[0] for c in o.overlay_chunks()] == [X86_VS]
 
 
 # -- setup and independence ----------------------------------------------------------------
 
 
 def test_overlay_mode_is_checked() -> None:
-    assert OVERLAY_MODES == ("off", "lookup", "backptr", "bounded")
+    assert OVERLAY_MODES == ("off", "patch10", "patch11", "patch12")
     with pytest.raises(VmapArgumentError, match="overlay"):
         ReferenceAllocator(overlay="pcpu-bump")
     assert ReferenceAllocator().overlay is None

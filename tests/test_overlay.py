@@ -1,4 +1,4 @@
-"""vmapsim_pcpu_overlay on its own: the bounds-checked array and the eligibility rule."""
+"""vmapsim_pcpu_overlay on its own: the bounds-checked array, KASAN's lines, the component."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 import vmapsim
 from vmapsim import PAGE_SIZE, Counters, VmapArea
-from vmapsim_pcpu_overlay import BoundsCheckedArray, UbsanError
+from vmapsim_pcpu_overlay import BoundsCheckedArray, UbsanError, kasan_report
 
 P = PAGE_SIZE
 
@@ -33,25 +33,45 @@ def test_bounds_checked_array_raises_in_debug() -> None:
         arr[4] = None
 
 
-@pytest.mark.parametrize("stage", [10, 11, 12])
-def test_eligible_is_the_documented_rule(stage: int) -> None:
-    a = vmapsim.build(stage)
-    ov = a.overlay
-    vs, ve = a.vmalloc_start, a.vmalloc_end
-    assert ov.eligible(16 * P, P, vs, ve, True)
-    assert ov.eligible(P, 1, vs, ve, True)
-    assert not ov.eligible(17 * P, P, vs, ve, True)
-    assert not ov.eligible(P, 2 * P, vs, ve, True)
-    assert not ov.eligible(P, P, vs, ve, False)
-    assert not ov.eligible(P, P, vs + P, ve, True)
-    assert not ov.eligible(P, P, vs, ve - P, True)
+def test_bounds_checked_fill_reports_each_bad_index() -> None:
+    """Patch 11's indexed loop as UBSAN instruments it: in-range slots written,
+    each index past the end reported."""
+    log: list[str] = []
+    c = Counters()
+    arr = BoundsCheckedArray(8, c, log.append)
+    va = VmapArea(P, 2 * P)
+    arr.fill(6, 2, va)
+    assert arr.slots[6:] == [va, va] and c.ubsan_reports == 0
+    arr.fill(7, 2, va)
+    assert (
+        c.ubsan_reports == 1
+        and log[1] == "index 8 is out of range for type 'struct vmap_area *[8]'"
+    )
+
+
+def test_kasan_report_lines() -> None:
+    assert kasan_report("use-after-free", "vmap_bump_alloc", 0xFFFF888100000000, 8, 3) == [
+        "BUG: KASAN: use-after-free in vmap_bump_alloc",
+        "Read of size 8 at addr ffff888100000000 on CPU 3 (the task is not modelled)",
+    ]
 
 
 def test_overlay_component_swaps_in_on_stage_9() -> None:
-    """The overlay is a component like any other: stage 9 with overlay=pcpu-bump."""
+    """The overlay is a component like any other: stage 9 with overlay=pcpu-bump
+    (patch 10's rules without the pcpu_bump feature)."""
     a = vmapsim.build(9, components={"overlay": "pcpu-bump"}, debug=True)
+    assert a.overlay.mode == 10
     addr = a.vmalloc(P)
-    lo, hi = a.overlay.window
-    assert lo <= addr < hi
+    (chunk,) = a.overlay.chunks()
+    assert chunk.base == addr == a.vmalloc_start
     a.vfree(addr)
     a.check_invariants()
+
+
+def test_pcpu_bump_feature_is_checked() -> None:
+    from vmapsim_pcpu_overlay import PcpuBumpOverlay
+
+    a = vmapsim.build(12)
+    params = {"arch": a.arch, "pcpu_bump": 13}
+    with pytest.raises(ValueError, match="pcpu_bump must be 10, 11 or 12"):
+        PcpuBumpOverlay(Counters(), print, params)

@@ -17,11 +17,12 @@ then the oracle checks it against its own bounds and follows it.
 From stage 10 the oracle models the per-CPU bump overlay too
 (``ReferenceAllocator(overlay=...)``, :mod:`vmapsim.checking.oracle_overlay`, mode
 from the stage's features), and after every step the machine also compares
-the overlay's live areas and chunks (base, CPU, bump, exhausted, live count);
-the log comparison covers UBSAN's two lines at stage 11 (and their absence at
-12).  Rules that only matter with the overlay (bursts of eligible requests,
-filling a chunk exactly, freeing a chunk's areas, occupying the chunk window)
-are disabled below stage 10.
+the overlay's live areas and chunks (base, CPU, bump, live count) and the
+KASAN reports; the log comparison covers KASAN's lines at stage 11 (a chunk
+retired by another CPU's free, then used by its own CPU after the grace
+period).  Rules that only matter with the overlay (bursts of eligible
+requests, filling a chunk, freeing a chunk's areas from any CPU, occupying
+the vmalloc space) are disabled below stage 10.
 """
 
 from __future__ import annotations
@@ -232,12 +233,9 @@ class Stage0Machine(RuleBasedStateMachine):
     def setup(self, nr_cpus: int) -> None:
         self.nr_cpus = nr_cpus
         mode = overlay_mode(self.STAGE)
-        # debug=True checks invariants inside every call; at stage 11 it would
-        # also make UBSAN's report raise (panic_on_warn), so there the report
-        # goes to the log, as without panic_on_warn, and the invariants are
-        # checked after every step by compare()
-        debug = mode != "backptr"
-        self.model = vmapsim.build(stage=self.STAGE, nr_cpus=nr_cpus, debug=debug)
+        # debug=True checks invariants inside every call (a KASAN report at
+        # stage 11 goes to the log: it does not raise)
+        self.model = vmapsim.build(stage=self.STAGE, nr_cpus=nr_cpus, debug=True)
         # a stage whose occupied tree finds free space places by the over-ask
         placement = "gaps" if self.model.occupied is not None else "pruned"
         self.oracle = ReferenceAllocator(nr_cpus=nr_cpus, placement=placement, overlay=mode)
@@ -284,7 +282,7 @@ class Stage0Machine(RuleBasedStateMachine):
         pending = self._something_pending()
         pooled = self.oracle.pooled_areas()
         chunks = self.oracle.overlay_chunks()
-        ubsan = self._ubsan_reports()
+        ubsan = self._kasan_reports()
         self._pools_before = self.oracle.pools()
         mark = self._log_mark()
         if align is None:
@@ -307,17 +305,17 @@ class Stage0Machine(RuleBasedStateMachine):
         overlay = self.oracle.overlay
         if overlay is not None and got is not None:
             pages = -(-size // P) + 1
-            if overlay.eligible(pages * P, align or 1, VS, VE, True):
+            if overlay.eligible(pages * P, align or 1, VS, VE):
                 inside = (got, got + pages * P) in self.oracle.overlay_areas()
                 event("overlay alloc" if inside else "overlay fallback")
         if got is not None:
             self.vm_live.append(got)
         return got
 
-    def _ubsan_reports(self) -> int:
-        return self.oracle.overlay.ubsan_reports if self.oracle.overlay is not None else 0
+    def _kasan_reports(self) -> int:
+        return self.oracle.overlay.kasan_reports if self.oracle.overlay is not None else 0
 
-    def _note_overlay(self, chunks_before: list, ubsan_before: int) -> None:
+    def _note_overlay(self, chunks_before: list, kasan_before: int) -> None:
         if self.oracle.overlay is None:
             return
         after = self.oracle.overlay_chunks()
@@ -325,8 +323,8 @@ class Stage0Machine(RuleBasedStateMachine):
             event("overlay chunk reserved")
         if len({c[0] for c in chunks_before} - {c[0] for c in after}):
             event("overlay chunk given back")
-        if self._ubsan_reports() > ubsan_before:
-            event("UBSAN report")
+        if self._kasan_reports() > kasan_before:
+            event("KASAN report")
 
     def _vfree_both(self, addr: int | None, cpu: int = 0) -> None:
         lazy_nr = self.oracle.vmap_lazy_nr
@@ -344,7 +342,7 @@ class Stage0Machine(RuleBasedStateMachine):
                 self._note_drain(lazy_nr, area.size // P)
             self.vm_live.remove(addr)
             self.freed.append(addr)
-            self._note_overlay(chunks, self._ubsan_reports())
+            self._note_overlay(chunks, self._kasan_reports())
         elif area is not None and area.has_vm:
             # inside a busy area, not its start: the model warns and changes nothing
             new = self.m.log[mark[0] :]
@@ -481,7 +479,9 @@ class Stage0Machine(RuleBasedStateMachine):
         elif kind == "inside" and self.vm_live:
             base = self.vm_live[pick % len(self.vm_live)]
             area = self.oracle.find_vmap_area(base)
-            assert area is not None
+            if area is None:  # stage 11: handed out of a chunk another CPU retired
+                assert self.oracle.overlay is not None and self.oracle.overlay.patch == 11
+                return
             addr = base + P * (1 + pick % (area.size // P - 1))
         elif kind == "freed" and self.freed:
             addr = self.freed[pick % len(self.freed)]
@@ -553,37 +553,42 @@ class Stage0Machine(RuleBasedStateMachine):
             self.compare()
 
     @precondition(lambda self: self.oracle.overlay is not None)
-    @rule(cpu=CPUS, short=st.integers(0, 2), empty_it=st.booleans())
-    def overlay_fill_chunk(self, cpu: int, short: int, empty_it: bool) -> None:
+    @rule(cpu=CPUS, short=st.integers(0, 2), empty_it=st.booleans(), other=st.booleans())
+    def overlay_fill_chunk(self, cpu: int, short: int, empty_it: bool, other: bool) -> None:
         """Eligible requests up to (or ``short`` pages short of) the end of the
-        CPU's chunk: the last one ends exactly at the chunk's end if short is 0.
-        With ``empty_it``, then vfree() all of the chunk's areas and ask for
-        one page more: a chunk retired with nothing live goes back at once."""
+        CPU's 64 MiB chunk, in requests of up to 4096 pages.  With
+        ``empty_it``, then vfree() all of the chunk's areas (on the next CPU
+        if ``other``: at 11 that retires another CPU's current chunk) and ask
+        for one page more."""
         cpu %= self.nr_cpus
         overlay = self.oracle.overlay
         assert overlay is not None
-        for _ in range(overlay.chunk_pages // 16 + 2):
+        for _ in range(8):
             chunk = overlay.current[cpu]
+            if chunk is not None and chunk.retired:
+                break
             left = (chunk.end - chunk.bump) // P - short if chunk is not None else 16
             if left < 2:  # no room for a page and its guard
                 break
-            pages = min(left, 16)
+            pages = min(left, 4096)
             self._vmalloc_both((pages - 1) * P, None, cpu, GFP_KERNEL)
             self.compare()
             if pages == left:
                 break
         chunk = overlay.current[cpu]
         if empty_it and chunk is not None:
+            by = (cpu + 1) % self.nr_cpus if other else cpu
             for addr in list(chunk.live):
                 if addr in self.vm_live:
-                    self._vfree_both(addr, cpu)
+                    self._vfree_both(addr, by)
                     self.compare()
             self._vmalloc_both(P, None, cpu, GFP_KERNEL)
 
     @precondition(lambda self: self.oracle.overlay_chunks())
     @rule(pick=PICK, cpu=CPUS)
     def overlay_free_chunk(self, pick: int, cpu: int) -> None:
-        """vfree() every live area of one chunk (an exhausted one then goes back)."""
+        """vfree() every live area of one chunk from one CPU (a drained chunk
+        that is not that CPU's / its owner's current one is retired)."""
         chunks = self.oracle.overlay_chunks()
         start, end = chunks[pick % len(chunks)][:2]
         for addr, _ in self.oracle.overlay_areas():
@@ -592,21 +597,27 @@ class Stage0Machine(RuleBasedStateMachine):
                 self.compare()
 
     @precondition(lambda self: self.oracle.overlay is not None)
+    @rule()
+    def overlay_grace_period(self) -> None:
+        """synchronize_rcu(): every kvfree_rcu'd chunk descriptor is freed."""
+        mark = self._log_mark()
+        self.m.synchronize_rcu()
+        self.oracle.synchronize_rcu()
+        self._check_log(mark, "synchronize_rcu")
+
+    @precondition(lambda self: self.oracle.overlay is not None)
     @rule(gfp=st.sampled_from([GFP_KERNEL, GFP_KERNEL_NOWARN]), cpu=CPUS)
-    def occupy_chunk_window(self, gfp: int, cpu: int) -> None:
-        """alloc_vmap_area() every free range of the chunk window (exact-fit
+    def occupy_vmalloc_space(self, gfp: int, cpu: int) -> None:
+        """alloc_vmap_area() every free range of the vmalloc space (exact-fit
         windows): later chunk reservations fail and eligible requests fall
         back, until these areas are freed."""
-        overlay = self.oracle.overlay
-        assert overlay is not None
-        lo, hi = overlay.window
         for start, end in self.oracle.free_areas():
-            s, e = max(start, lo), min(end, hi)
+            s, e = max(start, VS), min(end, VE)
             s = -(-s // P) * P
             e = e // P * P
             if s < e:
                 self._alloc_vmap_area_both(e - s, P, s, e, gfp, cpu % self.nr_cpus)
-        event("chunk window occupied")
+        event("vmalloc space occupied")
 
     @rule(where=st.sampled_from(["busy", "lazy", "free", "random"]), pick=PICK)
     def find_vmap_area(self, where: str, pick: int) -> None:
@@ -683,11 +694,13 @@ class Stage0Machine(RuleBasedStateMachine):
             return
         assert blocks(overlay.areas()) == o.overlay_areas(), "overlay areas differ"
         chunks = sorted(
-            (ch.base, ch.end, ch.cpu, ch.bump, ch.exhausted, ch.live) for ch in overlay.chunks()
+            (ch.base, ch.limit, ch.cpu, ch.bump, len(overlay.live_areas(ch)))
+            for ch in overlay.chunks()
         )
         assert chunks == o.overlay_chunks(), (
             f"overlay chunks differ: {chunks} != {o.overlay_chunks()}"
         )
+        assert overlay.kasan_reports == o.overlay.kasan_reports, "KASAN reports differ"
 
 
 Stage0Machine.TestCase.settings = settings(
@@ -706,11 +719,7 @@ def overlay_mode(stage: int) -> str:
     desc = vmapsim.build(stage=stage).stage
     if desc.components.get("overlay") is None:
         return "off"
-    if desc.features.get("pcpu_bounds_hardened"):
-        return "bounded"
-    if desc.features.get("pcpu_backptr"):
-        return "backptr"
-    return "lookup"
+    return f"patch{desc.features.get('pcpu_bump', 10)}"
 
 
 def machine_for_stage(stage: int) -> type[Stage0Machine]:

@@ -13,18 +13,16 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 import vmapsim
 from stage_trace import run_trace
 from vmapsim import PAGE_SIZE, FailslabConfig, InvariantError, VmapError
 from vmapsim.framework.registry import get_registry
 from vmapsim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL
-from vmapsim_pcpu_overlay import OVERLAY_MAX_PAGES, UbsanError, derive_chunk_pages
+from vmapsim_pcpu_overlay import VA_FROM_BUMP_CHUNK, VMAP_BUMP_CHUNK_PAGES, VMAP_BUMP_CHUNK_SIZE
 
 P = PAGE_SIZE
+MiB = 1 << 20
 NEW_STAGES = range(8, 13)
 OVERLAY_STAGES = (10, 11, 12)
 UBSAN_HEADER = re.compile(r"^UBSAN: array-index-out-of-bounds in mm/vmalloc\.c:\d+:\d+$")
@@ -96,7 +94,7 @@ def test_stages_8_to_12_registered_and_listed() -> None:
 def test_stage8_lazy_free_does_no_tree_work(stage: int, tree_work: bool) -> None:
     """Row 8: queueing a lazily freed area is a list append, no tree operation."""
     a = vmapsim.build(stage)
-    addrs = [a.vmalloc(40 * P) for _ in range(300)]  # not overlay-eligible
+    addrs = [a.vmalloc(32 * MiB + P) for _ in range(300)]  # not overlay-eligible (> 32 MiB)
     work = []
 
     def spy(orig, va):  # type: ignore[no-untyped-def]
@@ -195,377 +193,305 @@ def test_stage9_one_fewer_walk_per_vfree() -> None:
     assert w9 == 1
 
 
-# -- stage 10: the per-CPU bump overlay ------------------------------------------------
+# -- stages 10-12: the per-CPU bump overlay, as patches 10-12 posted it ----------------------
+
+CHUNK = 64 * MiB  # VMAP_BUMP_CHUNK_SIZE
+KASAN_UAF = re.compile(
+    r"^BUG: KASAN: use-after-free in (vmap_bump_alloc|vmap_chunk_lookup|vmap_bump_unlink)$"
+)
 
 
-def test_chunk_size_derivation() -> None:
-    """docs/stages.md: a power of two <= lazy_max_pages / (4 nr_cpus), at least 32
-    maximal eligible requests, at most 2048 pages."""
-    for nr_cpus in (1, 2, 3, 4, 8, 16, 32, 64, 128):
-        lazy_max = nr_cpus.bit_length() * 8192
-        pages = derive_chunk_pages(nr_cpus, lazy_max)
-        assert pages & (pages - 1) == 0
-        assert 32 * OVERLAY_MAX_PAGES <= pages <= 2048
-        if nr_cpus <= 16:
-            assert nr_cpus * pages <= lazy_max // 4
-            assert 2 * nr_cpus * pages > lazy_max // 4 or pages == 2048
-        a = vmapsim.build(10, nr_cpus=nr_cpus)
-        assert a.overlay.chunk_pages == pages
-
-
-@pytest.mark.parametrize(("stage", "walks"), [(9, True), (10, False), (12, False)])
-def test_stage10_eligible_alloc_does_no_tree_walk(stage: int, walks: bool) -> None:
-    a = vmapsim.build(stage)
-    a.vmalloc(P)  # the first one reserves the chunk
-    for _ in range(50):
-        addr, d = _delta(a, a.vmalloc, 3 * P)
-        assert addr is not None
-        assert (d.get("walks", 0) > 0) == walks
-        assert (d.get("stores", 0) > 0) == walks
-
-
-def test_stage10_eligibility_rule() -> None:
-    a = vmapsim.build(10, nr_cpus=2)
-    lo, hi = a.overlay.window
-    in_chunk = lambda addr: lo <= addr < hi  # noqa: E731
-    assert in_chunk(a.vmalloc(P))
-    assert in_chunk(a.vmalloc(15 * P))  # 16 pages with the guard: the limit
-    assert not in_chunk(a.vmalloc(15 * P + 1))  # 17 pages
-    assert in_chunk(a.vmalloc_node(2 * P, P))
-    assert not in_chunk(a.vmalloc_node(2 * P, 2 * P))  # align above PAGE_SIZE
-    assert not in_chunk(a.vmalloc_node(2 * P, P, gfp=int(GFP_ATOMIC)))  # cannot block
-    va = a.alloc_vmap_area(2 * P, P, a.vmalloc_start, a.vmalloc_end)  # no vm_struct
-    assert not in_chunk(va.va_start)
-    a.check_invariants()
-
-
-def _ops(seed: int, n: int = 500) -> list[tuple]:
-    """A seeded mix of eligible and ineligible requests, frees by index and
-    explicit maintenance; sized so that no threshold drain happens."""
-    rng = random.Random(seed)
-    ops: list[tuple] = []
-    for _ in range(n):
-        r = rng.random()
-        cpu = rng.randrange(4)
-        if r < 0.3:
-            ops.append(("free", rng.random(), cpu))
-        elif r < 0.6:
-            ops.append(("vmalloc", rng.randint(1, 15) * P - rng.choice([0, 100]), cpu))  # eligible
-        elif r < 0.8:
-            ops.append(("vmalloc", rng.randint(17, 120) * P, cpu))
-        elif r < 0.95:
-            ops.append(("node", rng.randint(1, 30) * P, P << rng.randint(1, 5), cpu))
-        else:
-            ops.append(("maint", rng.randrange(3), cpu))
-    return ops
-
-
-def _eligible(op: tuple) -> bool:
-    return op[0] == "vmalloc" and op[1] <= 15 * P
-
-
-def _play(stage: int, ops: list[tuple]) -> tuple[list[object], vmapsim.VmapAllocator]:
-    a = vmapsim.build(stage, nr_cpus=4)
-    live: list[tuple[int, bool]] = []
-    out: list[object] = []
-    for op in ops:
-        if op[0] == "free":
-            if live:
-                addr, _elig = live.pop(int(op[1] * len(live)))
-                a.vfree(addr, cpu=op[2])
-            out.append(("free", len(a.log)))
-        elif op[0] == "vmalloc":
-            addr = a.vmalloc(op[1], cpu=op[2])
-            live.append((addr, _eligible(op)))
-            out.append(("vmalloc", addr))
-        elif op[0] == "node":
-            addr = a.vmalloc_node(op[1], op[2], cpu=op[3])
-            live.append((addr, False))
-            out.append(("node", addr))
-        else:
-            (a.vm_unmap_aliases, a.vmap_node_shrink_scan, a.purge_vmap_area_lazy)[op[1]]()
-            out.append(("maint", op[1]))
-    return out, a
+def test_patch10_11_12_constants() -> None:
+    """Patch 10: VMAP_BUMP_CHUNK_SIZE 64 MiB; patch 11: 16384 page_va slots, VA_FROM_BUMP_CHUNK 0x4."""
+    assert VMAP_BUMP_CHUNK_SIZE == CHUNK
+    assert VMAP_BUMP_CHUNK_PAGES == CHUNK // P == 16384
+    assert VA_FROM_BUMP_CHUNK == 0x4
+    for stage in OVERLAY_STAGES:
+        assert vmapsim.build(stage).overlay.mode == stage
 
 
 @pytest.mark.parametrize("stage", OVERLAY_STAGES)
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_overlay_changes_only_eligible_requests(stage: int, seed: int) -> None:
-    """Rows 10-12: the overlay takes its chunks from a window the normal path
-    does not reach, so every ineligible request gets exactly the address
-    stage 9 gives it when the eligible requests are never made; each
-    eligible request is placed inside a chunk.  (Stage 9 on the same ops
-    differs on ineligible requests too: there the eligible ones took space.)"""
-    ops = _ops(seed)
-    got, a = _play(stage, ops)
-    lo, hi = a.overlay.window
-    # replay on stage 9 with the eligible requests removed, frees following the same areas
-    b = vmapsim.build(9, nr_cpus=4)
-    live_a: list[tuple[int, bool]] = []
-    for op, res in zip(ops, got, strict=True):
-        if op[0] == "free":
-            if live_a:
-                addr, elig = live_a.pop(int(op[1] * len(live_a)))
-                if not elig:
-                    b.vfree(addr, cpu=op[2])
-        elif op[0] in ("vmalloc", "node"):
-            elig = _eligible(op)
-            live_a.append((res[1], elig))
-            if elig:
-                assert res[1] is not None and lo <= res[1] < hi
-            else:
-                addr = (
-                    b.vmalloc(op[1], cpu=op[2])
-                    if op[0] == "vmalloc"
-                    else b.vmalloc_node(op[1], op[2], cpu=op[3])
-                )
-                assert addr == res[1]
-        else:
-            (b.vm_unmap_aliases, b.vmap_node_shrink_scan, b.purge_vmap_area_lazy)[op[1]]()
-    # no threshold drain in either run: purges are the explicit ones only
-    explicit = sum(1 for op in ops if op[0] == "maint" and op[1] != 1)
-    assert a.metrics.purges == b.metrics.purges == explicit
-    assert a.metrics.overlay_allocs > 50
-    a.check_invariants()
-    b.check_invariants()
-    assert [x for x in a.log if "UBSAN" not in x] == b.log
-
-
-def test_stage10_vfree_goes_through_the_busy_tree() -> None:
-    """Row 10: a chunk-resident vfree looks the address up in the busy tree
-    (it lands on the chunk's area) and the chunk stays busy."""
-    a = vmapsim.build(10, debug=True)
-    addrs = [a.vmalloc(2 * P) for _ in range(10)]
-    chunk = next(iter(a.overlay))
-    seen: list[object] = []
-    vn = a.vmap_nodes[0]
-    vn.busy = _Spy(vn.busy, "find_unlink", lambda f, addr: seen.append(r := f(addr)) or r)
-    _none, d = _delta(a, a.vfree, addrs[3])
-    assert seen == [chunk]
-    assert d["walks"] > 0 and d["overlay_frees"] == 1
-    assert a.find_vmap_area(addrs[4]).va_start == addrs[4]
-    assert a.find_vmap_area(addrs[3]) is chunk  # freed: only the chunk holds it now
-    assert a.metrics.lazy_frees == 0  # nothing went to the lazy queue
-
-
-# -- stage 11: O(1) lookup, bounded fast-reject ----------------------------------------------
-
-
-@pytest.mark.parametrize(("stage", "walks"), [(10, True), (11, False), (12, False)])
-def test_stage11_chunk_resident_vfree_does_no_walk(stage: int, walks: bool) -> None:
+def test_eligibility_is_the_patch_rule(stage: int) -> None:
+    """Patches 10-11: default window, 0 < size <= 32 MiB, align <= 32 MiB (no gfp, vm
+    or flag test); patch 12's vmap_bump_eligible() adds PAGE_ALIGNED(size), align > 0."""
     a = vmapsim.build(stage)
-    addrs = [a.vmalloc(4 * P) for _ in range(100)]
-    for addr in addrs[10:60]:
-        _none, d = _delta(a, a.vfree, addr)
-        assert (d.get("walks", 0) > 0) == walks
-        assert d["overlay_frees"] == 1
-    for addr in addrs[60:70]:
-        va, d = _delta(a, a.find_vmap_area, addr + P)
-        assert va.va_start == addr and (d.get("walks", 0) > 0) == walks
+    ov = a.overlay
+    vs, ve = a.vmalloc_start, a.vmalloc_end
+    assert ov.eligible(32 * MiB, 32 * MiB, vs, ve)
+    assert not ov.eligible(32 * MiB + P, P, vs, ve)
+    assert not ov.eligible(P, 64 * MiB, vs, ve)
+    assert not ov.eligible(0, P, vs, ve)
+    assert not ov.eligible(P, P, vs + P, ve) and not ov.eligible(P, P, vs, ve - P)
+    assert ov.eligible(P + 1, 1, vs, ve) == (stage != 12)
+    assert ov.eligible(P, 0, vs, ve) == (stage != 12)
+    # any caller: an atomic vmalloc and a bare alloc_vmap_area() are bumped too
+    addr = a.vmalloc_node(3 * P, P, gfp=int(GFP_ATOMIC))
+    va = a.alloc_vmap_area(2 * P, P, vs, ve)
+    assert addr == vs and va.va_start == vs + 4 * P
+    assert [(v.va_start, v.va_end) for v in a.overlay.areas()] == [
+        (vs, vs + 4 * P),
+        (vs + 4 * P, vs + 6 * P),
+    ]
+
+
+@pytest.mark.parametrize("stage", OVERLAY_STAGES)
+def test_chunk_is_the_lowest_fit_page_aligned(stage: int) -> None:
+    """vmap_bump_refill(): __alloc_vmap_area(64 MiB, PAGE_SIZE, VMALLOC_START, VMALLOC_END)."""
+    a = vmapsim.build(stage, nr_cpus=2, debug=True)
+    vs = a.vmalloc_start
+    x = a.alloc_vmap_area(3 * P, P, vs, vs + (1 << 30))  # not eligible: normal path
+    first = a.vmalloc(P, cpu=0)
+    second = a.vmalloc(P, cpu=1)
+    ranges = [(c.base, c.limit, c.cpu) for c in a.overlay.chunks()]
+    if stage == 11:  # the ineligible call refilled CPU 0 already (patch 11's NULL)
+        assert ranges[0] == (vs, vs + CHUNK, 0) and x.va_start == vs + CHUNK
+    else:
+        assert x.va_start == vs
+        assert ranges[0] == (vs + 3 * P, vs + 3 * P + CHUNK, 0)
+    assert first == ranges[0][0]
+    assert second == ranges[1][0] == max(ranges[0][1], x.va_end)
+    a.check_invariants()
+
+
+@pytest.mark.parametrize("stage", OVERLAY_STAGES)
+def test_locks_taken_by_the_bump_path(stage: int) -> None:
+    """Patch 10: vmap_bump_lock around the bump, busy.lock for the busy insert;
+    11-12: preempt_disable only.  Refill: the free lock (+ vmap_bump_chunks_lock at 11-12)."""
+    a = vmapsim.build(stage)
+    a.vmalloc(P)
+    _, d = _delta(a, a.vmalloc, P)
+    locks = {k: v for k, v in a.metrics.locks.items()}
+    before = dict(locks)
+    a.vmalloc(P)
+    step = {k: a.metrics.locks[k] - before.get(k, 0) for k in a.metrics.locks}
+    step = {k: v for k, v in step.items() if v}
+    if stage == 10:
+        assert step == {"vmap_bump_lock": 1, "vmap_node.busy.lock": 1}
+    else:
+        assert step == {"preempt_disable": 1}
+    assert d["walks"] == 0 and d["stores"] == 0
+    fresh = vmapsim.build(stage)
+    fresh.vmalloc(P)  # the first one refills
+    want = {"free_vmap_area_lock": 1}
+    want.update(
+        {"vmap_bump_lock": 3, "vmap_node.busy.lock": 1}
+        if stage == 10
+        else {"preempt_disable": 3, "vmap_bump_chunks_lock": 1}
+    )
+    assert dict(fresh.metrics.locks) == want
+
+
+@pytest.mark.parametrize("stage", OVERLAY_STAGES)
+def test_vfree_of_a_bump_area(stage: int) -> None:
+    """Patch 10: found through the busy walk; 11-12: vmap_bump_unlink(), no busy.lock."""
+    a = vmapsim.build(stage, debug=True)
+    addr = a.vmalloc(P)
+    a.vmalloc(P)
+    before = dict(a.metrics.locks)
+    a.vfree(addr)
+    step = {k: a.metrics.locks[k] - before.get(k, 0) for k in a.metrics.locks}
+    step = {k: v for k, v in step.items() if v}
+    if stage == 10:
+        assert "vmap_node.busy.lock" in step
+    else:
+        assert "vmap_node.busy.lock" not in step and step.get("vmap_node.lazy.lock", 0) == 0
+    assert a.find_vmap_area(addr) is None
+    a.vfree(addr)
+    assert "nonexistent vm area" in a.log[-1]
+
+
+def test_patch11_bump_areas_skip_the_busy_tree() -> None:
+    """Patch 11: no busy.mt insert (VA_FROM_BUMP_CHUNK); 10 still inserts."""
+    for stage, in_busy in ((10, True), (11, False), (12, False)):
+        a = vmapsim.build(stage)
+        a.vmalloc(P)
+        before = dict(a.metrics.locks)
+        a.vmalloc(P)
+        took = a.metrics.locks["vmap_node.busy.lock"] - before.get("vmap_node.busy.lock", 0)
+        assert (took == 1) == in_busy, stage
+    a = vmapsim.build(11)
+    va = a.alloc_vmap_area(P, P, a.vmalloc_start, a.vmalloc_end)
+    assert va.flags & VA_FROM_BUMP_CHUNK
+
+
+def _cross_cpu(stage: int) -> vmapsim.VmapAllocator:
+    """CPU 0 allocates one area; CPU 1 frees it (the chunk is CPU 0's current)."""
+    a = vmapsim.build(stage, nr_cpus=2)
+    x = a.vmalloc(P, cpu=0)
+    a.vfree(x, cpu=1)
+    return a
+
+
+def test_patch11_cross_cpu_retire_is_a_use_after_free() -> None:
+    """Patch 11: vmap_bump_unlink() compares with *this* CPU's current chunk, so
+    CPU 1's free retires CPU 0's current one: its range goes back, CPU 0 keeps
+    bumping into it (double booking), and after the kvfree_rcu grace period
+    the descriptor is read after it was freed: KASAN's report, once."""
+    a = _cross_cpu(11)
+    ov = a.overlay
+    assert ov.chunks() == [] and ov.descs_freed == 1
+    vs = a.vmalloc_start
+    y = a.vmalloc(P, cpu=0)  # still CPU 0's vmap_bump_cur
+    assert y == vs + 2 * P and ov.double_booked == 1 and ov.kasan_reports == 0
+    a.synchronize_rcu()  # the descriptor is freed now
+    a.vmalloc(P, cpu=0)
+    assert KASAN_UAF.match(a.log[-2]) and a.log[-2].endswith("vmap_bump_alloc")
+    assert a.log[-1].startswith("Read of size 8 at addr ffff888100000000")
+    assert ov.kasan_reports == 1
+    n = len(a.log)
+    a.vmalloc(P, cpu=0)
+    assert len(a.log) == n and ov.kasan_reports == 2  # first report only, then counted
+    b = _cross_cpu_debug(11)  # with debug too: reported, and the run goes on
+    b.synchronize_rcu()
+    b.vmalloc(P, cpu=0)
+    assert b.overlay.kasan_reports == 1 and KASAN_UAF.match(b.log[-2])
+
+
+def _cross_cpu_debug(stage: int) -> vmapsim.VmapAllocator:
+    a = vmapsim.build(stage, nr_cpus=2, debug=True)
+    a.vfree(a.vmalloc(P, cpu=0), cpu=1)
+    return a
+
+
+def test_patch11_retired_range_is_handed_out_twice() -> None:
+    """After the cross-CPU retire, the allocator's lowest fit is the retired
+    range: the next chunk (here refilled by an ineligible request, patch 11's
+    NULL) covers the area CPU 0 bumped from the retired chunk."""
+    a = _cross_cpu(11)
+    vs = a.vmalloc_start
+    y = a.vmalloc(P, cpu=0)
+    z = a.alloc_vmap_area(4 * P, P, vs, vs + (1 << 30))
+    assert z.va_start == vs + CHUNK
+    (chunk,) = a.overlay.chunks()
+    assert chunk.base <= y < chunk.limit  # y lies in a chunk it was not handed out of
+
+
+def test_patch12_owner_cpu_fixes_the_cross_cpu_retire() -> None:
+    a = _cross_cpu(12)
+    assert len(a.overlay.chunks()) == 1 and a.overlay.descs_freed == 0
+    a.synchronize_rcu()
+    assert a.vmalloc(P, cpu=0) == a.vmalloc_start + 2 * P
+    assert a.overlay.kasan_reports == 0 and a.overlay.double_booked == 0
     a.check_invariants()
 
 
 @pytest.mark.parametrize("stage", [11, 12])
-def test_stage11_fast_reject_falls_back_to_the_busy_tree(stage: int) -> None:
-    a = vmapsim.build(stage, nr_cpus=2)
-    big = a.vmalloc(40 * P)
-    small = a.vmalloc(P)
-    _lo, hi = a.overlay.window
-    # outside the chunk window: rejected before any chunk is looked at
-    va, d = _delta(a, a.find_vmap_area, big)
-    assert va.va_start == big and d["overlay_fast_rejects"] == 1 and d["walks"] > 0
-    # inside the window but in no chunk: rejected by the chunk table
-    top = (hi & -P) - P
-    _none, d = _delta(a, a.vfree, top)
-    assert d["overlay_fast_rejects"] == 1
-    assert a.log[-1] == f"WARNING: Trying to vfree() nonexistent vm area ({top:#x})"
-    _none, d = _delta(a, a.vfree, big)
-    assert d["overlay_fast_rejects"] == 1 and d["lazy_frees"] == 1
-    _none, d = _delta(a, a.vfree, small)
-    assert d.get("overlay_fast_rejects", 0) == 0 and d["overlay_lookups"] == 1
-    a.check_invariants()
-
-
-@pytest.mark.parametrize("stage", OVERLAY_STAGES)
-def test_chunk_lifecycle(stage: int) -> None:
-    """An exhausted chunk goes back (lazily, whole) once its last area is freed;
-    the purge gives its range back to the occupied tree."""
-    a = vmapsim.build(stage, debug=False)
-    pages = a.overlay.chunk_pages
-    addrs = [a.vmalloc(9 * P) for _ in range(pages // 10)]  # 10 pages each, not exact
-    chunk = next(iter(a.overlay))
-    nxt = a.vmalloc(9 * P)  # does not fit the rest: a second chunk
-    assert a.metrics.overlay_chunk_reserves == 2 and not chunk.va_end > nxt >= chunk.va_start
-    for addr in addrs[:-1]:
-        a.vfree(addr)
-    assert a.metrics.lazy_frees == 0 and a.overlay.table.get(chunk.va_start) is not None
-    _none, d = _delta(a, a.vfree, addrs[-1])
-    assert d["overlay_chunk_releases"] == 1 and d["lazy_frees"] == 1
-    assert [(v.va_start, v.va_end) for v in a.lazy_areas()] == [(chunk.va_start, chunk.va_end)]
-    assert a.vmap_lazy_nr == pages
-    a.check_invariants()
+def test_drained_current_chunk_is_leaked(stage: int) -> None:
+    """Patches 11-12: a chunk drained while current is skipped by the retire
+    test; once a refill replaces it nothing ever looks at it again."""
+    a = vmapsim.build(stage, debug=True)
+    x = a.vmalloc(31 * MiB)
+    y = a.vmalloc(31 * MiB)
+    a.vfree(x)
+    a.vfree(y)
+    assert a.overlay.leaked_chunks() == []
+    a.vmalloc(31 * MiB)  # does not fit the rest: refill
+    (leak,) = a.overlay.leaked_chunks()
+    assert leak.base == a.vmalloc_start and leak.alloced == 0
     a.purge_vmap_area_lazy()
-    assert a.occupied.gap_enclosing(chunk.va_start) is not None  # free again
-    a.check_invariants()
-
-
-@pytest.mark.parametrize("stage", OVERLAY_STAGES)
-def test_memory_pressure_gives_back_empty_chunks(stage: int) -> None:
-    a = vmapsim.build(stage, nr_cpus=2, debug=True)
-    x = a.vmalloc(P, cpu=0)
-    y = a.vmalloc(P, cpu=1)
-    a.vfree(x, cpu=0)
-    assert a.overlay.reclaimable() == 1
-    assert a.vmap_node_shrink_count() == 1
     a.vmap_node_shrink_scan()
-    assert a.metrics.overlay_chunk_releases == 1 and a.overlay.reclaimable() == 0
-    assert len(list(a.overlay)) == 1
-    a.vfree(y, cpu=1)
-    a.purge_vmap_area_lazy()  # the failure path's reclaim takes the other one
-    assert list(a.overlay) == []
-    assert a.vmap_lazy_nr == 0
+    assert a.overlay.leaked_chunks() == [leak]  # no path gives it back
+    assert any(v.va_start == leak.base for v in a.busy_areas())  # its 64 MiB stay reserved
+
+
+@pytest.mark.parametrize("stage", [11, 12])
+def test_retire_gives_the_range_back_before_the_flush(stage: int) -> None:
+    """Patches 11-12: the last vfree of a non-current chunk erases its whole
+    range from the allocator at once; the freed areas in it are not flushed."""
+    a = vmapsim.build(stage, debug=True)
+    vs = a.vmalloc_start
+    x = a.vmalloc(31 * MiB)
+    y = a.vmalloc(31 * MiB)
+    a.vmalloc(31 * MiB)  # second chunk: the first is no longer current
+    flushes = a.metrics.tlb_flushes
+    a.vfree(x)
+    a.vfree(y)
+    assert a.overlay.retired_unflushed == 1 and a.metrics.tlb_flushes == flushes
+    assert any(f.va_start <= vs and vs + CHUNK <= f.va_end for f in a.free_areas())
+    z = a.alloc_vmap_area(P, P, vs, vs + (1 << 30))  # 12: normal path; 11: refill first
+    assert vs <= z.va_start < vs + CHUNK or a.overlay.chunks()[0].base == vs
+
+
+def test_patch10_forgets_the_old_chunk() -> None:
+    """Patch 10: a refill overwrites the per-CPU chunk; the old one's tail stays reserved."""
+    a = vmapsim.build(10, debug=True)
+    a.vmalloc(P)
+    for _ in range(3):
+        a.vmalloc(31 * MiB)
+    (old,) = a.overlay.leaked_chunks()
+    assert old.base == a.vmalloc_start and old.bump < old.limit
 
 
 @pytest.mark.parametrize("stage", OVERLAY_STAGES)
-def test_vm_unmap_aliases_flushes_freed_overlay_areas(stage: int) -> None:
+def test_memory_pressure_takes_no_chunk(stage: int) -> None:
+    """No patch wires the overlay into the shrinker or the purge."""
     a = vmapsim.build(stage)
-    x = a.vmalloc(3 * P)
+    a.vfree(a.vmalloc(P))
+    assert a.vmap_node_shrink_count() == vmapsim.SHRINK_EMPTY
+    a.vmap_node_shrink_scan()
+    a.purge_vmap_area_lazy()
+    assert len(a.overlay.chunks()) == 1
+
+
+@pytest.mark.parametrize("stage", OVERLAY_STAGES)
+def test_vm_unmap_aliases_flushes_freed_bump_areas(stage: int) -> None:
+    a = vmapsim.build(stage)
+    x = a.vmalloc(P)
     a.vmalloc(P)
     a.vfree(x)
-    flushes = a.metrics.tlb_flushes
     a.vm_unmap_aliases()
-    assert a.metrics.tlb_flushes == flushes + 1
-    assert a.last_tlb_flush == (x, x + 4 * P)
-    a.vm_unmap_aliases()  # nothing dirty, nothing lazy: no flush
-    assert a.metrics.tlb_flushes == flushes + 1
+    assert a.last_tlb_flush == (x, x + 2 * P)
 
 
 @pytest.mark.parametrize("stage", OVERLAY_STAGES)
-def test_full_chunk_window_falls_back_to_the_normal_path(stage: int) -> None:
+def test_full_vmalloc_space_falls_back(stage: int) -> None:
+    """No 64 MiB gap: the refill fails silently, the request takes the normal path
+    (at 11 the ineligible call that fills the space refilled CPU 0 first)."""
     a = vmapsim.build(stage, debug=True)
-    lo, hi = a.overlay.window
-    # take the whole chunk window (as a normal path that ran out of space would)
-    blocker = a.alloc_vmap_area(((hi - lo) & -P) - P, P, lo, hi)
-    addr = a.vmalloc(2 * P)
-    assert addr is not None and not lo <= addr < hi
-    assert a.metrics.overlay_fallbacks == 1 and a.metrics.overlay_allocs == 0
-    a.vfree(addr)
-    a.free_vmap_area_noflush(blocker)
-    a.check_invariants()
+    vs, ve = a.vmalloc_start, a.vmalloc_end
+    keep = 96 * MiB if stage == 11 else 32 * MiB
+    a.alloc_vmap_area(((ve - vs) & -P) - keep, P, vs, ve)
+    fallbacks = a.metrics.overlay_fallbacks
+    addr = a.vmalloc(P)
+    if stage == 11:
+        assert addr == vs and len(a.overlay.chunks()) == 1
+        a.vmalloc(32 * MiB - P)
+        addr = a.vmalloc(32 * MiB - P)  # does not fit the rest of it; no room for another
+    else:
+        assert a.overlay.chunks() == []
+    assert addr is not None and a.metrics.overlay_fallbacks == fallbacks + 1
 
 
-# -- the UBSAN defect (11) and its fix (12) ----------------------------------------------
+def test_patch11_kvzalloc_failure_falls_back() -> None:
+    """The descriptor's kmalloc attempt fails (fault injection on kmalloc-large):
+    no chunk, the request takes the normal path."""
+    fs = FailslabConfig(probability=100, cache_filter={"kmalloc-large"}, ignore_gfp_wait=False)
+    a = vmapsim.build(11, failslab=fs, debug=True)
+    addr = a.vmalloc(P)
+    assert addr == a.vmalloc_start and a.overlay.chunks() == []
+    assert any(v.va_start == addr for v in a.busy_areas())
 
 
-def _module_load(stage: int, seed: int = 0, **kw) -> vmapsim.VmapAllocator:  # type: ignore[no-untyped-def]
-    a = vmapsim.build(stage, seed=seed)
-    get_registry().workload("module_load").run(a, seed=seed, **kw)
-    return a
+def test_patch11_has_no_ubsan_report() -> None:
+    """Patch 11's fill loop is exact: module_load runs UBSAN-clean at every stage."""
+    from vmapsim_pcpu_overlay.workload import module_load
 
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_module_load_ubsan_at_11_clean_at_12(seed: int) -> None:
-    a11 = _module_load(11, seed)
-    headers = [m for m in a11.log if UBSAN_HEADER.match(m)]
-    idx = [UBSAN_INDEX.match(m) for m in a11.log if UBSAN_INDEX.match(m)]
-    assert headers and len(headers) == len(idx) == a11.metrics.ubsan_reports
-    for m in idx:  # one past the end, exactly
-        assert int(m.group(1)) == int(m.group(2)) == a11.overlay.chunk_pages
-    a11.check_invariants()
-    for clean in (10, 12):
-        a = _module_load(clean, seed)
+    for stage in OVERLAY_STAGES:
+        a = vmapsim.build(stage, nr_cpus=4)
+        module_load(a, seed=1, nr_cycles=1500)
         assert a.metrics.ubsan_reports == 0
-        assert not any("UBSAN" in m for m in a.log)
-        a.check_invariants()
-
-
-def test_bisect_finds_12_as_first_clean_stage() -> None:
-    """The report comes with patch 11 and goes with patch 12."""
-    stages = list(range(13))
-    bad = {s for s in stages if _module_load(s, nr_cycles=3000).metrics.ubsan_reports}
-    assert bad == {11}
-    assert min(s for s in range(11, 13) if s not in bad) == 12
+        assert not any("UBSAN" in line for line in a.log)
 
 
 def test_module_load_is_deterministic() -> None:
-    a, b = _module_load(11, 5, nr_cycles=1500), _module_load(11, 5, nr_cycles=1500)
-    assert a.log == b.log and a.metrics.snapshot() == b.metrics.snapshot()
-    assert [(v.va_start, v.va_end) for v in a.free_areas()] == [
-        (v.va_start, v.va_end) for v in b.free_areas()
-    ]
+    from vmapsim_pcpu_overlay.workload import module_load
 
+    def run() -> tuple:
+        a = vmapsim.build(11, nr_cpus=4)
+        r = module_load(a, seed=3, nr_cycles=800)
+        return tuple(sorted(r.ops.items())), tuple(a.log), a.metrics.snapshot()
 
-def test_debug_makes_the_report_raise() -> None:
-    a = vmapsim.build(11, debug=True)
-    with pytest.raises(UbsanError, match=r"index 2048 is out of range"):
-        for _ in range(a.overlay.chunk_pages // 16):
-            a.vmalloc(15 * P)
-
-
-def test_cli_run_stage11_module_load_shows_the_report() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "vmapsim", "run", "--stage", "11", "--workload", "module_load"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "UBSAN: array-index-out-of-bounds in mm/vmalloc.c:" in out
-    assert "is out of range for type 'struct vmap_area *[2048]'" in out
-    assert re.search(r"ubsan_reports\s+[1-9]", out)
-
-
-class OverlayMachine(RuleBasedStateMachine):
-    """A plain state machine over vmalloc / vfree / maintenance, debug on."""
-
-    STAGE = 11
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = vmapsim.build(self.STAGE, nr_cpus=32, debug=True)
-        self.live: list[int] = []
-
-    @rule(pages=st.integers(1, 15), count=st.integers(1, 40), cpu=st.integers(0, 1))
-    def vmalloc_many(self, pages: int, count: int, cpu: int) -> None:
-        for _ in range(count):
-            addr = self.a.vmalloc(pages * P, cpu=cpu)
-            assert addr is not None
-            self.live.append(addr)
-
-    @precondition(lambda self: self.live)
-    @rule(i=st.integers(0, 10**6), cpu=st.integers(0, 1))
-    def vfree(self, i: int, cpu: int) -> None:
-        self.a.vfree(self.live.pop(i % len(self.live)), cpu=cpu)
-
-    @rule(which=st.integers(0, 2))
-    def maintenance(self, which: int) -> None:
-        a = self.a
-        (a.vm_unmap_aliases, a.vmap_node_shrink_scan, a.purge_vmap_area_lazy)[which]()
-
-
-_MACHINE_SETTINGS = settings(
-    max_examples=60,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: a found failure is enough
-    stateful_step_count=12,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
-
-
-def test_state_machine_finds_the_defect_at_stage_11() -> None:
-    class M11(OverlayMachine):
-        STAGE = 11
-
-    with pytest.raises(UbsanError):
-        run_state_machine_as_test(M11, settings=_MACHINE_SETTINGS)
-
-
-def test_state_machine_is_clean_at_stage_12() -> None:
-    class M12(OverlayMachine):
-        STAGE = 12
-
-    run_state_machine_as_test(M12, settings=_MACHINE_SETTINGS)
+    assert run() == run()
 
 
 # -- bad input and fault injection, every stage 8-12 ------------------------------------------
@@ -609,7 +535,7 @@ def test_bad_input_changes_nothing(stage: int) -> None:
         chunk = next(iter(a.overlay))
         state = _state(a)
         a.free_vmap_area_noflush(chunk)
-        assert "is not busy" in a.log[-1]
+        assert "is not busy" in a.log[-1]  # a chunk's range is no caller's area
         assert _state(a) == state
     a.check_invariants()
 
@@ -634,7 +560,12 @@ def test_fault_injection_loses_nothing(stage: int, cache: str) -> None:
             a.vfree(live.pop(rng.randrange(len(live))))
             continue
         gfp = int(rng.choice([GFP_KERNEL, GFP_ATOMIC]))
-        addr = a.vmalloc_node(rng.choice([1, 2, 5, 15, 40]) * P, P, gfp=gfp, cpu=rng.randrange(2))
+        addr = a.vmalloc_node(
+            rng.choice([1, 2, 5, 15, 40, 9000, 9000, 9000, 9000]) * P,
+            P,
+            gfp=gfp,
+            cpu=rng.randrange(2),
+        )
         if addr is None:
             failed += 1
         else:
@@ -656,10 +587,11 @@ def test_check_invariants_accounts_for_every_sub_area(stage: int) -> None:
     a.vfree(addrs[2])
     a.check_invariants()
     chunk = a.overlay.chunks()[0]
-    chunk.freed_pages -= 4  # a freed sub-area no longer accounted for
-    with pytest.raises(InvariantError, match="sub-area is lost"):
-        a.check_invariants()
-    chunk.freed_pages += 4
-    a.vmap_nodes[0].busy.unlink(chunk.va)  # the chunk is no longer busy
+    if stage != 10:
+        chunk.alloced += 4  # pages no area accounts for
+        with pytest.raises(InvariantError, match="live pages but alloced"):
+            a.check_invariants()
+        chunk.alloced -= 4
+    a.vmap_nodes[0].busy.unlink(chunk.va)  # the chunk's range is no longer reserved
     with pytest.raises(InvariantError):
         a.check_invariants()

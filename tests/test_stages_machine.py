@@ -9,9 +9,9 @@ PAGE_SIZE the oracle checks each placement against the documented rule
 occupied tree the oracle places by the over-ask itself
 (``ReferenceAllocator(placement="gaps")``).  From stage 10 the oracle models
 the per-CPU bump overlay (``ReferenceAllocator(overlay=...)``: "lookup" at
-10, "backptr" with its one-past-the-end fill at 11, "bounded" at 12), and
+10, "patch11" at 11 with the cross-CPU retire and its KASAN report, "patch12" at 12), and
 the machine adds overlay rules and compares the overlay's areas and chunks
-and UBSAN's report.  A longer run of each stage is marked ``soak``.
+and KASAN's reports.  A longer run of each stage is marked ``soak``.
 """
 
 from __future__ import annotations

@@ -180,10 +180,9 @@ class ReferenceAllocator:
     """An obviously-correct model of mm/vmalloc.c's VA allocator (the oracle).
 
     ``nr_cpus`` is ``num_possible_cpus()`` and ``num_online_cpus()`` alike.
-    ``overlay`` names the per-CPU bump overlay's stage features
+    ``overlay`` names the per-CPU bump overlay's rules
     (:data:`vmapsim.checking.oracle_overlay.OVERLAY_MODES`): ``"off"`` (stages 0-9),
-    ``"lookup"`` (10), ``"backptr"`` (11, with the one-past-the-end fill) or
-    ``"bounded"`` (12).
+    ``"patch10"``, ``"patch11"`` or ``"patch12"``.
     """
 
     def __init__(
@@ -227,13 +226,14 @@ class ReferenceAllocator:
             self.overlay = ReferenceOverlay(
                 overlay,
                 nr_cpus=nr_cpus,
-                lazy_max_pages=self.lazy_max_pages(),
                 vmalloc_start=self.vmalloc_start,
                 vmalloc_end=self.vmalloc_end,
                 reserve=self._reserve_chunk,
-                release=self.free_vmap_area_noflush,
+                release=self._release_chunk,
                 log=self.log,
             )
+        #: bump area start -> whether a vm_struct is bound to it
+        self._bump_vm: dict[int, bool] = {}
         #: the range the last ``vm_unmap_aliases()`` flushed, or None if it flushed nothing
         self.unmap_aliases_flush: Block | None = None
 
@@ -439,7 +439,10 @@ class ReferenceAllocator:
     # -- lazy freeing and purging ---------------------------------------------
 
     def free_vmap_area_noflush(self, area: OracleArea) -> None:
-        """``free_vmap_area_noflush()``, busy unlink included; drains past the threshold."""
+        """``free_vmap_area_noflush()``, busy unlink included; drains past the threshold.
+        A bump area leaves its chunk instead (on CPU 0 at patches 11-12)."""
+        if self._free_bump(area.va_start, 0, area.as_tuple()):
+            return
         self._unlink_busy(area)
         self._queue_lazy(area)
 
@@ -480,10 +483,7 @@ class ReferenceAllocator:
     def shrinkable_objects(self) -> int:
         """What the "vmap-node" shrinker can free: pooled areas, and the
         overlay's current chunks with nothing live."""
-        count = len(self.pooled_areas())
-        if self.overlay is not None:
-            count += self.overlay.reclaimable()
-        return count
+        return len(self.pooled_areas())
 
     def vmap_node_shrink_count(self) -> int:
         """``vmap_node_shrink_count()``: :meth:`shrinkable_objects`, or
@@ -492,15 +492,12 @@ class ReferenceAllocator:
 
     def vmap_node_shrink_scan(self) -> None:
         """``vmap_node_shrink_scan()``: every pool is released whole; the
-        lazily freed areas stay queued; the overlay's empty chunks go back
-        (lazily)."""
+        lazily freed areas stay queued (the patches give the shrinker no chunk)."""
         for pools in self._pools:
             for pool in pools.values():
                 while pool:
                     va = pool.popleft()
                     self._release(va.va_start, va.va_end)
-        if self.overlay is not None:
-            self.overlay.reclaim()
 
     # -- busy areas ----------------------------------------------------------
 
@@ -519,46 +516,89 @@ class ReferenceAllocator:
     def find_vmap_area(self, addr: int) -> OracleArea | None:
         """``find_vmap_area()``: the busy area with ``va_start <= addr < va_end``, any node.
 
-        With the overlay, an address inside a chunk gives the live overlay area
-        holding it (a fresh :class:`OracleArea` with a ``vm``), else the chunk."""
+        With the overlay: patches 11-12 look in the chunks first; at 10 a bump
+        area is found inside its chunk's busy area.  A chunk's range itself is
+        no busy area."""
+        ov = self.overlay
+        if ov is not None:
+            live = ov.lookup(addr, None, self.rcu_clock)
+            if live is not None:
+                return self._bump_area(live)
+        return self._find_busy(addr)
+
+    def _find_busy(self, addr: int) -> OracleArea | None:
+        """The busy trees' answer (a chunk's busy area resolved or hidden)."""
+        ov = self.overlay
         for busy in self._busy:
             for va in busy.values():
                 if va.va_start <= addr < va.va_end:
-                    if self.overlay is not None and self.overlay.chunk_of_area(va) is not None:
-                        live = self.overlay.live_area(addr)
-                        if live is not None:
-                            return OracleArea(live[0], live[1], flags=0, has_vm=True)
-                    return va
+                    chunk = ov.chunk_of_area(va) if ov is not None else None
+                    if chunk is None:
+                        return va
+                    if ov.patch != 10:  # type: ignore[union-attr]
+                        return None
+                    live = ov.live_in(chunk, addr)  # type: ignore[union-attr]
+                    return None if live is None else self._bump_area(live)
         return None
 
-    def _is_overlay_area(self, area: OracleArea) -> bool:
-        """Is ``area`` (from :meth:`find_vmap_area`) a live overlay area?"""
-        return (
-            self.overlay is not None
-            and area.has_vm
-            and self.overlay.live_area(area.va_start) == area.as_tuple()
-        )
+    def _bump_area(self, live: Block) -> OracleArea:
+        return OracleArea(live[0], live[1], flags=0, has_vm=self._bump_vm.get(live[0], False))
 
-    def _free_vm_area(self, area: OracleArea) -> None:
+    def _free_bump(self, addr: int, cpu: int, want: Block | None) -> bool:
+        """A bump area freed: patches 11-12 ``vmap_bump_unlink()`` on ``cpu``
+        (``want`` None: only one with a ``vm_struct`` starting at ``addr``,
+        else exactly ``want``); patch 10 through its chunk's busy area.
+        False if ``addr`` starts no such bump area."""
+        ov = self.overlay
+        if ov is None:
+            return False
+        if ov.patch != 10:
+
+            def accept(r: Block) -> bool:
+                return r == want if want is not None else self._bump_vm.get(r[0], False)
+
+            got = ov.unlink(addr, cpu, self.rcu_clock, self.rcu_clock + self.RCU_GP, accept)
+            if got is None:
+                return False
+        else:
+            for chunk in ov.chunks:
+                if chunk.start <= addr < chunk.end and not chunk.retired:
+                    break
+            else:
+                return False
+            end = chunk.live.get(addr)
+            if end is None or (want is not None and want != (addr, end)):
+                return False
+            if want is None and not self._bump_vm.get(addr, False):
+                return False
+            ov.free10(chunk, addr)
+        self._drop_vm_struct(OracleArea(addr, addr + 1))
+        self._bump_vm.pop(addr, None)
+        return True
+
+    def _free_vm_area(self, area: OracleArea, cpu: int = 0) -> None:
         """``remove_vm_area()`` + ``free_unmap_vmap_area()`` of a vmalloc area:
-        an overlay area goes back to its chunk, any other to the lazy path."""
-        if self._is_overlay_area(area):
-            assert self.overlay is not None
-            self._drop_vm_struct(area)
-            self.overlay.free(area.va_start)
+        a bump area leaves its chunk, any other goes to the lazy path."""
+        if self._free_bump(area.va_start, cpu, None):
             return
         self._unlink_busy(area)
         self._queue_lazy(area)
 
-    def _reserve_chunk(
-        self, size: int, align: int, vstart: int, vend: int, cpu: int
-    ) -> OracleArea | None:
-        """An overlay chunk: ``alloc_vmap_area(size, align, vstart, vend)``,
-        blocking and silent (a failure sends the request down the normal path)."""
-        try:
-            return self.alloc_vmap_area(size, align, vstart, vend, gfp=_CHUNK_GFP, cpu=cpu)
-        except VmapError:
+    def _reserve_chunk(self, size: int, cpu: int) -> OracleArea | None:
+        """A chunk's range: the lowest page-aligned fit in the vmalloc window,
+        no purge; held as a busy area without ``vm_struct``."""
+        addr = self.try_alloc_range(size, self.page_size, self.vmalloc_start, self.vmalloc_end)
+        if addr < 0:
             return None
+        area = OracleArea(addr, addr + size, flags=0, has_vm=False)
+        self._busy[self.addr_to_node(addr)][addr] = area
+        return area
+
+    def _release_chunk(self, area: object) -> None:
+        """A retired chunk's range goes back at once (no lazy queue)."""
+        assert isinstance(area, OracleArea)
+        self._unlink_busy(area)
+        self._release(area.va_start, area.va_end)
 
     # -- allocation ----------------------------------------------------------
 
@@ -573,32 +613,42 @@ class ReferenceAllocator:
         cpu: int = 0,
         choose: Chooser | None = None,
         has_vm: bool = False,
+        ram: bool = False,
     ) -> OracleArea:
         """``alloc_vmap_area()``: pool, placement, one purge-and-retry, ``-EBUSY``.
 
         *gfp* None means ``GFP_KERNEL``.  Raises :class:`VmapError` with the errno.
+        With the overlay, a request that is not ``vm_map_ram``'s (``ram``) goes
+        through the bump path first (11-12) or after the pool (10).
         """
         if size <= 0 or size % self.page_size:  # ERR_PTR(-EINVAL)
             raise VmapError(errno.EINVAL, f"size {size:#x}: not a non-zero multiple of PAGE_SIZE")
         if not _is_power_of_2(align):
             raise VmapError(errno.EINVAL, f"align {align:#x}: not a power of two")
         allow_block, nowarn = _gfp_semantics(gfp)
-        overlay = self.overlay
-        if (
-            has_vm
-            and overlay is not None
-            and overlay.eligible(size, align, vstart, vend, allow_block)
-        ):
-            addr = overlay.alloc(size, cpu)
-            if addr is not None:  # not in any busy tree: the chunk holds it
-                return OracleArea(addr, addr + size, flags=0, has_vm=True)
+        ov = self.overlay if not ram else None
+        if ov is not None and ov.patch != 10:
+            eligible = ov.eligible(size, align, vstart, vend)
+            if eligible or ov.patch == 11:
+                addr = ov.bump(size, align, cpu, self.rcu_clock) if eligible else None
+                if addr is None and ov.refill(cpu) and eligible:
+                    addr = ov.bump(size, align, cpu, self.rcu_clock)
+                if addr is not None:  # in no busy tree: the chunk holds it
+                    self._bump_vm[addr] = has_vm
+                    return OracleArea(addr, addr + size, flags=0, has_vm=has_vm)
         pooled, vn_id = self.node_alloc(size, align, vstart, vend, cpu)
         if pooled is not None:
             addr = pooled.va_start
         else:
+            addr = self._bump10(ov, size, align, vstart, vend, cpu, has_vm)
+            if addr is not None:
+                return OracleArea(addr, addr + size, flags=vn_id, has_vm=has_vm)
             addr = self.try_alloc_range(size, align, vstart, vend, choose)
             if addr < 0 and allow_block:
                 self._reclaim_and_purge_vmap_areas()
+                addr = self._bump10(ov, size, align, vstart, vend, cpu, has_vm)
+                if addr is not None:
+                    return OracleArea(addr, addr + size, flags=vn_id, has_vm=has_vm)
                 addr = self.try_alloc_range(size, align, vstart, vend, choose)
             if addr < 0:
                 if allow_block and not nowarn:
@@ -610,6 +660,26 @@ class ReferenceAllocator:
         area = OracleArea(addr, addr + size, flags=vn_id, has_vm=has_vm)
         self._busy[self.addr_to_node(addr)][addr] = area
         return area
+
+    def _bump10(
+        self,
+        ov: ReferenceOverlay | None,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        cpu: int,
+        has_vm: bool,
+    ) -> int | None:
+        """Patch 10 at ``retry:``: bump; on a miss refill and bump once more."""
+        if ov is None or ov.patch != 10 or not ov.eligible(size, align, vstart, vend):
+            return None
+        addr = ov.bump(size, align, cpu, self.rcu_clock)
+        if addr is None and ov.refill(cpu):
+            addr = ov.bump(size, align, cpu, self.rcu_clock)
+        if addr is not None:
+            self._bump_vm[addr] = has_vm
+        return addr
 
     def vmalloc_node(
         self,
@@ -681,7 +751,12 @@ class ReferenceAllocator:
             self.log.append(f"Trying to vfree() bad address ({addr:#x})")
             self.log.append(f"Trying to vfree() nonexistent vm area ({addr:#x})")
             return
-        area = self.find_vmap_area(addr)
+        if self.overlay is not None and self.overlay.patch != 10:
+            if self._free_bump(addr, cpu, None):  # vmap_bump_unlink() first
+                return
+            area = self._find_busy(addr)
+        else:
+            area = self.find_vmap_area(addr)
         if area is None or not area.has_vm:
             self.log.append(f"Trying to vfree() nonexistent vm area ({addr:#x})")
             return
@@ -691,7 +766,7 @@ class ReferenceAllocator:
                 f"{area.va_start:#x}-{area.va_end:#x}"
             )
             return
-        self._free_vm_area(area)
+        self._free_vm_area(area, cpu)
 
     # -- views ---------------------------------------------------------------
 
@@ -707,8 +782,8 @@ class ReferenceAllocator:
         """Every live overlay area, sorted (none without the overlay)."""
         return self.overlay.live_areas() if self.overlay is not None else []
 
-    def overlay_chunks(self) -> list[tuple[int, int, int, int, bool, int]]:
-        """Every overlay chunk as ``(start, end, cpu, bump, exhausted, live)``, sorted."""
+    def overlay_chunks(self) -> list[tuple[int, int, int, int, int]]:
+        """Every reserved overlay chunk as ``(start, end, cpu, bump, live)``, sorted."""
         return self.overlay.chunk_states() if self.overlay is not None else []
 
     def lazy_areas(self) -> list[Block]:
@@ -758,10 +833,7 @@ class ReferenceAllocator:
         self._chunks: list[dict] = []  # {"base", "addr", "objs": {off: size}}
 
     def _reclaim_and_purge_vmap_areas(self) -> None:
-        """``reclaim_and_purge_vmap_areas()``: the overlay's empty chunks go back,
-        forced fragmented-block purge, full purge."""
-        if self.overlay is not None:
-            self.overlay.reclaim()
+        """``reclaim_and_purge_vmap_areas()``: forced fragmented-block purge, full purge."""
         self.purge_fragmented_blocks_allcpus()
         self._purge_vmap_area_lazy(full_pool_decay=True)
 
@@ -889,6 +961,7 @@ class ReferenceAllocator:
                     self.vmalloc_start,
                     self.vmalloc_end,
                     cpu=cpu,
+                    ram=True,
                 )
             except VmapError:
                 return None
@@ -913,6 +986,7 @@ class ReferenceAllocator:
                 self.vmalloc_end,
                 cpu=cpu,
                 choose=choose,
+                ram=True,
             )
         except VmapError:
             return None

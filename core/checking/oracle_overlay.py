@@ -1,43 +1,47 @@
-"""The reference model of the per-CPU bump overlay (stages 10-12), for the oracle.
+"""The reference model of the per-CPU bump overlay (patches 10-12), for the oracle.
 
-:class:`ReferenceOverlay` is written from the overlay's documented rule
-(docs/stages.md, "Stage 10: the per-CPU bump overlay", "The chunk size,
-derived", stages 11 and 12), not from the plugin that implements it
+:class:`ReferenceOverlay` is written from the three patch mails' rules
+(``../shared/seed/patches/10.patch`` .. ``12.patch``, as docs/stages.md rows
+10-12 state them), not from the plugin that implements them
 (``vmapsim_pcpu_overlay``): it imports nothing from the flow or any plugin.
 Plain data: a chunk is a record with a bump address and a dict of its live
-areas; lookups scan; nothing is indexed.
+areas; every lookup scans.
 
-The rule, as this module models it:
+The rules:
 
-* **Eligible**: a vmalloc-family request (``has_vm``), in the default window
-  ``[VMALLOC_START, VMALLOC_END)``, ``align <= PAGE_SIZE``, at most
-  :data:`OVERLAY_MAX_PAGES` pages guard page included, blocking gfp.
-* **Chunk size** (:func:`chunk_pages_for`): the largest power of two with
-  ``nr_cpus * chunk <= lazy_max_pages / 4``, at most 2048 pages (the
-  back-pointer array within four pages), at least 32 maximal eligible
-  requests (512 pages).
-* **Chunk window** (:func:`chunk_window`): the top sixteenth of the vmalloc
-  space, its low end rounded up to the chunk size; chunks are reserved there
-  through the allocator's own ``alloc_vmap_area(chunk, chunk, lo, hi)``
-  (blocking, ``__GFP_NOWARN``) as busy areas without a ``vm_struct``.
-* **Bump**: each CPU has at most one current chunk; a request goes at its
-  bump address.  A request that does not fit the rest retires the chunk
-  (exhausted for good; given back at once if nothing in it is live) and a
-  fresh chunk is reserved; if none can be had the request takes the normal
-  path.
-* **Free**: a freed area's range is never handed out again by its chunk; an
-  exhausted chunk whose last live area is freed goes back through the lazy
-  path (``free_vmap_area_noflush()``).  The failure path's reclaim and the
-  shrinker give back every current chunk with nothing live, CPU by CPU.
-* **Flush**: ``vm_unmap_aliases()`` flushes the span of the areas freed
-  since its last call (:meth:`ReferenceOverlay.take_dirty_span`).
-* **Back-pointer array** (stage 11, mode ``"backptr"``): one slot per chunk
-  page.  Its fill loop runs one slot past the area, which lands outside the
-  array exactly when the area ends at its chunk's end: UBSAN then reports
-  index ``chunk_pages`` of ``struct vmap_area *[chunk_pages]`` (two log lines,
-  :func:`ubsan_lines`).  Stage 12 (mode ``"bounded"``) never reports.  Stage 10
-  (mode ``"lookup"``) has no array.  Lookups give the same answers in every
-  mode: the live area holding the address, else the chunk's own area.
+* **Chunk**: 64 MiB (``VMAP_BUMP_CHUNK_SIZE``), reserved by the oracle's
+  lowest fit of 64 MiB, page aligned, in ``[VMALLOC_START, VMALLOC_END)``,
+  with no purge on failure (``vmap_bump_refill()`` calls
+  ``__alloc_vmap_area()`` directly).  The oracle holds the range as a busy
+  area without ``vm_struct``: the model's documented stand-in for the
+  occupied-tree range (docs/stages.md, row 10), so both sides compare alike.
+* **Eligible**: default window, ``0 < size <= 32 MiB``, ``align <= 32 MiB``;
+  patch 12 adds ``size % PAGE_SIZE == 0`` and ``align > 0``.
+* **Bump**: ``ALIGN(bump, align)``; a miss if there is no current chunk or
+  ``aligned + size > limit``.  On a miss the caller refills (patch 10: an
+  eligible request only; patch 11: *any* request, the miss and the
+  ineligible answer being the same NULL; patch 12: an eligible one) and
+  bumps once more; a refill makes the new chunk the CPU's current one (at 12
+  also its ``owner_cpu``); at 11-12 it also goes to the head of the chunk
+  list and widens the ``[lo, hi)`` bound.
+* **Lookup / unlink** (11-12): inside ``[lo, hi)``; this CPU's current chunk
+  if it holds the address, else the first listed chunk that does; then the
+  area holding the page.  Unlink takes the area starting at the address out;
+  its chunk's ``alloced`` drops by its pages; when that reaches 0 and the
+  chunk is not this CPU's current chunk (patch 11) / not its owner's current
+  chunk (patch 12) the chunk is retired: off the list, its range freed at
+  once, its descriptor freed when the grace period ends (``kvfree_rcu``).
+  A retired chunk is not retired twice.
+* **Use after free**: reading a chunk's descriptor (the bump, the current
+  chunk test in a lookup, an unlink) after its grace period has ended is
+  reported once, as KASAN's first report (:func:`kasan_first_line`), then
+  counted; the stale values are used as they were.
+* **Patch 10**: no list, no lookup: a bump area is found through its
+  chunk's busy area; freeing one leaves its range in the chunk (the model's
+  documented departure: the kernel returns it at the next purge); a chunk
+  replaced by a refill is forgotten and never given back.
+* **Flush**: ``vm_unmap_aliases()`` flushes the span of the bump areas
+  freed since its last call (:meth:`ReferenceOverlay.take_dirty_span`).
 """
 
 from __future__ import annotations
@@ -46,95 +50,55 @@ from collections.abc import Callable
 
 from attrs import define, field
 
-from vmapsim.checking.oracle_constants import PAGE_SIZE, UBSAN_OVERLAY_SITE
+from vmapsim.checking.oracle_constants import PAGE_SIZE
 
 __all__ = [
-    "OVERLAY_MAX_PAGES",
+    "CHUNK_BYTES",
     "OVERLAY_MODES",
     "ReferenceChunk",
     "ReferenceOverlay",
-    "chunk_pages_for",
-    "chunk_window",
-    "ubsan_lines",
+    "kasan_first_line",
 ]
 
-#: the overlay's stage features: off (stages 0-9), the busy-tree lookup (10),
-#: the back-pointer array with its one-past-the-end fill (11), bounded (12)
-OVERLAY_MODES = ("off", "lookup", "backptr", "bounded")
-#: eligible requests are at most this many pages, guard page included
-OVERLAY_MAX_PAGES = 16
-
-#: a chunk is at most this many pages (its back-pointer array fits 4 pages)
-_CHUNK_CAP_PAGES = 2048
-#: and holds at least this many maximal eligible requests
-_MIN_REQUESTS = 32
+#: the overlay's stage features: off (stages 0-9), or the patch whose rules apply
+OVERLAY_MODES = ("off", "patch10", "patch11", "patch12")
+#: VMAP_BUMP_CHUNK_SIZE
+CHUNK_BYTES = 64 << 20
+_HALF = CHUNK_BYTES // 2
 
 Range = tuple[int, int]
-#: reserve(size, align, vstart, vend, cpu) -> (start, end) of a busy area, or None
-Reserve = Callable[[int, int, int, int, int], "object | None"]
 
 
-def chunk_pages_for(nr_cpus: int, lazy_max_pages: int) -> int:
-    """The chunk size in pages, from the rule in docs/stages.md.
-
-    Start from one page and double while ``nr_cpus`` chunks of the doubled
-    size still fit in a quarter of ``lazy_max_pages``; then cap at 2048 pages
-    and raise to 32 maximal eligible requests (512 pages).
-    """
-    pages = 1
-    while nr_cpus * (pages * 2) * 4 <= lazy_max_pages:
-        pages *= 2
-    pages = min(pages, _CHUNK_CAP_PAGES)
-    return max(pages, _MIN_REQUESTS * OVERLAY_MAX_PAGES)
-
-
-def chunk_window(vmalloc_start: int, vmalloc_end: int, chunk_bytes: int) -> Range:
-    """``[lo, VMALLOC_END)``: the top sixteenth of the vmalloc space, ``lo``
-    rounded up to a multiple of the chunk size."""
-    lo = vmalloc_end - (vmalloc_end - vmalloc_start) // 16
-    if lo % chunk_bytes:
-        lo += chunk_bytes - lo % chunk_bytes
-    return lo, vmalloc_end
-
-
-def ubsan_lines(index: int, length: int) -> list[str]:
-    """What CONFIG_UBSAN_BOUNDS prints for ``index`` into ``struct vmap_area *[length]``."""
-    return [
-        f"UBSAN: array-index-out-of-bounds in {UBSAN_OVERLAY_SITE}",
-        f"index {index} is out of range for type 'struct vmap_area *[{length}]'",
-    ]
+def kasan_first_line(function: str) -> str:
+    """KASAN's first line for a read of a freed page allocation in ``function``."""
+    return f"BUG: KASAN: use-after-free in {function}"
 
 
 @define(eq=False)
 class ReferenceChunk:
     """One chunk: its busy area (any object with ``va_start``/``va_end``), the
-    CPU it was reserved for, the bump address, its live areas and freed pages."""
+    CPU it was reserved for (its owner), the bump address, its live areas."""
 
     area: object
     cpu: int
     start: int
     end: int
     bump: int
-    #: live areas handed out, start -> end
+    #: live areas, start -> end
     live: dict[int, int] = field(factory=dict)
-    freed_pages: int = 0
-    exhausted: bool = False
+    retired: bool = False
+    freed_at: int | None = None
 
-    def live_at(self, addr: int) -> Range | None:
-        """The live area holding ``addr`` (a scan), or None."""
-        for start, end in self.live.items():
-            if start <= addr < end:
-                return start, end
-        return None
+    def alloced(self) -> int:
+        return sum(e - s for s, e in self.live.items()) // PAGE_SIZE
 
 
 class ReferenceOverlay:
     """The overlay as the oracle models it (module docstring), one per allocator.
 
-    ``reserve(size, align, vstart, vend, cpu)`` is the oracle's own
-    ``alloc_vmap_area()`` (blocking, silent) returning the chunk's busy area
-    or None; ``release(area)`` frees such an area through the oracle's lazy
-    path; ``log`` is the oracle's log (UBSAN's lines go there).
+    ``reserve(size, cpu)`` is the oracle's chunk reservation (a busy area or
+    None); ``release(area)`` gives a retired chunk's range back at once;
+    ``log`` is the oracle's log (KASAN's lines go there).
     """
 
     def __init__(
@@ -142,132 +106,158 @@ class ReferenceOverlay:
         mode: str,
         *,
         nr_cpus: int,
-        lazy_max_pages: int,
         vmalloc_start: int,
         vmalloc_end: int,
-        reserve: Reserve,
+        reserve: Callable[[int, int], object | None],
         release: Callable[[object], None],
         log: list[str],
     ) -> None:
         if mode not in OVERLAY_MODES or mode == "off":
             raise ValueError(f"overlay mode {mode!r}: must be one of {OVERLAY_MODES[1:]}")
-        self.mode = mode
+        self.patch = int(mode[len("patch") :])
         self.vmalloc_start = vmalloc_start
         self.vmalloc_end = vmalloc_end
-        self.chunk_pages = chunk_pages_for(nr_cpus, lazy_max_pages)
-        self.chunk_bytes = self.chunk_pages * PAGE_SIZE
-        self.window = chunk_window(vmalloc_start, vmalloc_end, self.chunk_bytes)
         self.reserve = reserve
         self.release = release
         self.log = log
+        self.chunk_bytes = CHUNK_BYTES
+        self.chunk_pages = CHUNK_BYTES // PAGE_SIZE
         #: each CPU's current chunk, or None
         self.current: list[ReferenceChunk | None] = [None] * nr_cpus
-        #: every chunk not yet given back (current or exhausted), in reservation order
+        #: the chunk list (11-12), newest first; at 10 every chunk, oldest first
         self.chunks: list[ReferenceChunk] = []
+        self.lo: int | None = None
+        self.hi: int | None = None
         self.dirty: Range | None = None
-        self.ubsan_reports = 0
+        self.kasan_reports = 0
 
     # -- allocation -------------------------------------------------------------
 
-    def eligible(self, size: int, align: int, vstart: int, vend: int, can_block: bool) -> bool:
-        """The eligibility rule for a vmalloc-family request of ``size`` bytes
-        (guard page included)."""
-        return (
-            size <= OVERLAY_MAX_PAGES * PAGE_SIZE
-            and align <= PAGE_SIZE
-            and vstart == self.vmalloc_start
+    def eligible(self, size: int, align: int, vstart: int, vend: int) -> bool:
+        """The eligibility rule of the patch."""
+        ok = (
+            vstart == self.vmalloc_start
             and vend == self.vmalloc_end
-            and can_block
+            and 0 < size <= _HALF
+            and align <= _HALF
         )
+        if self.patch == 12:
+            ok = ok and size % PAGE_SIZE == 0 and align > 0
+        return ok
 
-    def alloc(self, size: int, cpu: int) -> int | None:
-        """Bump ``size`` bytes from ``cpu``'s chunk: the address, or None (no
-        chunk could be reserved: the caller takes the normal path)."""
+    def _read(self, chunk: ReferenceChunk, function: str, now: int) -> None:
+        if chunk.freed_at is not None and now >= chunk.freed_at:
+            self.kasan_reports += 1
+            if self.kasan_reports == 1:
+                self.log.append(kasan_first_line(function))
+                self.log.append("Read of size 8 at addr")
+
+    def bump(self, size: int, align: int, cpu: int, now: int) -> int | None:
+        """The bump from ``cpu``'s current chunk: the address, or None (miss)."""
         chunk = self.current[cpu]
-        if chunk is not None and chunk.bump + size > chunk.end:
-            self._retire(chunk)
-            chunk = None
         if chunk is None:
-            chunk = self._reserve_chunk(cpu)
-            if chunk is None:
-                return None
-        addr = chunk.bump
-        chunk.bump += size
-        chunk.live[addr] = addr + size
-        if self.mode == "backptr" and addr + size == chunk.end:
-            # the fill loop's extra slot is the one past the array
-            self.ubsan_reports += 1
-            self.log.extend(ubsan_lines(self.chunk_pages, self.chunk_pages))
-        return addr
-
-    def _reserve_chunk(self, cpu: int) -> ReferenceChunk | None:
-        lo, hi = self.window
-        area = self.reserve(self.chunk_bytes, self.chunk_bytes, lo, hi, cpu)
-        if area is None:
             return None
+        if self.patch != 10:
+            self._read(chunk, "vmap_bump_alloc", now)
+        aligned = -(-chunk.bump // align) * align if align > 1 else chunk.bump
+        if aligned + size > chunk.end:
+            return None
+        chunk.bump = aligned + size
+        chunk.live[aligned] = aligned + size
+        return aligned
+
+    def refill(self, cpu: int) -> bool:
+        """A fresh chunk for ``cpu`` (True), or False if no range could be had."""
+        area = self.reserve(CHUNK_BYTES, cpu)
+        if area is None:
+            return False
         start = area.va_start  # type: ignore[attr-defined]
-        chunk = ReferenceChunk(area, cpu, start, start + self.chunk_bytes, start)
-        self.chunks.append(chunk)
+        chunk = ReferenceChunk(area, cpu, start, start + CHUNK_BYTES, start)
+        if self.patch == 10:
+            self.chunks.append(chunk)
+        else:
+            self.chunks.insert(0, chunk)
+            self.lo = start if self.lo is None else min(self.lo, start)
+            self.hi = chunk.end if self.hi is None else max(self.hi, chunk.end)
         self.current[cpu] = chunk
-        return chunk
-
-    def _retire(self, chunk: ReferenceChunk) -> None:
-        """The next request does not fit: exhausted; back at once if empty."""
-        chunk.exhausted = True
-        self.current[chunk.cpu] = None
-        if not chunk.live:
-            self._give_back(chunk)
-
-    def _give_back(self, chunk: ReferenceChunk) -> None:
-        self.chunks.remove(chunk)
-        if self.current[chunk.cpu] is chunk:
-            self.current[chunk.cpu] = None
-        self.release(chunk.area)
+        return True
 
     # -- lookup and free -----------------------------------------------------------
 
     def chunk_of_area(self, area: object) -> ReferenceChunk | None:
-        """The chunk whose busy area is ``area``, or None."""
+        """The unretired chunk whose busy area is ``area``, or None."""
         for chunk in self.chunks:
-            if chunk.area is area:
+            if chunk.area is area and not chunk.retired:
                 return chunk
         return None
 
-    def live_area(self, addr: int) -> Range | None:
-        """The live overlay area holding ``addr``, in any chunk, or None."""
+    def _find_chunk(self, addr: int, cpu: int | None, now: int) -> ReferenceChunk | None:
+        """``vmap_chunk_lookup()`` (11-12)."""
+        if self.lo is None or not self.lo <= addr < self.hi:  # type: ignore[operator]
+            return None
+        if cpu is not None:
+            cur = self.current[cpu]
+            if cur is not None:
+                self._read(cur, "vmap_chunk_lookup", now)
+                if cur.start <= addr < cur.end:
+                    return cur
         for chunk in self.chunks:
             if chunk.start <= addr < chunk.end:
-                return chunk.live_at(addr)
+                return chunk
         return None
 
-    def free(self, addr: int) -> None:
-        """Free the live area starting at ``addr`` (its range stays unusable
-        until its chunk goes back; the chunk goes back if exhausted and empty)."""
-        for chunk in self.chunks:
-            if addr in chunk.live:
-                break
-        else:
-            raise KeyError(f"{addr:#x} is no live overlay area")
-        end = chunk.live.pop(addr)
-        chunk.freed_pages += (end - addr) // PAGE_SIZE
-        if self.dirty is None:
-            self.dirty = (addr, end)
-        else:
-            self.dirty = (min(self.dirty[0], addr), max(self.dirty[1], end))
-        if chunk.exhausted and not chunk.live:
-            self._give_back(chunk)
+    def lookup(self, addr: int, cpu: int | None, now: int) -> Range | None:
+        """The bump area holding ``addr`` found without the busy trees (11-12)."""
+        if self.patch == 10:
+            return None
+        chunk = self._find_chunk(addr, cpu, now)
+        if chunk is None:
+            return None
+        for start, end in chunk.live.items():
+            if start <= addr < end:
+                return start, end
+        return None
 
-    # -- memory pressure and flushing ----------------------------------------------------
+    def live_in(self, chunk: ReferenceChunk, addr: int) -> Range | None:
+        """Patch 10: the live area of ``chunk`` holding ``addr``."""
+        for start, end in chunk.live.items():
+            if start <= addr < end:
+                return start, end
+        return None
 
-    def reclaimable(self) -> int:
-        """Current chunks with nothing live (what reclaim would give back)."""
-        return sum(1 for c in self.current if c is not None and not c.live)
+    def free10(self, chunk: ReferenceChunk, addr: int) -> None:
+        """Patch 10: the bump area at ``addr`` of ``chunk`` is freed."""
+        self._dirty(addr, chunk.live.pop(addr))
 
-    def reclaim(self) -> None:
-        """Give back every current chunk with nothing live, CPU by CPU."""
-        for chunk in list(self.current):
-            if chunk is not None and not chunk.live:
-                self._give_back(chunk)
+    def unlink(
+        self,
+        addr: int,
+        cpu: int,
+        now: int,
+        gp_end: int,
+        accept: Callable[[Range], bool],
+    ) -> Range | None:
+        """``vmap_bump_unlink()`` (11-12) on ``cpu``; ``accept`` may refuse the area."""
+        chunk = self._find_chunk(addr, cpu, now)
+        if chunk is None:
+            return None
+        self._read(chunk, "vmap_bump_unlink", now)
+        end = chunk.live.get(addr)
+        if end is None or not accept((addr, end)):
+            return None
+        del chunk.live[addr]
+        self._dirty(addr, end)
+        keeper = self.current[chunk.cpu] if self.patch == 12 else self.current[cpu]
+        if not chunk.live and chunk is not keeper and not chunk.retired:
+            self.chunks.remove(chunk)
+            chunk.retired = True
+            chunk.freed_at = gp_end
+            self.release(chunk.area)
+        return addr, end
+
+    def _dirty(self, start: int, end: int) -> None:
+        d = self.dirty
+        self.dirty = (start, end) if d is None else (min(d[0], start), max(d[1], end))
 
     def take_dirty_span(self) -> Range | None:
         """The span of the areas freed since the last call (then forgotten)."""
@@ -276,12 +266,30 @@ class ReferenceOverlay:
 
     # -- views ------------------------------------------------------------------------
 
-    def live_areas(self) -> list[Range]:
-        """Every live overlay area, sorted."""
-        return sorted(item for chunk in self.chunks for item in chunk.live.items())
+    def _reserved(self) -> list[ReferenceChunk]:
+        seen = {id(c): c for c in self.chunks if not c.retired}
+        for c in self.current:
+            if c is not None and not c.retired:
+                seen[id(c)] = c
+        return sorted(seen.values(), key=lambda c: c.start)
 
-    def chunk_states(self) -> list[tuple[int, int, int, int, bool, int]]:
-        """Every chunk as ``(start, end, cpu, bump, exhausted, live count)``, sorted."""
-        return sorted(
-            (c.start, c.end, c.cpu, c.bump, c.exhausted, len(c.live)) for c in self.chunks
-        )
+    def live_areas(self) -> list[Range]:
+        """Every live bump area of a chunk whose range is reserved, sorted."""
+        return sorted(item for chunk in self._reserved() for item in chunk.live.items())
+
+    def chunk_ranges(self) -> list[Range]:
+        """The reserved chunks' ranges, sorted."""
+        return [(c.start, c.end) for c in self._reserved()]
+
+    def chunk_states(self) -> list[tuple[int, int, int, int, int]]:
+        """Every reserved chunk as ``(start, end, cpu, bump, live count)``, sorted."""
+        return [(c.start, c.end, c.cpu, c.bump, len(c.live)) for c in self._reserved()]
+
+    def leaked(self) -> list[Range]:
+        """Chunks nothing will give back: not current, and (11-12) empty."""
+        cur = {id(c) for c in self.current if c is not None}
+        return [
+            (c.start, c.end)
+            for c in self._reserved()
+            if id(c) not in cur and (self.patch == 10 or not c.live)
+        ]

@@ -18,7 +18,7 @@ author's guide, with the counters to bump and the conformance kit
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from vmapsim.kernel.area import VmapArea
 
@@ -262,57 +262,70 @@ class LazyQueue(Protocol):
 
 @runtime_checkable
 class Overlay(Protocol):
-    """An optional fast path in front of the allocator (stage 10 on): space the
-    overlay reserved from the flow as busy areas (chunks, no ``vm_struct``)
-    and hands out in smaller areas without the trees.
+    """The per-CPU bump path of patches 10-12 in front of the allocator.
 
-    The flow binds it once (:meth:`attach`); on ``alloc_vmap_area()`` of a
-    vmalloc-family request it asks :meth:`eligible` then :meth:`try_alloc`;
-    ``vfree()`` / ``find_vmap_area()`` ask :meth:`lookup` before the busy tree
-    and :meth:`resolve` when the busy tree answers with a chunk; memory
-    pressure calls :meth:`reclaim`, ``vm_unmap_aliases()`` :meth:`dirty_span`.
-    Chunks are busy areas of the busy index; ``check_invariants()`` requires
-    that and the overlay's own :meth:`check` that every sub-area is accounted for.
+    ``mode`` is the patch (10, 11 or 12).  The flow binds it once
+    (:meth:`attach`); ``alloc_vmap_area()`` asks :meth:`eligible`, then
+    :meth:`bump`, and on a miss reserves a chunk (:meth:`new_chunk`, through
+    the flow's ``__alloc_vmap_area()``) and :meth:`install` it.
+    ``find_vmap_area()`` asks :meth:`lookup`; ``find_unlink_vmap_area()``
+    :meth:`unlink` (patches 11-12, which may give a chunk's range back through
+    the flow's release); at patch 10 the busy walk lands on a chunk's stand-in
+    busy area (:meth:`owns`) and :meth:`resolve` / :meth:`free10` finish.
+    Chunks whose range is reserved are busy areas (:meth:`__iter__`);
+    :meth:`check` accounts for the areas inside them.
     """
+
+    mode: int
 
     def attach(
         self,
-        reserve: Callable[[int, int, int, int, int, bool], VmapArea | None],
+        reserve: Callable[[int, int, bool], VmapArea | None],
         release: Callable[[VmapArea], None],
         *,
         nr_cpus: int,
         lazy_max_pages: int,
         debug: bool = False,
     ) -> None:
-        """Bind ``reserve(size, align, vstart, vend, cpu, can_block)`` (a busy area
-        from ``alloc_vmap_area()``, or None) and ``release(chunk_area)`` (unlink
-        it from the busy tree and free it lazily)."""
+        """Bind ``reserve(size, cpu, can_block)`` (a chunk's range as a busy
+        area without ``vm_struct``, or None) and ``release(chunk_area)`` (the
+        range back to the allocator at once)."""
         ...
 
-    def eligible(self, size: int, align: int, vstart: int, vend: int, can_block: bool) -> bool:
-        """Whether the overlay takes a request of this shape (size guard included)."""
+    def eligible(self, size: int, align: int, vstart: int, vend: int) -> bool:
+        """Whether the bump path takes a request of this shape."""
         ...
 
-    def try_alloc(self, va: VmapArea, size: int, cpu: int, can_block: bool) -> bool:
-        """Place an eligible request: set ``va``'s range, True; False to fall through."""
+    def bump(self, va: VmapArea, size: int, align: int, cpu: int, now: int) -> bool:
+        """Bump-allocate into ``va`` from ``cpu``'s chunk: True, or False on a miss."""
         ...
 
-    def lookup(self, addr: int) -> VmapArea | None:
-        """The live overlay area holding ``addr`` without a tree walk, or None
-        (not known: the flow walks the busy tree)."""
+    def new_chunk(self, cpu: int, can_block: bool) -> Any:
+        """A fresh chunk for ``cpu`` (its range reserved), or None."""
+        ...
+
+    def install(self, chunk: Any, cpu: int) -> None:
+        """Make ``chunk`` ``cpu``'s current chunk."""
+        ...
+
+    def lookup(self, addr: int, cpu: int | None = None, now: int = 0) -> VmapArea | None:
+        """The bump area holding ``addr`` without a tree walk, or None."""
+        ...
+
+    def unlink(self, addr: int, cpu: int, now: int, gp_end: int) -> VmapArea | None:
+        """Take the bump area starting at ``addr`` out (may retire its chunk)."""
         ...
 
     def owns(self, va: VmapArea) -> bool:
-        """Whether the busy area ``va`` is one of the overlay's chunks."""
+        """Whether the busy area ``va`` stands for a chunk's range."""
         ...
 
     def resolve(self, chunk_va: VmapArea, addr: int) -> VmapArea | None:
-        """A busy area found through the busy tree: if it is a chunk, the live
-        overlay area in it holding ``addr``; otherwise None."""
+        """Patch 10: the bump area in the chunk of ``chunk_va`` holding ``addr``."""
         ...
 
-    def free(self, va: VmapArea) -> None:
-        """Take back a live overlay area (may ``release`` its chunk)."""
+    def free10(self, chunk_va: VmapArea, va: VmapArea) -> None:
+        """Patch 10: bump area ``va`` of that chunk is freed."""
         ...
 
     def reclaimable(self) -> int:
@@ -320,7 +333,7 @@ class Overlay(Protocol):
         ...
 
     def reclaim(self) -> int:
-        """Give back every chunk holding no live area; how many."""
+        """Give back what memory pressure may take; how many."""
         ...
 
     def dirty_span(self) -> tuple[int, int] | None:
@@ -328,7 +341,7 @@ class Overlay(Protocol):
         ...
 
     def areas(self) -> Iterator[VmapArea]:
-        """The live overlay areas, in address order."""
+        """The live bump areas, in address order."""
         ...
 
     def __iter__(self) -> Iterator[VmapArea]:

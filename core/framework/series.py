@@ -40,10 +40,12 @@ _PREALLOC = {**_DEFERRED, "maple_publish": "prealloc", "publish_retry_queue": Tr
 _CLIP_STORE = {**_PREALLOC, "va_clip_store_null": True}
 #: stage 9 on: find_unlink_vmap_area() is one mas_erase walk
 _SINGLE_ERASE = {**_CLIP_STORE, "busy_single_erase": True}
-#: stage 11 on: each overlay chunk keeps a back-pointer array (O(1) lookup)
-_BACKPTR = {**_SINGLE_ERASE, "pcpu_backptr": True}
-#: stage 12: every back-pointer index bounds-checked on the alloc and free paths
-_HARDENED = {**_BACKPTR, "pcpu_bounds_hardened": True}
+#: stages 10-12: which patch's bump path the overlay runs (plugins/pcpu_overlay)
+_BUMP10 = {**_SINGLE_ERASE, "pcpu_bump": 10}
+#: stage 11: kvzalloc'd chunk descriptors with page_va[], no busy insert, retirement
+_BUMP11 = {**_SINGLE_ERASE, "pcpu_bump": 11}
+#: stage 12: vmap_bump_eligible() before refill, bounds checks, owner_cpu
+_BUMP12 = {**_SINGLE_ERASE, "pcpu_bump": 12}
 #: stages 8-9: the occupied tree is gap and busy index; lazy areas on a list_head
 _LIST = {"occupied": "maple", "busy": "maple-occupied", "lazy": "listhead"}
 #: stage 10 on: and the per-CPU bump overlay in front
@@ -159,21 +161,22 @@ STAGES: list[Stage] = [
     _stage(
         10,
         _OVERLAY,
-        _SINGLE_ERASE,
-        "per-CPU chunks reserved through alloc_vmap_area; small page-aligned blocking vmallocs "
-        "bump-allocated from them; vfree finds them through the busy tree",
+        _BUMP10,
+        "per-CPU 64 MiB chunks from __alloc_vmap_area (lowest fit); default-window requests "
+        "up to 32 MiB bumped under vmap_bump_lock, then busy-inserted; old chunks forgotten",
     ),
     _stage(
         11,
         _OVERLAY,
-        _BACKPTR,
-        "each chunk keeps a back-pointer array: vfree resolves a chunk address in O(1), "
-        "fast-rejects others; the fill loop indexes one past the array (UBSAN)",
+        _BUMP11,
+        "kvzalloc'd chunk descriptors (page_va[]) on an RCU list; bump areas in no busy tree; "
+        "a drained non-current chunk retired: cross-CPU retire is a use-after-free (KASAN)",
     ),
     _stage(
         12,
         _OVERLAY,
-        _HARDENED,
-        "every back-pointer index bounds-checked on the alloc and free paths: UBSAN-clean",
+        _BUMP12,
+        "vmap_bump_eligible() before refill, overflow/index checks, pointer-walk fill, "
+        "owner_cpu retirement; retire-before-flush and the drained-current leak remain",
     ),
 ]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from vmapsim.errors import VmapError
 from vmapsim.kernel.area import VmapArea, VmStruct
 from vmapsim.kernel.constants import PAGE_SIZE, ULONG_MAX
-from vmapsim.kernel.gfp import GFP_KERNEL, GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp
+from vmapsim.kernel.gfp import GFP_RECLAIM_MASK, Gfp
 from vmapsim.kernel.vmap_node import encode_vn_id
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ FL_FIT_TYPE = 1
 LE_FIT_TYPE = 2
 RE_FIT_TYPE = 3
 NE_FIT_TYPE = 4
+
+#: ``VA_FROM_BUMP_CHUNK`` (patch 11): ``va->flags`` bit of an area bumped from a chunk
+VA_FROM_BUMP_CHUNK = 0x4
 
 _DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
 _NOWARN = int(Gfp.NOWARN)
@@ -282,12 +285,16 @@ class AllocMixin:
         if self.vmap_retry_queue:
             self._publish_retry_queue(allow_block)
 
-        # -- overlay (stage 10 on): an eligible vmalloc request is bump-allocated
+        # -- overlay, patches 11-12: vmap_bump_alloc() before anything else
         overlay = self.overlay
-        if overlay is not None and vm is not None and not va_flags:
-            va = self._overlay_alloc(overlay, size, align, vstart, vend, cpu, allow_block, vm)
-            if va is not None:
-                return va
+        bump10 = False
+        if overlay is not None and not va_flags:
+            if overlay.mode != 10:
+                va = self._overlay_alloc(overlay, size, align, vstart, vend, cpu, allow_block)
+                if va is not None:
+                    return self._overlay_bind(va, size, vm)
+            else:
+                bump10 = True
         # -- end overlay
 
         if self.nr_vmap_nodes > 1:
@@ -305,6 +312,15 @@ class AllocMixin:
 
         purged = False
         while addr < 0:
+            if bump10:  # -- overlay, patch 10: the bump at "retry:", then the normal path
+                addr = self._overlay_bump10(
+                    overlay, va, size, align, vstart, vend, cpu, allow_block
+                )
+                if addr >= 0:
+                    va.flags = va_flags | vn_id
+                    # the busy.mt insert of the patch (see docs/stages.md, row 10)
+                    c.locks["vmap_node.busy.lock"] += 1
+                    return self._overlay_bind(va, size, vm)
             if self.ne_fit_preload_node[cpu] is None and self.free is not None:
                 self._preload_this_cpu_lock(cpu, allow_block)
             else:  # preloaded already, or no free blocks to split: just lock
@@ -369,6 +385,32 @@ class AllocMixin:
         return va
 
     # -- the overlay's side of the flow (stage 10 on) -----------------------------
+    def _overlay_bump10(
+        self: VmapAllocator,
+        overlay,
+        va: VmapArea,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        cpu: int,
+        can_block: bool,
+    ) -> int:
+        """Patch 10's ``retry:`` hunk: ``vmap_bump_alloc()``; on ``-ENOENT``
+        ``vmap_bump_refill()`` and once more.  The address, or -errno (the
+        normal path runs)."""
+        if not overlay.eligible(size, align, vstart, vend):
+            return -errno.EINVAL
+        if overlay.bump(va, size, align, cpu, 0):
+            return va.va_start
+        chunk = overlay.new_chunk(cpu, can_block)
+        if chunk is not None:
+            overlay.install(chunk, cpu)  # the old chunk is forgotten
+            if overlay.bump(va, size, align, cpu, 0):
+                return va.va_start
+        self.metrics.overlay_fallbacks += 1
+        return -errno.ENOENT
+
     def _overlay_alloc(
         self: VmapAllocator,
         overlay,
@@ -378,41 +420,92 @@ class AllocMixin:
         vend: int,
         cpu: int,
         can_block: bool,
-        vm: VmStruct,
     ) -> VmapArea | None:
-        """An eligible request from the overlay: its ``vmap_area`` object comes
-        from ``vmap_area_cachep`` as usual, its range from the CPU's chunk.
-        None: not eligible, or no chunk could be had (the normal path runs)."""
-        if not overlay.eligible(size, align, vstart, vend, can_block):
+        """Patches 11-12's hunk at the top of ``alloc_vmap_area()``:
+        ``vmap_bump_alloc()``, and on NULL ``vmap_bump_refill()`` and once more
+        (patch 11 refills on any NULL, an ineligible request's too; patch 12
+        only for an eligible one).  None: the normal path runs."""
+        eligible = overlay.eligible(size, align, vstart, vend)
+        if overlay.mode == 12 and not eligible:
+            return None
+        va = self._vmap_bump_alloc(overlay, eligible, size, align, cpu, can_block)
+        if va is None and self._vmap_bump_refill(overlay, cpu, can_block):
+            va = self._vmap_bump_alloc(overlay, eligible, size, align, cpu, can_block)
+        if va is None and eligible:
+            self.metrics.overlay_fallbacks += 1
+        return va
+
+    def _vmap_bump_alloc(
+        self: VmapAllocator,
+        overlay,
+        eligible: bool,
+        size: int,
+        align: int,
+        cpu: int,
+        can_block: bool,
+    ) -> VmapArea | None:
+        """``vmap_bump_alloc()`` (11-12): the ``vmap_area`` from
+        ``vmap_area_cachep`` with the caller's gfp, then the bump under
+        ``preempt_disable()``; the area is in no busy tree
+        (``VA_FROM_BUMP_CHUNK``)."""
+        if not eligible:
             return None
         va = self._kmem_cache_alloc_va(can_block)
         if va is None:
             return None
-        if not overlay.try_alloc(va, size, cpu, can_block):
+        if not overlay.bump(va, size, align, cpu, self.rcu_clock):
             self._kmem_cache_free_va(va)
             return None
-        va.vm = vm
-        va.flags = 0
-        vm.addr = va.va_start
-        vm.size = size
+        node = self.addr_to_node_id(va.va_start)
+        va.flags = encode_vn_id(node, self.nr_vmap_nodes) | VA_FROM_BUMP_CHUNK
+        return va
+
+    def _vmap_bump_refill(self: VmapAllocator, overlay, cpu: int, can_block: bool) -> bool:
+        """``vmap_bump_refill()`` (11-12): ``kvzalloc()`` of the descriptor
+        (131,136 bytes: kvmalloc's kmalloc attempt, an order-6 page
+        allocation, fault-injectable as cache ``kmalloc-large``), then 64 MiB
+        from ``__alloc_vmap_area()`` under the free lock, then the install."""
+        if self.faults.enabled and self.faults.should_fail(can_block, "kmalloc-large"):
+            # kvmalloc() would now fall back to __vmalloc_node(): not modelled,
+            # the refill fails as if that failed too (docs/stages.md row 11)
+            return False
+        chunk = overlay.new_chunk(cpu, can_block)
+        if chunk is None:
+            return False  # kvfree(new_chunk)
+        overlay.install(chunk, cpu)
+        return True
+
+    def _overlay_bind(
+        self: VmapAllocator, va: VmapArea, size: int, vm: VmStruct | None
+    ) -> VmapArea:
+        """A bump area handed out: bound to its ``vm_struct``."""
+        va.vm = None
+        if vm is not None:
+            vm.addr = va.va_start
+            vm.size = size
+            va.vm = vm
         return va
 
     def _overlay_reserve(
-        self: VmapAllocator,
-        size: int,
-        align: int,
-        vstart: int,
-        vend: int,
-        cpu: int,
-        can_block: bool,
+        self: VmapAllocator, size: int, cpu: int, can_block: bool
     ) -> VmapArea | None:
-        """A chunk for the overlay: ``alloc_vmap_area()`` of ``[vstart, vend)``, a
-        busy area with no ``vm_struct`` (silent on failure: the request falls back)."""
-        gfp = int(GFP_KERNEL if can_block else GFP_NOWAIT) | _NOWARN
-        try:
-            return self._alloc_vmap_area(size, align, vstart, vend, gfp, cpu)
-        except VmapError:
+        """The range of a chunk: ``preload_this_cpu_lock()`` +
+        ``__alloc_vmap_area(size, PAGE_SIZE, VMALLOC_START, VMALLOC_END)``
+        under the free lock, no purge, silent on failure.  The kernel marks it
+        in the occupied tree only; the model publishes a busy area without a
+        ``vm_struct`` over it (its stand-in for that range)."""
+        self._preload_this_cpu_lock(cpu, can_block)
+        vs, ve = self.vmalloc_start, self.vmalloc_end
+        addr = self.__alloc_vmap_area(size, PAGE_SIZE, vs, ve, cpu, can_block)
+        if addr < 0:
             return None
+        cva = VmapArea(addr, addr + size)
+        ret = self.vmap_nodes[self.addr_to_node_id(addr)].busy.publish(cva, can_block)
+        if ret:
+            if not self._busy_occupies and self.occupied is not None:
+                self.occupied.release(addr, addr + size)
+            return None
+        return cva
 
     def _publish_retry_queue(self: VmapAllocator, can_block: bool) -> None:
         """Publish the areas parked by a failed publish (stage 5 on), oldest first,

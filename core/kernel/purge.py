@@ -67,10 +67,7 @@ class PurgeMixin:
 
     def reclaim_and_purge_vmap_areas(self: VmapAllocator) -> None:
         """``reclaim_and_purge_vmap_areas()``: purge fragmented vmap blocks, then
-        everything lazy, decaying pools fully (with an overlay, its empty chunks
-        go back first and are purged too)."""
-        if self.overlay is not None:  # -- overlay
-            self.overlay.reclaim()
+        everything lazy, decaying pools fully."""
         self.metrics.locks["vmap_purge_lock"] += 1
         self.purge_fragmented_blocks_allcpus()  # core/kernel/vmap_block.py
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, True)
@@ -92,12 +89,18 @@ class PurgeMixin:
         self._debug_check()
 
     def _overlay_release(self: VmapAllocator, chunk: VmapArea) -> None:
-        """The overlay gives a chunk back: unlink its busy area and free it lazily,
-        like any area (its TLB entries go with the next purge)."""
-        va = self.find_unlink_vmap_area(chunk.va_start)
-        if va is not chunk:  # pragma: no cover - the overlay and the busy tree disagree
-            raise AssertionError(f"overlay chunk {chunk!r} is not busy (found {va!r})")
-        self._free_vmap_area_noflush(va)
+        """A retired chunk's range goes back to the allocator at once (patches
+        11-12, ``vmap_bump_unlink()``: ``occupied_mt_erase_range_locked(base,
+        limit)`` under the free lock): no lazy queue, no TLB flush.  In the
+        model: the stand-in busy area leaves its node's busy view, then the
+        range leaves the occupied tree."""
+        self.metrics.locks["free_vmap_area_lock"] += 1
+        self.vmap_nodes[self.addr_to_node_id(chunk.va_start)].busy.unlink(chunk)
+        if self.occupied is not None:
+            self.occupied.release(chunk.va_start, chunk.va_end)
+        elif self.free is not None:  # pragma: no cover - no posted stage has an overlay without it
+            self.coalesce.merge_or_add(chunk)
+            self._drain_coalesced()
 
     def purge_vmap_area_lazy(self: VmapAllocator) -> None:
         """Purge every lazily freed area now, as the allocation-failure path does
@@ -109,8 +112,6 @@ class PurgeMixin:
         """``vmap_node_shrink_count()``: the areas held in every node's pools,
         or ``SHRINK_EMPTY`` when there are none (read without locks)."""
         count = sum(len(pool) for vn in self.vmap_nodes for pool in vn.pools.values())
-        if self.overlay is not None:  # -- overlay: its empty chunks
-            count += self.overlay.reclaimable()
         return count or SHRINK_EMPTY
 
     def vmap_node_shrink_scan(self: VmapAllocator) -> int:
@@ -123,8 +124,6 @@ class PurgeMixin:
         for vn in self.vmap_nodes:
             if vn.pools:
                 self._decay_va_pool_node(vn, True)
-        if self.overlay is not None:  # -- overlay: empty chunks go back (lazily)
-            self.overlay.reclaim()
         self._debug_check()
         return SHRINK_STOP
 

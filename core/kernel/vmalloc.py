@@ -221,18 +221,20 @@ class VmallocMixin:
     def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
         """``find_vmap_area()``: the busy area containing ``addr``, or None.
 
-        With an overlay (stage 10 on) an address in a chunk resolves to the
-        overlay area holding it (the chunk's own area if none does)."""
+        With the overlay: patches 11-12 look in the bump chunks first
+        (``vmap_chunk_lookup()`` + ``page_va[]``); at patch 10 a bump area is
+        found through the busy walk (in the model: the chunk's stand-in area,
+        then the area inside it).  A chunk's range itself is no busy area."""
         addr = check_ulong("addr", addr)
         overlay = self.overlay
         if overlay is None:
             return self._busy_walk(addr, False)
-        # -- overlay: O(1) lookup first (stage 11 on), else through the busy tree
-        va = overlay.lookup(addr)
+        # -- overlay
+        va = overlay.lookup(addr, None, self.rcu_clock)
         if va is None:
             va = self._busy_walk(addr, False)
-            if va is not None and va.vm is None:
-                va = overlay.resolve(va, addr) or va
+            if va is not None and va.vm is None and overlay.owns(va):
+                va = overlay.resolve(va, addr)
         return va
 
     def find_unlink_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
@@ -300,22 +302,25 @@ class VmallocMixin:
         if self._rcu_pending and self._rcu_owns(addr, "vfree"):
             return
         self.metrics.free_calls += 1
-        vm = self.remove_vm_area(addr)
+        vm = self.remove_vm_area(addr, cpu)
         if vm is None:
             self._printk(f"WARNING: Trying to vfree() nonexistent vm area ({addr:#x})")
         self._debug_check(addr)
 
-    def remove_vm_area(self: VmapAllocator, addr: int) -> VmStruct | None:
+    def remove_vm_area(self: VmapAllocator, addr: int, cpu: int = 0) -> VmStruct | None:
         """``remove_vm_area()``: unlink the area at ``addr`` and free it lazily;
-        return its ``vm_struct`` (None, and nothing changed, if there is none)."""
+        return its ``vm_struct`` (None, and nothing changed, if there is none).
+        ``cpu``: the CPU it runs on (the overlay's lookup reads its chunk)."""
         if addr & _PAGE_MASK:
             self._printk(f"WARNING: Trying to vfree() bad address ({addr:#x})")
             return None
         overlay = self.overlay
-        if overlay is not None:  # -- overlay, stage 11 on: O(1), no tree walk
-            sub = overlay.lookup(addr)
+        if overlay is not None and overlay.mode != 10:  # -- overlay, patches 11-12
+            sub = self._overlay_unlink(overlay, addr, cpu, None)
             if sub is not None:
-                return self._overlay_vfree(sub, addr)
+                vm = sub.vm
+                sub.vm = None
+                return vm
         va = self.find_unlink_vmap_area(addr)
         if va is None:
             return None
@@ -323,10 +328,24 @@ class VmallocMixin:
         if vm is None or va.va_start != addr:
             # Not something vfree() may release: put it back untouched.
             self._busy_reinsert(va)
-            if overlay is not None and vm is None:  # -- overlay: a chunk (stage 10)
-                sub = overlay.resolve(va, addr)
-                if sub is not None:
-                    return self._overlay_vfree(sub, addr)
+            if overlay is not None and vm is None and overlay.owns(va):  # -- overlay
+                if overlay.mode != 10:
+                    return None  # the chunk's range: no busy area in the kernel
+                sub = overlay.resolve(va, addr)  # patch 10: the bump area in it
+                if sub is not None and sub.vm is not None:
+                    if sub.va_start != addr:
+                        self._printk(
+                            f"WARNING: vfree({addr:#x}) is inside {sub.va_start:#x}-"
+                            f"{sub.va_end:#x} but not its start (the kernel would free the "
+                            f"whole area)"
+                        )
+                        return None
+                    vm = sub.vm
+                    sub.vm = None
+                    overlay.free10(va, sub)
+                    self._kmem_cache_free_va(sub)
+                    return vm
+                return None
             if vm is not None:
                 self._printk(
                     f"WARNING: vfree({addr:#x}) is inside {va.va_start:#x}-{va.va_end:#x} "
@@ -337,20 +356,19 @@ class VmallocMixin:
         self._free_vmap_area_noflush(va)  # free_unmap_vmap_area(): unmap, no TLB flush
         return vm
 
-    def _overlay_vfree(self: VmapAllocator, sub: VmapArea, addr: int) -> VmStruct | None:
-        """``remove_vm_area()`` of an overlay area: the overlay takes it back
-        (its range is flushed when its chunk goes back through the lazy path)."""
-        if sub.va_start != addr:
-            self._printk(
-                f"WARNING: vfree({addr:#x}) is inside {sub.va_start:#x}-{sub.va_end:#x} "
-                f"but not its start (the kernel would free the whole area)"
-            )
-            return None
-        vm = sub.vm
-        sub.vm = None
-        self.overlay.free(sub)
-        self._kmem_cache_free_va(sub)
-        return vm
+    def _overlay_unlink(
+        self: VmapAllocator, overlay, addr: int, cpu: int, want: VmapArea | None
+    ) -> VmapArea | None:
+        """``find_unlink_vmap_area()``'s bump fast path (patches 11-12):
+        ``vmap_bump_unlink()`` on ``cpu``.  The area is then freed at once (the
+        kernel queues it lazily; docs/stages.md row 11).  ``want`` None: only a
+        bump area with a ``vm_struct`` (the model's vfree() leaves others
+        alone, as it does busy ones); else only that area."""
+        accept = _has_vm if want is None else (lambda v: v is want)
+        va = overlay.unlink(addr, cpu, self.rcu_clock, self.rcu_clock + self.rcu_gp_ticks, accept)
+        if va is not None:
+            self._kmem_cache_free_va(va)
+        return va
 
     def free_vmap_area_noflush(self: VmapAllocator, area: VmapArea) -> None:
         """Free an area from :meth:`alloc_vmap_area` lazily.
@@ -364,11 +382,26 @@ class VmallocMixin:
 
             raise VmapTypeError("area", "a VmapArea from alloc_vmap_area()", area)
         self.metrics.free_calls += 1
+        overlay = self.overlay
+        if (  # -- overlay, patches 11-12: vmap_bump_unlink() first (on CPU 0)
+            overlay is not None
+            and overlay.mode != 10
+            and area.va_end > area.va_start
+            and self._overlay_unlink(overlay, area.va_start, 0, area) is area
+        ):
+            self._debug_check()
+            return
         # one find-and-unlink, as the kernel's callers do (vm_unmap_ram)
         va = self.find_unlink_vmap_area(area.va_start) if area.va_end > area.va_start else None
-        if va is not None and self.overlay is not None and self.overlay.owns(va):
-            self._busy_reinsert(va)  # -- overlay: a chunk is the overlay's to give back
-            va = None
+        if va is not None and overlay is not None and overlay.owns(va):
+            self._busy_reinsert(va)  # -- overlay: a chunk's range (patch 10: its area)
+            sub = overlay.resolve(va, area.va_start) if overlay.mode == 10 else None
+            chunk_va, va = va, None
+            if sub is area:
+                overlay.free10(chunk_va, sub)
+                self._kmem_cache_free_va(sub)
+                self._debug_check()
+                return
         if va is not area:
             if va is not None:  # another busy area holds that address: put it back
                 self._busy_reinsert(va)
@@ -380,3 +413,7 @@ class VmallocMixin:
             return
         self._free_vmap_area_noflush(va)
         self._debug_check()
+
+
+def _has_vm(va: VmapArea) -> bool:
+    return va.vm is not None

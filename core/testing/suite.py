@@ -113,7 +113,11 @@ class SmokeTests(_PerStage):
         ref = build(key, nr_cpus=2, registry=vmapsim_registry)
         vmapsim_registry.workload("mixed").run(ref, seed=1, nr_ops=150, max_live=40)
         ref.purge_vmap_area_lazy()
-        assert not list(a.busy_areas()) and not list(a.lazy_areas())
+        # stages 10-12: the overlay's chunks stay reserved, as patches 10-12 keep
+        # them (a current or forgotten chunk is never given back)
+        ov = a.overlay
+        busy = [v for v in a.busy_areas() if ov is None or not ov.owns(v)]
+        assert not busy and not list(a.lazy_areas())
         assert sum(v.va_end - v.va_start for v in a.free_areas()) == sum(
             v.va_end - v.va_start for v in ref.free_areas()
         ), "after freeing everything, the free space differs from the stage's own"

@@ -1,51 +1,61 @@
-"""The per-CPU bump overlay: :class:`PcpuBumpOverlay` (``overlay=pcpu-bump``).
+"""The per-CPU bump overlay of patches 10-12: :class:`PcpuBumpOverlay` (``overlay=pcpu-bump``).
 
-What the series' patches 10-12 add in front of the allocator, as we read the
-cover letter ("per-CPU bump-allocator overlay layered on top of the migrated
-indices for short-lived, page-aligned, common-case allocations"):
+Written from the patch mails (``mm/vmalloc.c`` after "[PATCH RFC 10/12]
+per-CPU caching of free ranges", "11/12 O(1) lookup of cached vmap_areas"
+and "12/12 harden bump-allocator alloc/free"); docs/stages.md rows 10-12 cite
+the hunks.  What the model keeps of each:
 
-* **Chunks.**  Each CPU holds at most one current chunk: a busy
-  ``vmap_area`` of :func:`derive_chunk_pages` pages, reserved through the
-  flow's own ``alloc_vmap_area()`` (so it is in the occupied/busy maple tree
-  like any busy area, with no ``vm_struct``), aligned to its size, from the
-  top sixteenth of ``[VMALLOC_START, VMALLOC_END)`` (the chunk window).  The
-  normal path searches lowest-first and reaches that window only when the
-  space below it is full, so the overlay takes nothing from the space the
-  other requests use.
-* **Eligibility** (:meth:`PcpuBumpOverlay.eligible`): a vmalloc-family
-  request (one with a ``vm_struct``, no ``VMAP_RAM``/``VMAP_BLOCK`` flags),
-  in the default window ``[VMALLOC_START, VMALLOC_END)``, ``align <=
-  PAGE_SIZE``, at most :data:`OVERLAY_MAX_PAGES` pages guard page included,
-  and a blocking gfp (``__GFP_DIRECT_RECLAIM``: a chunk reservation may have
-  to purge; atomic callers keep the normal path).
-* **Bump allocation**: the next ``size`` bytes of the CPU's chunk; no tree
-  walk.  A request that does not fit the rest of the chunk retires it
-  (exhausted: it never hands out space again) and reserves a fresh one.  A
-  freed sub-area's range is not reused: the bump pointer only moves up, so a
-  freed range keeps its stale TLB entries until the whole chunk goes back
-  through the lazy path (``free_vmap_area_noflush()``), when it is exhausted
-  and its last area is freed, and the purge flushes it.
-* **Lookup.**  Stage 10: a chunk-resident address is found through the busy
-  tree (it lands on the chunk's area) and then inside the chunk
-  (:meth:`resolve`: a binary search of the chunk's areas, which are in
-  address order by construction).  Stage 11 (``pcpu_backptr``): each chunk
-  keeps a back-pointer array, page index -> area (a
-  :class:`~.ubsan.BoundsCheckedArray`), and :meth:`lookup` resolves an
-  address with one mask, one hash probe and one array read; an address
-  outside every reserved chunk is rejected in O(1) (outside the chunk window,
-  or no chunk at its aligned base) and the flow falls back to the busy tree.
-* **The modelled defect** (stage 11): the loop that fills the back-pointer
-  array for a new area runs one index too far (``<=`` for ``<``).  The extra
-  write lands on the next page's slot, which the next bump allocation
-  overwrites, so it is harmless, except when the area ends exactly at the
-  chunk's end: then it indexes one past the array, which UBSAN reports.
-  Stage 12 (``pcpu_bounds_hardened``) bounds the loop and checks every index
-  on the alloc and free paths before using it.
+* **Chunks** (all three): ``VMAP_BUMP_CHUNK_SIZE`` = 64 MiB
+  (:data:`VMAP_BUMP_CHUNK_SIZE`, 16384 pages), reserved by
+  ``vmap_bump_refill()`` with ``__alloc_vmap_area(64 MiB, PAGE_SIZE,
+  VMALLOC_START, VMALLOC_END)`` under ``free_vmap_area_lock``: the lowest
+  fit, page aligned, no purge on failure.  The kernel marks the range in the
+  occupied tree only; the model holds it as one busy area without a
+  ``vm_struct`` (the flow's ``_overlay_reserve``), its stand-in for the
+  ``XA_ZERO_ENTRY`` range.
+* **Eligibility**: ``vstart == VMALLOC_START && vend == VMALLOC_END``,
+  ``0 < size <= 32 MiB``, ``align <= 32 MiB`` (patches 10-11, inside
+  ``vmap_bump_alloc()``); patch 12's ``vmap_bump_eligible()`` adds
+  ``PAGE_ALIGNED(size)`` and ``align > 0``.  No gfp, ``vm`` or node test.
+* **Patch 10** (``mode == 10``): the chunk is ``{base, limit, bump}`` per
+  CPU under the per-CPU spinlock ``vmap_bump_lock``; a miss (no chunk, or
+  the aligned request does not fit) refills: the old chunk is forgotten
+  (its unused tail leaks, its areas stay where they are).  A bump area is
+  an ordinary busy area in the kernel (``busy.mt`` insert); see the flow.
+* **Patch 11** (``mode == 11``): a ``kvzalloc``'d descriptor
+  (:class:`VmapBumpChunk`: ``base``, ``limit``, ``bump``, ``alloced`` in
+  pages, an RCU list link, ``page_va[16384]``), per-CPU
+  ``vmap_bump_cur``, the global ``vmap_bump_chunks`` list (newest first,
+  ``list_add_rcu``) under ``vmap_bump_chunks_lock``, the monotonic
+  ``[vmap_chunks_lo, vmap_chunks_hi)`` fast-reject bound.  The bump runs
+  under ``preempt_disable()``; the area is not inserted into any busy tree
+  (``VA_FROM_BUMP_CHUNK``); ``page_va[]`` maps each of its pages to it.
+  Lookup (``vmap_chunk_lookup()``): bound, this CPU's current chunk, then
+  an RCU walk of the list.  ``vmap_bump_unlink()`` clears the slots and,
+  when ``alloced`` drops to 0 and the chunk is not *this* CPU's current
+  one, retires it: ``list_del_rcu``, the whole range given back to the
+  allocator under the free lock, ``kvfree_rcu`` of the descriptor.
+* **Patch 12** (``mode == 12``): eligibility before refill, the overflow /
+  ``aligned >= base`` / ``idx`` / ``n_pages`` checks, the pointer-walk
+  fill, ``owner_cpu``: retire only if the chunk is not its *owner's*
+  current chunk.
 
-Memory pressure: :meth:`reclaim` gives back every chunk with no live area
-(the failure path's reclaim and the shrinker call it); :meth:`dirty_span` is
-the range of freed, not yet flushed sub-areas, which ``vm_unmap_aliases()``
-flushes.
+The defects the patches have, reproduced here (tests name the patch):
+
+* patch 11: a free on CPU B of the last area of CPU A's *current* chunk
+  retires it.  A still holds it in ``vmap_bump_cur``: its next bump hands
+  out space the allocator got back (double booking, counted in
+  :attr:`PcpuBumpOverlay.double_booked`), and once the descriptor's grace
+  period has ended every touch is a use after free, which the model reports
+  as KASAN does (:meth:`PcpuBumpOverlay._kasan`, once, then counted) and then
+  goes on reading the stale values, deterministically;
+* patches 11-12: a chunk that drains to 0 while it is current is never
+  retired once replaced (:meth:`PcpuBumpOverlay.leaked_chunks`); a retired
+  chunk's range goes back to the allocator before the freed areas in it are
+  flushed (:attr:`PcpuBumpOverlay.retired_unflushed`);
+* patch 11: an ineligible request (wrong window, too big) still refills,
+  since ``vmap_bump_alloc()`` answers NULL for both; each such call
+  reserves a fresh chunk and strands the one before if it was empty.
 """
 
 from __future__ import annotations
@@ -67,412 +77,503 @@ from vmapsim import (
 
 from .ubsan import BoundsCheckedArray
 
-__all__ = ["OVERLAY_MAX_PAGES", "PcpuBumpOverlay", "PcpuChunk", "derive_chunk_pages"]
+__all__ = [
+    "VA_FROM_BUMP_CHUNK",
+    "VMAP_BUMP_CHUNK_PAGES",
+    "VMAP_BUMP_CHUNK_SIZE",
+    "PcpuBumpOverlay",
+    "VmapBumpChunk",
+    "kasan_report",
+]
 
-#: the eligible size limit, guard page included: 16 pages (64 KiB with 4 KiB pages)
-OVERLAY_MAX_PAGES = 16
-#: a chunk holds at least this many maximal eligible requests (amortisation bound)
-MIN_REQUESTS_PER_CHUNK = 32
-#: and at most this many pages: its back-pointer array stays within 4 pages (16 KiB)
-MAX_CHUNK_PAGES = 2048
-#: the chunk window is the top 1/WINDOW_FRACTION of the vmalloc space
-WINDOW_FRACTION = 16
-#: bytes of one chunk's header (base, bump, live, freed, cpu, flags, array pointer)
-CHUNK_HEADER_BYTES = 64
+#: ``VMAP_BUMP_CHUNK_SIZE`` (patch 10): 64 MiB
+VMAP_BUMP_CHUNK_SIZE = 64 << 20
+#: ``VMAP_BUMP_CHUNK_PAGES`` (patch 11): the length of ``page_va[]``
+VMAP_BUMP_CHUNK_PAGES = VMAP_BUMP_CHUNK_SIZE >> PAGE_SHIFT
+#: ``VA_FROM_BUMP_CHUNK`` (patch 11): the ``va->flags`` bit of a bump area
+VA_FROM_BUMP_CHUNK = 0x4
+#: ``sizeof(struct vmap_bump_chunk)`` on 64-bit (patch 12's layout: base, limit,
+#: bump, alloced + owner_cpu, list_head, rcu_head, page_va[16384])
+VMAP_BUMP_CHUNK_BYTES = 3 * 8 + 4 + 4 + 16 + 16 + 8 * VMAP_BUMP_CHUNK_PAGES
+#: where the model's kmalloc-large descriptors live (a direct-map-like base)
+_DESC_BASE = 0xFFFF888100000000
+#: the descriptor is an order-6 page allocation (kmalloc of 131,136 bytes)
+_DESC_STRIDE = 1 << (PAGE_SHIFT + 6)
 
 
-def derive_chunk_pages(
-    nr_cpus: int, lazy_max_pages: int, max_pages: int = OVERLAY_MAX_PAGES
-) -> int:
-    """The chunk size in pages (derivation in docs/stages.md).
-
-    A chunk returns to the lazy queue whole.  If every CPU returned one chunk
-    at the same moment, that alone should use at most a quarter of the drain
-    threshold: ``nr_cpus * chunk <= lazy_max_pages / 4``; the largest power of
-    two below that bound (power of two: the O(1) lookup masks the address).
-    It must also hold at least :data:`MIN_REQUESTS_PER_CHUNK` maximal eligible
-    requests, so one reservation (a tree descent and a store) is spread over
-    that many tree-free allocations; that lower bound wins above 16 CPUs.
-    Capped at :data:`MAX_CHUNK_PAGES` (the back-pointer array's size).
-    """
-    bound = lazy_max_pages // (4 * max(nr_cpus, 1))
-    pow2 = 1 << (bound.bit_length() - 1) if bound > 0 else 1
-    return max(MIN_REQUESTS_PER_CHUNK * max_pages, min(pow2, MAX_CHUNK_PAGES))
+def kasan_report(kind: str, function: str, addr: int, size: int, cpu: int) -> list[str]:
+    """The first lines of a KASAN report for one bad access (``kind``:
+    ``use-after-free`` for a freed page allocation, as a kmalloc-large
+    object is)."""
+    return [
+        f"BUG: KASAN: {kind} in {function}",
+        f"Read of size {size} at addr {addr:x} on CPU {cpu} (the task is not modelled)",
+    ]
 
 
 @define(slots=True, eq=False, weakref_slot=False, repr=False)
-class PcpuChunk:
-    """One reserved chunk: the per-CPU cache of a free range.
+class VmapBumpChunk:
+    """``struct vmap_bump_chunk``.
 
-    ``va`` is the chunk's busy area (``[base, end)``); ``bump`` the next free
-    address; ``live`` the areas handed out and not freed; ``freed_pages``
-    the pages of freed areas (not reusable until the chunk goes back).
-    Stage 10 keeps the areas in address order (``starts``/``areas``, a freed
-    one becomes None); stage 11 on keeps ``back``, page index -> area.
+    Patch 10's per-CPU chunk has only ``base``/``limit``/``bump``; patch 11
+    adds the rest.  ``va`` is the model's busy area over ``[base, limit)``;
+    ``desc`` the descriptor's modelled address; ``freed_at`` the RCU clock
+    tick at which ``kvfree_rcu`` frees it (None while it lives);
+    ``retired`` whether it left the list and gave its range back.
     """
 
     va: VmapArea
-    cpu: int
     base: int
-    end: int
+    limit: int
     bump: int
-    live: int = 0
+    cpu: int
+    alloced: int = 0
+    owner_cpu: int = -1
+    desc: int = 0
+    page_va: BoundsCheckedArray | list | None = None
+    retired: bool = False
+    freed_at: int | None = None
+    #: pages of freed areas in it (not reusable: the bump only moves up)
     freed_pages: int = 0
-    exhausted: bool = False
-    starts: list[int] = field(factory=list)
-    areas: list[VmapArea | None] = field(factory=list)
-    back: BoundsCheckedArray | None = None
+    #: patch 10: the chunk's areas in address order (a freed one becomes None)
+    #: and their starts (the model's resolve bisects them)
+    areas: list = field(factory=list)
+    starts: list = field(factory=list)
 
     def __repr__(self) -> str:
+        state = " retired" if self.retired else ""
         return (
-            f"PcpuChunk(cpu {self.cpu}, {self.base:#x}-{self.end:#x}, bump {self.bump:#x}, "
-            f"live {self.live}{', exhausted' if self.exhausted else ''})"
+            f"VmapBumpChunk(cpu {self.cpu}, {self.base:#x}-{self.limit:#x}, bump "
+            f"{self.bump:#x}, alloced {self.alloced}{state})"
         )
 
 
 class PcpuBumpOverlay:
-    """The ``overlay`` role (:class:`vmapsim.Overlay`): per-CPU bump chunks.
+    """The ``overlay`` role: patch 10, 11 or 12's bump path (module docstring).
 
-    Feature switches from the stage: ``pcpu_backptr`` (stage 11: the
-    back-pointer array and the O(1) lookup, with the fill loop's defect),
-    ``pcpu_bounds_hardened`` (stage 12: bounded loop, every index checked).
+    ``mode`` comes from the stage's ``pcpu_bump`` feature (10, 11 or 12).
+    The flow calls :meth:`eligible`, :meth:`bump` and :meth:`install`
+    (refill), :meth:`lookup` / :meth:`unlink` (find / find-and-unlink),
+    and reads :attr:`kasan_reports`, :attr:`double_booked` and friends.
     """
 
-    def __init__(
-        self,
-        counters: Counters,
-        warn: Callable[[str], None],
-        params: Any,
-    ) -> None:
+    def __init__(self, counters: Counters, warn: Callable[[str], None], params: Any) -> None:
         self.counters = counters
         self.warn = warn
         arch = params.get("arch")
         self.vmalloc_start = arch.vmalloc_start
         self.vmalloc_end = arch.vmalloc_end
-        self.backptr = bool(params.get("pcpu_backptr", False))
-        self.hardened = bool(params.get("pcpu_bounds_hardened", False))
-        self.max_size = OVERLAY_MAX_PAGES * PAGE_SIZE
+        self.mode = int(params.get("pcpu_bump", 10))
+        if self.mode not in (10, 11, 12):
+            raise ValueError(f"pcpu_bump must be 10, 11 or 12, not {self.mode!r}")
         self.debug = False
         self._reserve: Callable[..., VmapArea | None] | None = None
         self._release: Callable[[VmapArea], None] | None = None
-        self.current: list[PcpuChunk | None] = []
-        #: chunk base -> chunk (every reserved chunk, current or exhausted)
-        self.table: dict[int, PcpuChunk] = {}
-        self.chunk_pages = 0
-        self.chunk_size = 0
-        self._base_mask = 0
-        self.window = (0, 0)
+        #: per-CPU ``vmap_bump`` (10) / ``vmap_bump_cur`` (11-12)
+        self.current: list[VmapBumpChunk | None] = []
+        #: ``vmap_bump_chunks`` (11-12), newest first; at 10 every chunk ever reserved
+        self.chunk_list: list[VmapBumpChunk] = []
+        self.lo = (1 << 64) - 1
+        self.hi = 0
+        #: the model's own index: chunk base -> chunk, every reserved chunk
+        self.by_base: dict[int, VmapBumpChunk] = {}
+        self._next_desc = _DESC_BASE
         self._dirty: tuple[int, int] | None = None
+        self.kasan_reports = 0
+        self._kasan_reported = False
+        #: bump areas handed out of a chunk whose range was given back
+        self.double_booked = 0
+        #: chunks retired while freed areas in them were not yet flushed
+        self.retired_unflushed = 0
+        #: descriptors allocated / freed (kvzalloc / kvfree_rcu)
+        self.descs_allocated = 0
+        self.descs_freed = 0
 
     # -- binding -----------------------------------------------------------
     def attach(
         self,
-        reserve: Callable[[int, int, int, int, int, bool], VmapArea | None],
+        reserve: Callable[..., VmapArea | None],
         release: Callable[[VmapArea], None],
         *,
         nr_cpus: int,
-        lazy_max_pages: int,
+        lazy_max_pages: int = 0,
         debug: bool = False,
     ) -> None:
-        """Bind the flow's chunk reservation (``alloc_vmap_area(size, align,
-        vstart, vend)`` on a CPU, or None) and release (unlink the chunk's busy
-        area and free it lazily); size the chunks and place their window."""
+        """Bind the flow's chunk reservation (``__alloc_vmap_area()`` of 64 MiB
+        under the free lock: a busy area or None) and its release (the
+        range back to the allocator at once)."""
         self._reserve = reserve
         self._release = release
         self.debug = debug
         self.current = [None] * nr_cpus
-        self.chunk_pages = derive_chunk_pages(nr_cpus, lazy_max_pages)
-        cb = self.chunk_size = self.chunk_pages << PAGE_SHIFT
-        self._base_mask = ~(cb - 1)
-        span = self.vmalloc_end - self.vmalloc_start
-        lo = (self.vmalloc_end - span // WINDOW_FRACTION + cb - 1) & -cb
-        self.window = (lo, self.vmalloc_end)
+
+    @property
+    def chunk_size(self) -> int:
+        return VMAP_BUMP_CHUNK_SIZE
+
+    @property
+    def chunk_pages(self) -> int:
+        return VMAP_BUMP_CHUNK_PAGES
+
+    # -- eligibility -----------------------------------------------------------
+    def eligible(self, size: int, align: int, vstart: int, vend: int) -> bool:
+        """``vmap_bump_alloc()``'s test (10-11) / ``vmap_bump_eligible()`` (12)."""
+        half = VMAP_BUMP_CHUNK_SIZE // 2
+        ok = (
+            vstart == self.vmalloc_start
+            and vend == self.vmalloc_end
+            and 0 < size <= half
+            and align <= half
+        )
+        if self.mode == 12:
+            ok = ok and not size & (PAGE_SIZE - 1) and align > 0
+        return ok
+
+    # -- KASAN --------------------------------------------------------------------
+    def _touch(self, chunk: VmapBumpChunk, function: str, cpu: int, now: int) -> None:
+        """A read of ``chunk``'s descriptor: a use after free once its
+        ``kvfree_rcu`` grace period has ended."""
+        if chunk.freed_at is not None and now >= chunk.freed_at:
+            self._kasan("use-after-free", function, chunk.desc, cpu)
+
+    def _kasan(self, kind: str, function: str, addr: int, cpu: int) -> None:
+        """Report as KASAN does: the first report is printed (no
+        ``kasan_multi_shot``), every one counted; the run goes on (no
+        ``panic_on_warn``, even with ``debug``: the report is the finding)."""
+        self.kasan_reports += 1
+        if self._kasan_reported:
+            return
+        self._kasan_reported = True
+        for line in kasan_report(kind, function, addr, 8, cpu):
+            self.warn(line)
 
     # -- allocation ----------------------------------------------------------
-    def eligible(self, size: int, align: int, vstart: int, vend: int, can_block: bool) -> bool:
-        """The eligibility rule (module docstring): small, page-aligned at most,
-        default window, blocking."""
-        return (
-            size <= self.max_size
-            and align <= PAGE_SIZE
-            and can_block
-            and vstart == self.vmalloc_start
-            and vend == self.vmalloc_end
-        )
-
-    def try_alloc(self, va: VmapArea, size: int, cpu: int, can_block: bool) -> bool:
-        """Bump-allocate ``size`` bytes on ``cpu`` into ``va`` (its range set);
-        False (nothing changed but a retired chunk) if no chunk can be had."""
+    def bump(self, va: VmapArea, size: int, align: int, cpu: int, now: int) -> bool:
+        """The bump itself (``vmap_bump_alloc()`` after its eligibility test
+        and, at 11-12, after the ``vmap_area`` was allocated): set ``va``'s
+        range and True; False on a miss (no chunk, or no room)."""
         c = self.counters
-        chunk = self.current[cpu]
-        if chunk is None or chunk.bump + size > chunk.end:
-            if chunk is not None:
-                self._retire(chunk)
-            chunk = self._new_chunk(cpu, can_block)
-            if chunk is None:
-                c.overlay_fallbacks += 1
-                return False
-        addr = chunk.bump
-        chunk.bump = addr + size
-        chunk.live += 1
-        va.va_start = addr
-        va.va_end = addr + size
-        c.cache_lines += 1  # the per-CPU chunk header
-        if self.backptr:
-            self._fill_backptr(chunk, va)
+        if self.mode == 10:
+            c.locks["vmap_bump_lock"] += 1
         else:
-            chunk.starts.append(addr)
+            c.locks["preempt_disable"] += 1
+        chunk = self.current[cpu]
+        if chunk is None:
+            return False
+        if self.mode != 10:
+            self._touch(chunk, "vmap_bump_alloc", cpu, now)
+        aligned = (chunk.bump + align - 1) & -align if align > 1 else chunk.bump
+        new_bump = aligned + size
+        if self.mode == 12:
+            idx = (aligned - chunk.base) >> PAGE_SHIFT
+            n_pages = size >> PAGE_SHIFT
+            if (
+                aligned < chunk.base
+                or new_bump > (1 << 64) - 1
+                or new_bump > chunk.limit
+                or idx >= VMAP_BUMP_CHUNK_PAGES
+                or n_pages > VMAP_BUMP_CHUNK_PAGES - idx
+            ):
+                return False
+        elif new_bump > chunk.limit:
+            return False
+        chunk.bump = new_bump
+        va.va_start = aligned
+        va.va_end = new_bump
+        c.cache_lines += 1  # the per-CPU chunk
+        if chunk.retired:
+            self.double_booked += 1
+        if self.mode == 10:
             chunk.areas.append(va)
+            chunk.starts.append(aligned)
+        else:
+            idx = (aligned - chunk.base) >> PAGE_SHIFT
+            n_pages = size >> PAGE_SHIFT
+            if self.mode == 11:  # the indexed loop, as UBSAN instruments it
+                chunk.page_va.fill(idx, n_pages, va)
+            else:  # patch 12's pointer walk: not instrumented
+                chunk.page_va[idx : idx + n_pages] = [va] * n_pages
+            chunk.alloced += n_pages
+            c.cache_lines += ((idx + n_pages) * 8 >> 6) - (idx * 8 >> 6) + 1
         c.overlay_allocs += 1
         return True
 
-    def _fill_backptr(self, chunk: PcpuChunk, va: VmapArea) -> None:
-        """The indexed write loop: ``back[i] = va`` for each page of ``va``.
-
-        Stage 11 runs ``i`` from the first page to the last page *inclusive of
-        one more* (the modelled ``<=`` for ``<``); stage 12 runs to the last
-        page and checks each index against the array's length first."""
-        back = chunk.back
-        first = (va.va_start - chunk.base) >> PAGE_SHIFT
-        nr = (va.va_end - va.va_start) >> PAGE_SHIFT
-        if self.hardened:
-            n = back.length
-            for i in range(first, first + nr):
-                if 0 <= i < n:
-                    back[i] = va
-        else:
-            for i in range(first, first + nr + 1):  # modelled defect: one too far
-                back[i] = va
-        self.counters.cache_lines += ((first + nr) * 8 >> 6) - (first * 8 >> 6) + 1
-
-    def _new_chunk(self, cpu: int, can_block: bool) -> PcpuChunk | None:
-        """Reserve a chunk for ``cpu`` through the flow (``alloc_vmap_area``)."""
-        lo, hi = self.window
-        cb = self.chunk_size
-        cva = self._reserve(cb, cb, lo, hi, cpu, can_block)
+    def new_chunk(self, cpu: int, can_block: bool) -> VmapBumpChunk | None:
+        """Patch 10's refill, or the range part of patch 11-12's: reserve 64 MiB
+        through the flow (``__alloc_vmap_area`` under the free lock)."""
+        cva = self._reserve(VMAP_BUMP_CHUNK_SIZE, cpu, can_block)
         if cva is None:
             return None
         base = cva.va_start
-        chunk = PcpuChunk(cva, cpu, base, base + cb, base)
-        if self.backptr:
-            chunk.back = BoundsCheckedArray(
-                self.chunk_pages, self.counters, self.warn, debug=self.debug
+        return VmapBumpChunk(cva, base, base + VMAP_BUMP_CHUNK_SIZE, base, cpu)
+
+    def install(self, chunk: VmapBumpChunk, cpu: int) -> None:
+        """Make ``chunk`` ``cpu``'s current one: patch 10 under ``vmap_bump_lock``
+        (the old one is forgotten); 11-12 ``list_add_rcu`` under
+        ``vmap_bump_chunks_lock``, the bound widened, then ``vmap_bump_cur``
+        (and ``owner_cpu`` at 12) with preemption off."""
+        c = self.counters
+        c.overlay_chunk_reserves += 1
+        self.by_base[chunk.base] = chunk
+        if self.mode == 10:
+            c.locks["vmap_bump_lock"] += 1
+            self.chunk_list.append(chunk)
+            self.current[cpu] = chunk
+            return
+        chunk.desc = self._next_desc
+        self._next_desc += _DESC_STRIDE
+        self.descs_allocated += 1
+        if self.mode == 11:
+            chunk.page_va = BoundsCheckedArray(
+                VMAP_BUMP_CHUNK_PAGES, c, self.warn, debug=self.debug
             )
-        self.table[base] = chunk
+        else:
+            chunk.page_va = [None] * VMAP_BUMP_CHUNK_PAGES
+        c.locks["vmap_bump_chunks_lock"] += 1
+        self.chunk_list.insert(0, chunk)
+        self.lo = min(self.lo, chunk.base)
+        self.hi = max(self.hi, chunk.limit)
+        c.locks["preempt_disable"] += 1
+        if self.mode == 12:
+            chunk.owner_cpu = cpu
         self.current[cpu] = chunk
-        self.counters.overlay_chunk_reserves += 1
-        return chunk
-
-    def _retire(self, chunk: PcpuChunk) -> None:
-        """The CPU's chunk cannot hold the next request: exhausted for good;
-        given back at once if nothing in it is live."""
-        chunk.exhausted = True
-        if self.current[chunk.cpu] is chunk:
-            self.current[chunk.cpu] = None
-        if chunk.live == 0:
-            self._give_back(chunk)
-
-    def _give_back(self, chunk: PcpuChunk) -> None:
-        """Forget the chunk, then hand its area to the flow's lazy path."""
-        del self.table[chunk.base]
-        if self.current[chunk.cpu] is chunk:
-            self.current[chunk.cpu] = None
-        self.counters.overlay_chunk_releases += 1
-        self._release(chunk.va)
 
     # -- lookup ---------------------------------------------------------------
-    def lookup(self, addr: int) -> VmapArea | None:
-        """Stage 11 on: the live area holding ``addr`` in O(1), no tree walk;
-        None if ``addr`` is in no live chunk area (the flow then walks the
-        busy tree).  Stage 10 has no index: always None."""
-        if not self.backptr:
-            return None
+    def chunk_lookup(self, addr: int, cpu: int | None, now: int) -> VmapBumpChunk | None:
+        """``vmap_chunk_lookup()`` (11-12): the bound, this CPU's current chunk
+        (``cpu`` None: skipped), then an RCU walk of ``vmap_bump_chunks``."""
         c = self.counters
-        lo, hi = self.window
-        if not lo <= addr < hi:
+        if not self.lo <= addr < self.hi:
             c.overlay_fast_rejects += 1
             return None
-        chunk = self.table.get(addr & self._base_mask)
+        if cpu is not None:
+            cur = self.current[cpu]
+            if cur is not None:
+                self._touch(cur, "vmap_chunk_lookup", cpu, now)
+                if cur.base <= addr < cur.limit:
+                    return cur
+        c.locks["rcu_read_lock"] += 1
+        for chunk in self.chunk_list:
+            c.comparisons += 1
+            if chunk.base <= addr < chunk.limit:
+                return chunk
+        return None
+
+    def lookup(self, addr: int, cpu: int | None = None, now: int = 0) -> VmapArea | None:
+        """``find_vmap_area()``'s bump fast path (11-12): ``page_va[idx]`` of the
+        chunk holding ``addr``, or None (the flow then walks the busy trees).
+        Patch 10 has none: always None."""
+        if self.mode == 10:
+            return None
+        chunk = self.chunk_lookup(addr, cpu, now)
         if chunk is None:
-            c.overlay_fast_rejects += 1
             return None
-        i = (addr - chunk.base) >> PAGE_SHIFT
-        back = chunk.back
-        if self.hardened and not 0 <= i < back.length:
+        idx = (addr - chunk.base) >> PAGE_SHIFT
+        if idx >= VMAP_BUMP_CHUNK_PAGES:
             return None
-        va = back[i]
-        c.cache_lines += 2  # the chunk header, the array slot
+        va = chunk.page_va[idx]
+        self.counters.cache_lines += 2  # the descriptor, the slot
+        if va is not None:
+            self.counters.overlay_lookups += 1
+        return va
+
+    def resolve(self, chunk_va: VmapArea, addr: int) -> VmapArea | None:
+        """Patch 10 in the model: the busy walk landed on a chunk's area (the
+        model's stand-in for the range); the bump area of that chunk holding
+        ``addr``, or None.  (In the kernel a patch-10 bump area is itself in
+        ``busy.mt``.)"""
+        chunk = self.by_base.get(chunk_va.va_start)
+        if chunk is None or chunk.va is not chunk_va or self.mode != 10:
+            return None
+        k = bisect_right(chunk.starts, addr) - 1
+        self.counters.comparisons += max(len(chunk.starts), 1).bit_length()
+        va = chunk.areas[k] if k >= 0 else None
         if va is None or not va.va_start <= addr < va.va_end:
             return None
-        c.overlay_lookups += 1
         return va
 
     def owns(self, va: VmapArea) -> bool:
-        """Is ``va`` the busy area of a reserved chunk?"""
-        chunk = self.table.get(va.va_start)
+        """Is ``va`` the busy area standing for a reserved chunk's range?"""
+        chunk = self.by_base.get(va.va_start)
         return chunk is not None and chunk.va is va
 
-    def resolve(self, chunk_va: VmapArea, addr: int) -> VmapArea | None:
-        """``chunk_va`` was found through the busy tree: the live area of that
-        chunk holding ``addr``, or None (also when ``chunk_va`` is no chunk)."""
-        chunk = self.table.get(chunk_va.va_start)
-        if chunk is None or chunk.va is not chunk_va:
+    # -- freeing ----------------------------------------------------------------
+    def free10(self, chunk_va: VmapArea, va: VmapArea) -> None:
+        """Patch 10: bump area ``va`` leaves the chunk of ``chunk_va`` (the flow
+        found both through the busy walk and :meth:`resolve`)."""
+        chunk = self.by_base[chunk_va.va_start]
+        k = bisect_right(chunk.starts, va.va_start) - 1
+        chunk.areas[k] = None
+        chunk.freed_pages += (va.va_end - va.va_start) >> PAGE_SHIFT
+        self._mark_dirty(va)
+        self.counters.overlay_frees += 1
+
+    def unlink(
+        self,
+        addr: int,
+        cpu: int,
+        now: int,
+        gp_end: int,
+        accept: Callable[[VmapArea], bool] | None = None,
+    ) -> VmapArea | None:
+        """``vmap_bump_unlink()`` (11-12) on ``cpu``: the bump area starting at
+        ``addr`` out of its chunk, and the chunk retired when the rule says so
+        (its descriptor freed at tick ``gp_end``); None if ``addr`` starts no
+        bump area, or (the model's callers) ``accept`` refuses it."""
+        chunk = self.chunk_lookup(addr, cpu, now)
+        if chunk is None:
             return None
-        if self.backptr:
-            i = (addr - chunk.base) >> PAGE_SHIFT
-            if not 0 <= i < chunk.back.length:
-                return None
-            va = chunk.back[i]
+        idx = (addr - chunk.base) >> PAGE_SHIFT
+        if idx >= VMAP_BUMP_CHUNK_PAGES:
+            return None
+        self._touch(chunk, "vmap_bump_unlink", cpu, now)
+        va = chunk.page_va[idx]
+        if va is None or va.va_start != addr or (accept is not None and not accept(va)):
+            return None
+        n_pages = (va.va_end - va.va_start) >> PAGE_SHIFT
+        if self.mode == 12 and not 0 < n_pages <= VMAP_BUMP_CHUNK_PAGES - idx:
+            return None
+        slots = chunk.page_va if self.mode == 12 else chunk.page_va.slots
+        slots[idx : idx + n_pages] = [None] * n_pages  # memset: not instrumented
+        chunk.freed_pages += n_pages
+        self._mark_dirty(va)
+        c = self.counters
+        c.overlay_frees += 1
+        if self.mode == 12:
+            if not 0 <= chunk.owner_cpu < len(self.current):
+                return va
+            keeper = self.current[chunk.owner_cpu]
         else:
-            k = bisect_right(chunk.starts, addr) - 1
-            self.counters.comparisons += max(len(chunk.starts), 1).bit_length()
-            va = chunk.areas[k] if k >= 0 else None
-        if va is None or not va.va_start <= addr < va.va_end:
-            return None
+            keeper = self.current[cpu]
+        chunk.alloced -= n_pages
+        if chunk.alloced == 0 and chunk is not keeper:
+            self._retire(chunk, gp_end)
         return va
 
-    # -- freeing ----------------------------------------------------------------
-    def free(self, va: VmapArea) -> None:
-        """Take back a live area (its range stays unusable until the chunk goes
-        back); the chunk goes back when it is exhausted and this was its last."""
-        chunk = self.table[va.va_start & self._base_mask]
-        nr = (va.va_end - va.va_start) >> PAGE_SHIFT
-        if self.backptr:
-            back = chunk.back
-            first = (va.va_start - chunk.base) >> PAGE_SHIFT
-            if self.hardened:
-                n = back.length
-                for i in range(first, first + nr):
-                    if 0 <= i < n:
-                        back[i] = None
-            else:
-                for i in range(first, first + nr):
-                    back[i] = None
-        else:
-            k = bisect_right(chunk.starts, va.va_start) - 1
-            chunk.areas[k] = None
-        chunk.live -= 1
-        chunk.freed_pages += nr
+    def _retire(self, chunk: VmapBumpChunk, gp_end: int) -> None:
+        """The chunk leaves ``vmap_bump_chunks`` (RCU), its range goes back to
+        the allocator under the free lock, its descriptor to ``kvfree_rcu``."""
+        c = self.counters
+        if chunk.retired:
+            # a second retirement of the same descriptor (after a cross-CPU
+            # retire at 11): the kernel would list_del_rcu a deleted entry and
+            # erase a range that is no longer the chunk's; the model stops here
+            return
+        c.locks["vmap_bump_chunks_lock"] += 1
+        if chunk in self.chunk_list:
+            self.chunk_list.remove(chunk)
+        d = self._dirty
+        if d is not None and d[0] < chunk.limit and chunk.base < d[1]:
+            self.retired_unflushed += 1
+        chunk.retired = True
+        chunk.freed_at = gp_end
+        del self.by_base[chunk.base]
+        self.descs_freed += 1
+        c.overlay_chunk_releases += 1
+        self._release(chunk.va)
+
+    def _mark_dirty(self, va: VmapArea) -> None:
         d = self._dirty
         self._dirty = (
             (va.va_start, va.va_end)
             if d is None
             else (min(d[0], va.va_start), max(d[1], va.va_end))
         )
-        self.counters.overlay_frees += 1
-        if chunk.live == 0 and chunk.exhausted:
-            self._give_back(chunk)
 
     # -- memory pressure and flushing -------------------------------------------------
     def reclaimable(self) -> int:
-        """Chunks with no live area (all of them current ones: an exhausted
-        chunk goes back with its last area)."""
-        return sum(1 for ch in self.current if ch is not None and ch.live == 0)
+        """The patches give the shrinker nothing of the overlay: 0."""
+        return 0
 
     def reclaim(self) -> int:
-        """Give back every chunk with no live area; the number given back."""
-        n = 0
-        for ch in list(self.current):
-            if ch is not None and ch.live == 0:
-                self._give_back(ch)
-                n += 1
-        return n
+        """Nothing: no patch reclaims chunks under memory pressure."""
+        return 0
 
     def dirty_span(self) -> tuple[int, int] | None:
-        """The range covering the areas freed since the last call (stale TLB
-        entries for ``vm_unmap_aliases()`` to flush), or None; resets it."""
+        """The range covering the bump areas freed since the last call (their
+        TLB entries go with ``vm_unmap_aliases()``'s flush), or None; resets it."""
         d = self._dirty
         self._dirty = None
         return d
 
-    # -- iteration and checking ---------------------------------------------------
+    # -- views and checking ---------------------------------------------------
+    def leaked_chunks(self) -> list[VmapBumpChunk]:
+        """Chunks nothing will ever give back (11-12): on the list, not any
+        CPU's current one, no area left (drained while current, then replaced).
+        At 10 every forgotten chunk is leaked (only its tail in the kernel)."""
+        cur = {id(ch) for ch in self.current if ch is not None}
+        if self.mode == 10:
+            return [ch for ch in self.chunk_list if id(ch) not in cur]
+        return [ch for ch in self.chunk_list if id(ch) not in cur and ch.alloced == 0]
+
     def __iter__(self) -> Iterator[VmapArea]:
-        """The busy areas of the reserved chunks, in address order."""
-        for base in sorted(self.table):
-            yield self.table[base].va
+        """The busy areas standing for the chunks' ranges (retired ones are
+        given back), in address order."""
+        for chunk in self.chunks():
+            yield chunk.va
 
-    def chunks(self) -> list[PcpuChunk]:
-        """The reserved chunks, in address order."""
-        return [self.table[b] for b in sorted(self.table)]
+    def chunks(self) -> list[VmapBumpChunk]:
+        """The chunks whose range is still reserved, in address order."""
+        seen = {id(ch): ch for ch in self.chunk_list if not ch.retired}
+        for ch in self.current:
+            if ch is not None and not ch.retired:
+                seen[id(ch)] = ch
+        return sorted(seen.values(), key=_base)
 
-    def live_areas(self, chunk: PcpuChunk) -> list[VmapArea]:
-        """The live areas of ``chunk``, in address order."""
-        if not self.backptr:
+    def live_areas(self, chunk: VmapBumpChunk) -> list[VmapArea]:
+        """The live bump areas of ``chunk``, in address order."""
+        if self.mode == 10:
             return [va for va in chunk.areas if va is not None]
         out: list[VmapArea] = []
         last = None
+        slots = chunk.page_va if self.mode == 12 else chunk.page_va.slots
         end = (chunk.bump - chunk.base) >> PAGE_SHIFT
-        for va in chunk.back.slots[:end]:
+        for va in slots[:end]:
             if va is not None and va is not last:
                 out.append(va)
                 last = va
         return out
 
     def areas(self) -> Iterator[VmapArea]:
-        """Every live overlay area, in address order."""
+        """Every live bump area of a chunk whose range is reserved, in address order."""
         for chunk in self.chunks():
             yield from self.live_areas(chunk)
 
     def check(self) -> None:
-        """Every chunk is consistent and every sub-area is accounted for: the
-        live areas and the freed pages tile ``[base, bump)`` exactly."""
-        cb = self.chunk_size
-        for cpu, ch in enumerate(self.current):
-            if ch is not None and (
-                ch.cpu != cpu or ch.exhausted or self.table.get(ch.base) is not ch
-            ):
-                raise InvariantError(f"overlay: CPU {cpu}'s current chunk {ch!r} is inconsistent")
-        lo, hi = self.window
-        for base, ch in self.table.items():
+        """Each reserved chunk is its 64 MiB busy area; its live areas lie in
+        ``[base, bump)`` without overlap; at 11-12 ``alloced`` counts their
+        pages and every page of each points at it."""
+        for ch in self.chunks():
             where = f"overlay chunk {ch!r}"
-            if (
-                base != ch.base
-                or base & (cb - 1)
-                or (ch.va.va_start, ch.va.va_end)
-                != (
-                    base,
-                    base + cb,
-                )
-            ):
-                raise InvariantError(f"{where}: its area {ch.va!r} is not its aligned range")
-            if not lo <= base < hi or ch.va.vm is not None:
-                raise InvariantError(f"{where}: outside the chunk window or owns a vm_struct")
-            if not ch.exhausted and self.current[ch.cpu] is not ch:
-                raise InvariantError(f"{where}: neither current nor exhausted (leaked)")
-            if ch.exhausted and ch.live == 0:
-                raise InvariantError(f"{where}: exhausted and empty but not given back")
-            if not base <= ch.bump <= ch.end:
+            if (ch.va.va_start, ch.va.va_end) != (ch.base, ch.limit) or ch.va.vm is not None:
+                raise InvariantError(f"{where}: its area {ch.va!r} is not its range")
+            if ch.limit - ch.base != VMAP_BUMP_CHUNK_SIZE or ch.base & (PAGE_SIZE - 1):
+                raise InvariantError(f"{where}: not a page-aligned 64 MiB range")
+            if not ch.base <= ch.bump <= ch.limit:
                 raise InvariantError(f"{where}: bump pointer outside the chunk")
-            live = self.live_areas(ch)
-            if len(live) != ch.live:
-                raise InvariantError(f"{where}: {len(live)} live areas but a count of {ch.live}")
-            cursor = base
+            cursor = ch.base
             pages = 0
-            for va in live:
-                if va.va_start < cursor or va.va_end > ch.bump or va.vm is None:
+            for va in self.live_areas(ch):
+                if va.va_start < cursor or va.va_end > ch.bump:
                     raise InvariantError(f"{where}: area {va!r} overlaps or lies past the bump")
                 cursor = va.va_end
                 pages += (va.va_end - va.va_start) >> PAGE_SHIFT
-                if ch.back is not None:
-                    first = (va.va_start - base) >> PAGE_SHIFT
-                    for i in range(first, first + ((va.va_end - va.va_start) >> PAGE_SHIFT)):
-                        if ch.back.slots[i] is not va:
-                            raise InvariantError(
-                                f"{where}: back-pointer {i} does not point at {va!r}"
-                            )
-            if pages + ch.freed_pages != (ch.bump - base) >> PAGE_SHIFT:
-                raise InvariantError(
-                    f"{where}: {pages} live + {ch.freed_pages} freed pages != "
-                    f"{(ch.bump - base) >> PAGE_SHIFT} handed out (a sub-area is lost)"
-                )
+            if self.mode != 10 and pages != ch.alloced:
+                raise InvariantError(f"{where}: {pages} live pages but alloced {ch.alloced}")
 
     def memory_bytes(self) -> int:
-        """Bytes the overlay itself holds: chunk headers and back-pointer arrays."""
-        per = CHUNK_HEADER_BYTES + (self.chunk_pages * 8 if self.backptr else 0)
-        return per * len(self.table)
+        """Bytes the overlay holds: the descriptors (11-12: 131,136 B each,
+        kvzalloc'd), per-CPU ``{base, limit, bump}`` at 10."""
+        if self.mode == 10:
+            return 24 * len(self.current)
+        return VMAP_BUMP_CHUNK_BYTES * (self.descs_allocated - self.descs_freed)
 
     def __repr__(self) -> str:
-        return f"PcpuBumpOverlay({len(self.table)} chunks of {self.chunk_pages} pages)"
+        return f"PcpuBumpOverlay(patch {self.mode}, {len(self.chunks())} chunks)"
+
+
+def _base(chunk: VmapBumpChunk) -> int:
+    return chunk.base
 
 
 def make_overlay(ctx: ComponentContext) -> PcpuBumpOverlay:

@@ -17,8 +17,8 @@ def vmapsim_overlay_components() -> list[vmapsim.Component]:
             "pcpu-bump",
             {"overlay"},
             make_overlay,
-            "per-CPU chunks reserved through alloc_vmap_area(), bump-allocated for small "
-            "page-aligned blocking vmalloc()s (back-pointer array with pcpu_backptr)",
+            "patches 10-12's per-CPU bump path: 64 MiB chunks from __alloc_vmap_area(), "
+            "page_va[] descriptors from patch 11, owner_cpu from patch 12 (feature pcpu_bump)",
         )
     ]
 

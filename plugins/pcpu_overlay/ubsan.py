@@ -17,9 +17,10 @@ from vmapsim import Counters, InvariantError, VmapArea
 
 __all__ = ["BoundsCheckedArray", "UbsanError", "ubsan_report"]
 
-#: where the report points.  We have no patch text, so the line and column
-#: are illustrative, fixed so that reports compare equal across runs.
-UBSAN_SITE = "mm/vmalloc.c:2417:24"
+#: where the report points: patch 11's ``chunk->page_va[idx + i] = va`` in
+#: ``vmap_bump_alloc()`` (mm/vmalloc.c after the patch, index 6991054e1cba:
+#: the hunk at 2468 puts the loop at line 2620; the column is illustrative)
+UBSAN_SITE = "mm/vmalloc.c:2620:24"
 
 
 class UbsanError(InvariantError):
@@ -79,6 +80,19 @@ class BoundsCheckedArray:
             self.slots[index] = value
         else:
             self._out_of_bounds(index)
+
+    def fill(self, index: int, count: int, value: VmapArea | None) -> None:
+        """``for (i = 0; i < count; i++) array[index + i] = value;`` with every
+        index checked: the in-range slots are written (one slice), each
+        out-of-range one reported."""
+        lo = max(index, 0)
+        hi = min(index + count, self.length)
+        if lo < hi:
+            self.slots[lo:hi] = [value] * (hi - lo)
+        if lo != index or hi != index + count:
+            for i in range(index, index + count):
+                if not 0 <= i < self.length:
+                    self._out_of_bounds(i)
 
     def __len__(self) -> int:
         return self.length

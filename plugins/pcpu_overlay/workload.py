@@ -20,8 +20,8 @@ Each cycle is an rmmod of a random loaded module when ``max_loaded`` are
 loaded or with probability 0.45, else an insmod, on a random CPU.
 
 Sizes: the ``.ko`` file size is log-normal with median 16 KiB and
-``sigma = 1.0`` (``exp(N(ln 16384, 1))``), clipped to [1 KiB, 8 MiB]: about
-nine in ten buffers are at most 15 pages (the overlay's eligible sizes);
+``sigma = 1.0`` (``exp(N(ln 16384, 1))``), clipped to [1 KiB, 8 MiB]: every
+buffer is within patches 10-12's 32 MiB eligibility limit;
 the module's memory is a uniform 40-90% of the file (the rest is symbols,
 strings and debug sections ``load_module()`` does not keep).  Deterministic
 for a seed.
