@@ -31,6 +31,7 @@ from vmapsim.tools.compare import DEFAULT_REPS
 from vmapsim.tools.config import resolve_stage
 from vmapsim.tools.params import (
     MODULE_PARAMS,
+    SUITE_OPTIONS,
     check_module_param,
     check_param_keys,
     flag_name,
@@ -149,20 +150,7 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-#: `vmapsim run` options handed to the workload as keyword parameters
-#: (test_vmalloc's module parameters and selectors), only when given
-_SUITE_OPTIONS = (
-    "mode",
-    "tests",
-    "run_test_mask",
-    "nr_threads",
-    "test_loop_count",
-    "test_repeat_count",
-    "sequential_test_order",
-    "nr_pages",
-    "nr_pcpu_objects",
-    "use_huge",
-)
+_SUITE_OPTIONS = SUITE_OPTIONS
 
 
 def _int0(text: str) -> int:

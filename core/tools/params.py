@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "MODULE_PARAMS",
+    "SUITE_OPTIONS",
     "check_module_param",
     "check_param_keys",
     "flag_name",
@@ -127,3 +128,20 @@ def check_param_keys(workload: str, fn: Any, given: dict[str, str], error: type[
                 f"{source}: workload {workload!r} takes no parameter {key!r}; "
                 f"parameters: {', '.join(valid) or 'none'}"
             )
+
+
+#: the `vmapsim run` options handed to a workload as keyword parameters
+#: (test_vmalloc's module parameters and selectors), only when given; `run`,
+#: `compare` and `replay` read the same ones
+SUITE_OPTIONS: tuple[str, ...] = (
+    "mode",
+    "tests",
+    "run_test_mask",
+    "nr_threads",
+    "test_loop_count",
+    "test_repeat_count",
+    "sequential_test_order",
+    "nr_pages",
+    "nr_pcpu_objects",
+    "use_huge",
+)

@@ -22,7 +22,7 @@ from vmapsim.framework.roles import ROLES
 from vmapsim.kernel.allocator import VmapAllocator, component_name
 from vmapsim.kernel.constants import ARCHES, PAGE_SHIFT, Arch, arch_by_name
 from vmapsim.tools.config import StageSelectionError, resolve_stage, select_stages
-from vmapsim.tools.params import parse_params, parse_with
+from vmapsim.tools.params import SUITE_OPTIONS, parse_params, parse_with
 from vmapsim.tools.replay.builder import BuildResult, Plan, infer_arch, plan_snapshot, rebuild
 from vmapsim.tools.replay.ftrace import parse_trace
 from vmapsim.tools.replay.printer import format_vmallocinfo
@@ -319,18 +319,7 @@ def cmd_vmallocinfo(args: argparse.Namespace, hooks: dict[str, Any]) -> int:
     return status
 
 
-_SUITE_KEYS = (
-    "mode",
-    "tests",
-    "run_test_mask",
-    "nr_threads",
-    "test_loop_count",
-    "test_repeat_count",
-    "sequential_test_order",
-    "nr_pages",
-    "nr_pcpu_objects",
-    "use_huge",
-)
+_SUITE_KEYS = SUITE_OPTIONS
 
 
 def _any_suite_option(args: argparse.Namespace) -> bool:
