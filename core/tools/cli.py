@@ -376,14 +376,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         _say_status(failed, reports, args.fail_on_reports)
         return status
-    print(
-        "components: "
-        + " ".join(f"{r}={component_name(c)}" for r, c in sorted(alloc.components.items()))
-    )
-    print(
-        f"arch {alloc.arch.name}, nr_cpus {alloc.nr_cpus} ({alloc.nr_vmap_nodes} vmap nodes), "
-        f"seed {alloc.seed}, struct vmap_area {alloc.struct_vmap_area_size} B"
-    )
+    from vmapsim.tools.report import allocator_lines
+
+    for line in allocator_lines(alloc):
+        print(line)
     print()
     for line in report.lines():
         print(line)
@@ -503,26 +499,11 @@ def make_parser() -> argparse.ArgumentParser:
         help="workload name (default: test_vmalloc; also mixed)",
     )
     _add_suite_options(p)
-    p.add_argument(
-        "--with",
-        dest="with_",
-        action="append",
-        default=[],
-        metavar="ROLE=NAME",
-        help=_WITH_HELP,
+    _add_build_options(
+        p,
+        per_component_help="also report the counters of each component "
+        "(slower: the totals are summed per write)",
     )
-    p.add_argument(
-        "--per-component",
-        action="store_true",
-        help="also report the counters of each component (slower: the totals are summed per write)",
-    )
-    p.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
-    )
-    p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
-    p.add_argument("--nr-cpus", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    _add_check_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--log-all", action="store_true", help="print the whole allocator log")
     p.add_argument(
@@ -591,6 +572,22 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
         help="fail slab allocations, as bisect takes it (docs/bisect.md): "
         "e.g. maple_node:probability=5",
     )
+
+
+def _add_build_options(p: argparse.ArgumentParser, *, per_component_help: str) -> None:
+    """What builds the allocator (`run` and `compare`): component swaps, the
+    per-component split, workload parameters, arch, CPUs, seed, checks."""
+    p.add_argument(
+        "--with", dest="with_", action="append", default=[], metavar="ROLE=NAME", help=_WITH_HELP
+    )
+    p.add_argument("--per-component", action="store_true", help=per_component_help)
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
+    )
+    p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
+    p.add_argument("--nr-cpus", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    _add_check_options(p)
 
 
 def _add_suite_options(p: argparse.ArgumentParser, *, positional: bool = True) -> None:
@@ -787,21 +784,11 @@ def _add_compare_parser(sub: Any) -> None:
         "--output", default=None, metavar="FILE", help="write there (format from .md/.json/.csv)"
     )
     p.add_argument("--plot", default=None, metavar="FILE.png|svg", help="grouped bar chart")
-    p.add_argument(
-        "--with", dest="with_", action="append", default=[], metavar="ROLE=NAME", help=_WITH_HELP
+    _add_build_options(
+        p,
+        per_component_help="add each stage's counters per component to the results "
+        "(JSON: component_costs)",
     )
-    p.add_argument(
-        "--per-component",
-        action="store_true",
-        help="add each stage's counters per component to the results (JSON: component_costs)",
-    )
-    p.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
-    )
-    p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
-    p.add_argument("--nr-cpus", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    _add_check_options(p)
     _add_suite_options(p, positional=False)
     p.set_defaults(func=cmd_compare)
 

@@ -22,6 +22,7 @@ __all__ = [
     "FORMATS",
     "Column",
     "LazyProgress",
+    "allocator_lines",
     "columns",
     "plot",
     "render",
@@ -547,3 +548,16 @@ class LazyProgress:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def allocator_lines(alloc: Any) -> list[str]:
+    """What an allocator is (``run`` and ``replay`` print it under the stage
+    line): its components, then arch, CPUs and vmap nodes, seed, struct size."""
+    from vmapsim.kernel.allocator import component_name
+
+    comps = " ".join(f"{r}={component_name(c)}" for r, c in sorted(alloc.components.items()))
+    return [
+        f"components: {comps}",
+        f"arch {alloc.arch.name}, nr_cpus {alloc.nr_cpus} ({alloc.nr_vmap_nodes} vmap nodes), "
+        f"seed {alloc.seed}, struct vmap_area {alloc.struct_vmap_area_size} B",
+    ]

@@ -349,14 +349,10 @@ def _run_workload(alloc: VmapAllocator, workload: Any, params: dict[str, Any]) -
 def _print_header(alloc: VmapAllocator, stage: Any) -> None:
     st = alloc.stage
     print(f"stage {st.key} ({stage.source}): {st.title}")
-    print(
-        "components: "
-        + " ".join(f"{r}={component_name(c)}" for r, c in sorted(alloc.components.items()))
-    )
-    print(
-        f"arch {alloc.arch.name}, nr_cpus {alloc.nr_cpus} ({alloc.nr_vmap_nodes} vmap nodes), "
-        f"seed {alloc.seed}, struct vmap_area {alloc.struct_vmap_area_size} B"
-    )
+    from vmapsim.tools.report import allocator_lines
+
+    for line in allocator_lines(alloc):
+        print(line)
 
 
 def _state_lines(alloc: VmapAllocator, title: str) -> list[str]:
