@@ -32,6 +32,7 @@ from vmapsim.kernel.alloc import AllocMixin
 from vmapsim.kernel.area import VM_ALLOC, VmapArea, VmStruct
 from vmapsim.kernel.constants import PAGE_SIZE, ULONG_MAX, Arch
 from vmapsim.kernel.gfp import GFP_KERNEL
+from vmapsim.kernel.locking import LockingMixin
 from vmapsim.kernel.pcpu import PcpuMixin
 from vmapsim.kernel.percpu import PercpuMixin
 from vmapsim.kernel.purge import PurgeMixin
@@ -60,6 +61,7 @@ class VmapAllocator(
     PercpuMixin,
     RcuMixin,
     VreallocMixin,
+    LockingMixin,
 ):
     """One simulated kernel's vmalloc state, at one stage.
 
@@ -99,6 +101,7 @@ class VmapAllocator(
         self.va_cache = KmemCache("vmap_area", stage.layout)
         self.last_tlb_flush: tuple[int, int] | None = None
         self._shared: dict[str, Any] = {}
+        self._locking_init()
         # vmap blocks, the RCU clock, the percpu allocator (vmap_block.py, rcu.py, percpu.py)
         self._vmap_block_init()
         self._rcu_init()
