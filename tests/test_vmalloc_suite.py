@@ -448,7 +448,10 @@ def test_summary_lines_per_worker_in_array_order():
     assert seq.workers[0].order == tuple(NAMES)
 
 
-def test_workers_interleave_on_their_cpus():
+def test_pinned_workers_interleave_on_their_cpus():
+    """With ``pin_workers`` each worker stays on CPU ``i % nr_cpus`` (the
+    pre-5.13 module's set_cpus_allowed_ptr() pinning); unpinned workers
+    migrate (tests/test_vmalloc_migration.py)."""
     a = vmapsim.build(0, nr_cpus=3)
     cpus = []
     real = a.vmalloc
@@ -458,7 +461,9 @@ def test_workers_interleave_on_their_cpus():
         return real(size, cpu=cpu)
 
     a.vmalloc = spy
-    run_test_vmalloc(a, seed=1, run_test_mask=1, nr_threads=3, test_loop_count=200)
+    run_test_vmalloc(
+        a, seed=1, run_test_mask=1, nr_threads=3, test_loop_count=200, pin_workers=True
+    )
     assert sorted(set(cpus)) == [0, 1, 2]
     assert cpus.count(0) == cpus.count(1) == cpus.count(2) == 200
     switches = sum(1 for x, y in itertools.pairwise(cpus) if x != y)

@@ -642,6 +642,15 @@ def _add_suite_options(p: argparse.ArgumentParser, *, positional: bool = True) -
         default=None,
         help="vmalloc_huge in fix_size (not modelled: refused)",
     )
+    g.add_argument(
+        "--pin-workers",
+        dest="pin_workers",
+        action="store_const",
+        const=True,
+        default=None,
+        help="keep each worker on its first CPU (default: workers are unbound kthreads "
+        "and migrate, seeded, so areas are freed from other CPUs)",
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

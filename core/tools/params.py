@@ -144,4 +144,5 @@ SUITE_OPTIONS: tuple[str, ...] = (
     "nr_pages",
     "nr_pcpu_objects",
     "use_huge",
+    "pin_workers",
 )

@@ -2,8 +2,20 @@
 
 ``do_concurrent_test()`` starts ``nr_threads`` kthreads that run every
 selected subtest ``test_repeat_count`` times, each in its own order.  Here a
-worker is a generator on a simulated CPU (worker *i* runs on CPU
+worker is a generator on a simulated CPU (worker *i* starts on CPU
 ``i % nr_cpus``) and one Python thread interleaves them:
+
+* **migration**: the workers are unbound kthreads (``kthread_run(test_func,
+  t, "vmalloc_test/%d", i)`` with no ``kthread_bind()`` or affinity call in
+  lib/test_vmalloc.c since the ``nr_threads`` rework; the pre-5.13 module
+  pinned each one with ``set_cpus_allowed_ptr()``), so the scheduler moves
+  them and an area is often freed from another CPU than the one that
+  allocated it.  A worker migrates after a seeded, geometrically distributed
+  number of steps (mean ``migrate_interval``, default
+  :data:`MIGRATE_INTERVAL`) to a CPU drawn uniformly from the others, from
+  a generator of its own (``test_vmalloc:<seed>:migrate<i>``), so the
+  scheduler's draws do not change with it; ``pin_workers=True`` keeps every
+  worker on its first CPU (the old behaviour, and the pre-5.13 module's);
 
 * **granularity**: a step is one iteration of one of a subtest's loops (one
   ``vmalloc`` + ``vfree`` pair, one fill or one free of a setup phase);
@@ -36,7 +48,13 @@ from .subtests import LONG_BUSY, TESTS, VmallocTestContext, subtest_names
 if TYPE_CHECKING:
     from vmapsim import VmapAllocator
 
-__all__ = ["TestVmallocReport", "WorkerResult", "run_test_vmalloc", "shuffle_array"]
+__all__ = [
+    "MIGRATE_INTERVAL",
+    "TestVmallocReport",
+    "WorkerResult",
+    "run_test_vmalloc",
+    "shuffle_array",
+]
 
 _BOUNDARY = object()
 _SNAP = attrgetter(*COUNTER_NAMES)
@@ -44,6 +62,11 @@ _SNAP = attrgetter(*COUNTER_NAMES)
 #: ``struct vmap_area`` (rb_node) cost nothing extra
 MAPLE_NODE_BYTES = 256
 PROGRESS_EVERY = 2048
+#: mean number of steps between two migrations of an unpinned worker (a
+#: modelling choice: a step is one loop iteration, ~1 us in the kernel, and
+#: the load balancer acts every few ms; the mean is shortened so that runs of
+#: a few thousand loops see cross-CPU frees; ``migrate_interval`` sets it)
+MIGRATE_INTERVAL = 512
 
 
 def shuffle_array(arr: list[int], rng: random.Random) -> None:
@@ -79,6 +102,31 @@ class _Worker:
     current: int | None = None
     peak_va: int = 0
     peak_nodes: int = 0
+    ctx: VmallocTestContext | None = None
+    #: steps left before the next migration (0 = pinned: never)
+    until_migrate: int = 0
+    migrate_rng: random.Random | None = None
+    migrations: int = 0
+    first_cpu: int = 0
+
+
+def _next_migration(w: _Worker, interval: int) -> None:
+    """Draw the steps until ``w`` next migrates (geometric, mean ``interval``)."""
+    rng = w.migrate_rng
+    assert rng is not None
+    w.until_migrate = 1 + int(rng.expovariate(1.0 / interval)) if interval > 1 else 1
+
+
+def _migrate(w: _Worker, nr_cpus: int, interval: int) -> None:
+    """The scheduler moves unbound worker ``w`` to another CPU (uniform)."""
+    rng = w.migrate_rng
+    assert rng is not None and w.ctx is not None
+    cpu = rng.randrange(nr_cpus - 1)
+    if cpu >= w.cpu:
+        cpu += 1
+    w.cpu = w.ctx.cpu = cpu
+    w.migrations += 1
+    _next_migration(w, interval)
 
 
 @frozen
@@ -90,6 +138,9 @@ class WorkerResult:
     order: tuple[str, ...]
     tests: tuple[dict[str, Any], ...]
     cycles: int
+    #: times the worker was moved to another CPU, and the CPU it ended on
+    migrations: int = 0
+    last_cpu: int | None = None
 
 
 @frozen
@@ -168,7 +219,14 @@ class TestVmallocReport(WorkloadReport):
                 for t in w.tests
             ],
             "workers": [
-                {"worker": w.index, "cpu": w.cpu, "order": list(w.order), "cycles": w.cycles}
+                {
+                    "worker": w.index,
+                    "cpu": w.cpu,
+                    "last_cpu": w.cpu if w.last_cpu is None else w.last_cpu,
+                    "migrations": w.migrations,
+                    "order": list(w.order),
+                    "cycles": w.cycles,
+                }
                 for w in self.workers
             ],
             "summary_lines": self.summary_lines(),
@@ -223,9 +281,12 @@ def _schedule(
     workers: list[_Worker],
     rng: random.Random,
     progress: Callable[[int], None] | None,
+    migrate_interval: int = 0,
 ) -> None:
     """Interleave the workers' steps; charge time and counters to each worker's
-    current subtest."""
+    current subtest; move unpinned workers between CPUs (``migrate_interval``
+    > 0)."""
+    nr_cpus = a.nr_cpus
     m = a.metrics
     cache = a.va_cache
     locks = m.locks
@@ -275,6 +336,10 @@ def _schedule(
                 w.peak_nodes = nodes
             if tag is _BOUNDARY:
                 charge(w)
+            if migrate_interval:
+                w.until_migrate -= 1
+                if not w.until_migrate:
+                    _migrate(w, nr_cpus, migrate_interval)
             steps += 1
             if progress is not None and not steps % PROGRESS_EVERY:
                 progress(steps)
@@ -321,7 +386,13 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
             }
         )
     return WorkerResult(
-        w.index, w.cpu, tuple(TESTS[i].name for i in w.order), tuple(tests), total_cycles
+        w.index,
+        w.first_cpu,
+        tuple(TESTS[i].name for i in w.order),
+        tuple(tests),
+        total_cycles,
+        w.migrations,
+        w.cpu,
     )
 
 
@@ -338,6 +409,10 @@ def _overrides(
     return overrides
 
 
+#: the driver's own keywords (not module parameters)
+_SCHED_KEYS = ("pin_workers", "migrate_interval")
+
+
 def split_params(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The run's parameters split into one run per selected subtest (for
     ``vmapsim compare``, which runs the parts in parallel): the same mode and
@@ -347,12 +422,13 @@ def split_params(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     tests = rest.pop("tests", None)
     args = list(rest.pop("args", ()))
     rest.pop("progress", None)
+    sched = {k: rest.pop(k) for k in _SCHED_KEYS if k in rest}
     seedless = {k: v for k, v in rest.items() if k != "seed"}
     overrides = _overrides(tests, args, seedless)
     mode_used, p = resolve_params(mode, overrides, num_cpus=1)
     overrides.pop("run_test_mask", None)
     return [
-        {**rest, **overrides, "mode": mode_used, "run_test_mask": 1 << i}
+        {**rest, **sched, **overrides, "mode": mode_used, "run_test_mask": 1 << i}
         for i in range(len(TESTS))
         if p.run_test_mask & (1 << i)
     ]
@@ -376,6 +452,8 @@ def run_test_vmalloc(
     tests: str | Iterable[str] | None = None,
     args: Iterable[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    pin_workers: bool = False,
+    migrate_interval: int = MIGRATE_INTERVAL,
     **module_params: int,
 ) -> TestVmallocReport:
     """Run lib/test_vmalloc.c's suite on ``allocator``.
@@ -388,19 +466,36 @@ def run_test_vmalloc(
     subtests (``fix_size`` or ``fix_size_alloc_test``, comma-separated or a
     list) instead of ``run_test_mask``.  ``progress(done, total)`` is called
     every few thousand steps.
+
+    Workers are unbound kthreads, as in the kernel: each starts on CPU
+    ``i % nr_cpus`` and migrates (seeded) on average every
+    ``migrate_interval`` steps; ``pin_workers=True`` keeps each on its first
+    CPU.  With one CPU nothing migrates.
     """
+    if not isinstance(pin_workers, bool | int):
+        raise TypeError(f"pin_workers: must be a bool (got {pin_workers!r})")
+    if isinstance(migrate_interval, bool) or not isinstance(migrate_interval, int):
+        raise TypeError(f"migrate_interval: must be an int >= 1 (got {migrate_interval!r})")
+    if migrate_interval < 1:
+        raise ValueError(f"migrate_interval: must be >= 1 steps (got {migrate_interval})")
     overrides = _overrides(tests, args, module_params)
     mode_used, p = resolve_params(mode, overrides, num_cpus=allocator.nr_cpus)
     nr_cpus = allocator.nr_cpus
     nr_tests = len(TESTS)
     workers: list[_Worker] = []
+    migrating = not pin_workers and nr_cpus > 1
     for i in range(p.nr_threads):
         order = list(range(nr_tests))
         rng = random.Random(f"test_vmalloc:{seed}:worker{i}")
         if not p.sequential_test_order:
             shuffle_array(order, rng)
         w = _Worker(i, i % nr_cpus, order, {j: _Stats() for j in range(nr_tests)})
+        w.first_cpu = w.cpu
         ctx = VmallocTestContext(allocator, w.cpu, rng, p, i)
+        w.ctx = ctx
+        if migrating:
+            w.migrate_rng = random.Random(f"test_vmalloc:{seed}:migrate{i}")
+            _next_migration(w, migrate_interval)
         w.gen = _worker_body(w, ctx, p)
         workers.append(w)
     sched = random.Random(f"test_vmalloc:{seed}:scheduler")
@@ -417,7 +512,7 @@ def run_test_vmalloc(
             cb(min(done, total), total)
 
     t0 = time.perf_counter()
-    _schedule(allocator, workers, sched, tick)
+    _schedule(allocator, workers, sched, tick, migrate_interval if migrating else 0)
     elapsed = time.perf_counter() - t0
     results = tuple(_worker_result(w, p, allocator) for w in workers)
     ops = {"passed": 0, "failed": 0, "xfailed": 0}
@@ -425,7 +520,13 @@ def run_test_vmalloc(
         for t in w.tests:
             for k in ops:
                 ops[k] += t[k]
-    params: dict[str, Any] = {"seed": seed, "mode": mode_used, **p.as_dict()}
+    params: dict[str, Any] = {
+        "seed": seed,
+        "mode": mode_used,
+        **p.as_dict(),
+        "pin_workers": bool(pin_workers),
+        "migrate_interval": migrate_interval,
+    }
     return TestVmallocReport(
         "test_vmalloc",
         params,

@@ -42,8 +42,9 @@ Step = Generator[None, None, int]
 
 @define(slots=True, eq=False, weakref_slot=False)
 class VmallocTestContext:
-    """What one worker's subtest sees: the allocator, its CPU, its random
-    generator and the module's parameters."""
+    """What one worker's subtest sees: the allocator, the CPU it runs on now
+    (the driver moves an unpinned worker between CPUs, so a subtest reads
+    ``cpu`` at every call), its random generator and the module's parameters."""
 
     a: VmapAllocator
     cpu: int
@@ -67,13 +68,13 @@ class VmallocTestCase:
 
 def fix_size_alloc_test(t: VmallocTestContext) -> Step:
     """``fix_size_alloc_test()``: vmalloc ``max(nr_pages, 1)`` pages, vfree, in a loop."""
-    vmalloc, vfree, cpu = t.a.vmalloc, t.a.vfree, t.cpu
+    vmalloc, vfree = t.a.vmalloc, t.a.vfree
     size = t.p.pages * PAGE_SIZE
     for _ in range(t.p.test_loop_count):
-        ptr = vmalloc(size, cpu=cpu)
+        ptr = vmalloc(size, cpu=t.cpu)
         if ptr is None:
             return -1
-        vfree(ptr, cpu=cpu)
+        vfree(ptr, cpu=t.cpu)
         yield
     return 0
 
@@ -82,39 +83,39 @@ def full_fit_alloc_test(t: VmallocTestContext) -> Step:
     """``full_fit_alloc_test()``: ``junk = lazy_max_pages()`` pairs of 1-page areas;
     free every second one (2-page holes: page + guard), then allocate and free
     one page in a loop (each an exact fit of a hole); then free the rest."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     vmalloc, vfree = a.vmalloc, a.vfree
     # fls(num_online_cpus()) * (32 MiB / PAGE_SIZE): the same formula as lazy_max_pages()
     junk = a.lazy_max_pages()
-    ptr = vmalloc(SIZEOF_PTR * junk, cpu=cpu)
+    ptr = vmalloc(SIZEOF_PTR * junk, cpu=t.cpu)
     if ptr is None:
         return -1
-    junk_ptr = vmalloc(SIZEOF_PTR * junk, cpu=cpu)
+    junk_ptr = vmalloc(SIZEOF_PTR * junk, cpu=t.cpu)
     if junk_ptr is None:
-        vfree(ptr, cpu=cpu)
+        vfree(ptr, cpu=t.cpu)
         return -1
     ptrs: list[int | None] = []
     junks: list[int | None] = []
     for _ in range(junk):
-        ptrs.append(vmalloc(PAGE_SIZE, cpu=cpu))
-        junks.append(vmalloc(PAGE_SIZE, cpu=cpu))
+        ptrs.append(vmalloc(PAGE_SIZE, cpu=t.cpu))
+        junks.append(vmalloc(PAGE_SIZE, cpu=t.cpu))
         yield
     for p in junks:
-        vfree(p, cpu=cpu)
+        vfree(p, cpu=t.cpu)
         yield
     rv = 0
     for _ in range(t.p.test_loop_count):
-        tmp = vmalloc(PAGE_SIZE, cpu=cpu)
+        tmp = vmalloc(PAGE_SIZE, cpu=t.cpu)
         if tmp is None:
             rv = -1
             break
-        vfree(tmp, cpu=cpu)
+        vfree(tmp, cpu=t.cpu)
         yield
     for p in ptrs:
-        vfree(p, cpu=cpu)
+        vfree(p, cpu=t.cpu)
         yield
-    vfree(ptr, cpu=cpu)
-    vfree(junk_ptr, cpu=cpu)
+    vfree(ptr, cpu=t.cpu)
+    vfree(junk_ptr, cpu=t.cpu)
     return rv
 
 
@@ -124,60 +125,60 @@ LONG_BUSY = 15_000
 def long_busy_list_alloc_test(t: VmallocTestContext) -> Step:
     """``long_busy_list_alloc_test()``: 15,000 one-page areas kept busy; a loop
     of vmalloc(100 pages) + vmalloc(1 page) and both vfree'd; then free all."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     vmalloc, vfree = a.vmalloc, a.vfree
-    ptr = vmalloc(SIZEOF_PTR * LONG_BUSY, cpu=cpu)
+    ptr = vmalloc(SIZEOF_PTR * LONG_BUSY, cpu=t.cpu)
     if ptr is None:
         return -1
     busy: list[int | None] = []
     for _ in range(LONG_BUSY):
-        busy.append(vmalloc(PAGE_SIZE, cpu=cpu))
+        busy.append(vmalloc(PAGE_SIZE, cpu=t.cpu))
         yield
     rv = 0
     big, one = 100 * PAGE_SIZE, PAGE_SIZE
     for _ in range(t.p.test_loop_count):
-        p1 = vmalloc(big, cpu=cpu)
+        p1 = vmalloc(big, cpu=t.cpu)
         if p1 is None:
             rv = -1
             break
-        p2 = vmalloc(one, cpu=cpu)
+        p2 = vmalloc(one, cpu=t.cpu)
         if p2 is None:
-            vfree(p1, cpu=cpu)
+            vfree(p1, cpu=t.cpu)
             rv = -1
             break
-        vfree(p1, cpu=cpu)
-        vfree(p2, cpu=cpu)
+        vfree(p1, cpu=t.cpu)
+        vfree(p2, cpu=t.cpu)
         yield
     for p in busy:
-        vfree(p, cpu=cpu)
+        vfree(p, cpu=t.cpu)
         yield
-    vfree(ptr, cpu=cpu)
+    vfree(ptr, cpu=t.cpu)
     return rv
 
 
 def random_size_alloc_test(t: VmallocTestContext) -> Step:
     """``random_size_alloc_test()``: vmalloc ``rand[1, 100]`` pages, vfree."""
-    vmalloc, vfree, cpu = t.a.vmalloc, t.a.vfree, t.cpu
+    vmalloc, vfree = t.a.vmalloc, t.a.vfree
     randint = t.rng.randint
     for _ in range(t.p.test_loop_count):
-        p = vmalloc(randint(1, 100) * PAGE_SIZE, cpu=cpu)
+        p = vmalloc(randint(1, 100) * PAGE_SIZE, cpu=t.cpu)
         if p is None:
             return -1
-        vfree(p, cpu=cpu)
+        vfree(p, cpu=t.cpu)
         yield
     return 0
 
 
 def fix_align_alloc_test(t: VmallocTestContext) -> Step:
     """``fix_align_alloc_test()``: ``__vmalloc_node(5 pages, THREAD_ALIGN << 1)``, vfree."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     vmalloc_node, vfree = a.vmalloc_node, a.vfree
     align = THREAD_ALIGN[a.arch.name] << 1
     for _ in range(t.p.test_loop_count):
-        ptr = vmalloc_node(5 * PAGE_SIZE, align, gfp=_GFP_ZEROED, cpu=cpu)
+        ptr = vmalloc_node(5 * PAGE_SIZE, align, gfp=_GFP_ZEROED, cpu=t.cpu)
         if ptr is None:
             return -1
-        vfree(ptr, cpu=cpu)
+        vfree(ptr, cpu=t.cpu)
         yield
     return 0
 
@@ -185,15 +186,15 @@ def fix_align_alloc_test(t: VmallocTestContext) -> Step:
 def random_size_align_alloc_test(t: VmallocTestContext) -> Step:
     """``random_size_align_alloc_test()``: ``r = get_random_u8()``; align
     ``1 << (r % 23)`` (1 B … 4 MiB), size ``(r % 10 + 1)`` pages."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     vmalloc_node, vfree = a.vmalloc_node, a.vfree
     randrange = t.rng.randrange
     for _ in range(t.p.test_loop_count):
         rnd = randrange(256)
-        ptr = vmalloc_node((rnd % 10 + 1) * PAGE_SIZE, 1 << (rnd % 23), gfp=_GFP_ZEROED, cpu=cpu)
+        ptr = vmalloc_node((rnd % 10 + 1) * PAGE_SIZE, 1 << (rnd % 23), gfp=_GFP_ZEROED, cpu=t.cpu)
         if ptr is None:
             return -1
-        vfree(ptr, cpu=cpu)
+        vfree(ptr, cpu=t.cpu)
         yield
     return 0
 
@@ -201,12 +202,12 @@ def random_size_align_alloc_test(t: VmallocTestContext) -> Step:
 def align_shift_alloc_test(t: VmallocTestContext) -> Step:
     """``align_shift_alloc_test()`` (xfail): one page at alignment ``1 << i`` for
     i = 0 … 63; -1 at the first failure (the alignment passes the window's top)."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     for i in range(BITS_PER_LONG):
-        ptr = a.vmalloc_node(PAGE_SIZE, 1 << i, gfp=_GFP_ZEROED, cpu=cpu)
+        ptr = a.vmalloc_node(PAGE_SIZE, 1 << i, gfp=_GFP_ZEROED, cpu=t.cpu)
         if ptr is None:
             return -1
-        a.vfree(ptr, cpu=cpu)
+        a.vfree(ptr, cpu=t.cpu)
         yield
     return 0
 
@@ -215,9 +216,9 @@ def pcpu_alloc_test(t: VmallocTestContext) -> Step:
     """``pcpu_alloc_test()``: ``nr_pcpu_objects`` x ``__alloc_percpu(rand[1,
     PAGE_SIZE/4] B, 1 << rand[1, PAGE_SHIFT - 1])``; a failure sets -1 but the
     loop goes on; then free them all."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     n = t.p.nr_pcpu_objects
-    pcpu = a.vmalloc(max(SIZEOF_PTR * n, 0), cpu=cpu)
+    pcpu = a.vmalloc(max(SIZEOF_PTR * n, 0), cpu=t.cpu)
     if pcpu is None:
         return -1
     alloc_percpu, free_percpu = a.alloc_percpu, a.free_percpu
@@ -227,7 +228,7 @@ def pcpu_alloc_test(t: VmallocTestContext) -> Step:
     for _ in range(n):
         size = randint(1, PAGE_SIZE // 4)
         align = 1 << randint(1, PAGE_SHIFT - 1)
-        obj = alloc_percpu(size, align, cpu=cpu)
+        obj = alloc_percpu(size, align, cpu=t.cpu)
         if obj is None:
             rv = -1
         objs.append(obj)
@@ -236,18 +237,18 @@ def pcpu_alloc_test(t: VmallocTestContext) -> Step:
         if obj is not None:  # free_percpu(NULL) is a no-op
             free_percpu(obj)
         yield
-    a.vfree(pcpu, cpu=cpu)
+    a.vfree(pcpu, cpu=t.cpu)
     return rv
 
 
 def _kvfree_rcu_test(t: VmallocTestContext) -> Step:
-    a, cpu = t.a, t.cpu
+    a = t.a
     vmalloc, kvfree_rcu = a.vmalloc, a.kvfree_rcu
     for _ in range(t.p.test_loop_count):
-        p = vmalloc(PAGE_SIZE, cpu=cpu)
+        p = vmalloc(PAGE_SIZE, cpu=t.cpu)
         if p is None:
             return -1
-        kvfree_rcu(p, cpu=cpu)
+        kvfree_rcu(p, cpu=t.cpu)
         yield
     return 0
 
@@ -271,14 +272,14 @@ def vm_map_ram_test(t: VmallocTestContext) -> Step:
     and unmap them, in a loop.  (The page bulk allocation always succeeds:
     pages are not modelled.)  A NULL mapping, which the kernel's test would
     write through, is counted as a failure here."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     vm_map_ram, vm_unmap_ram = a.vm_map_ram, a.vm_unmap_ram
     count = t.p.pages
     for _ in range(t.p.test_loop_count):
-        v = vm_map_ram(count, cpu=cpu)
+        v = vm_map_ram(count, cpu=t.cpu)
         if v is None:
             return -1
-        vm_unmap_ram(v, count, cpu=cpu)
+        vm_unmap_ram(v, count, cpu=t.cpu)
         yield
     return 0
 
@@ -288,17 +289,17 @@ def no_block_alloc_test(t: VmallocTestContext) -> Step:
     with GFP_ATOMIC or GFP_NOWAIT (``get_random_u8() % 2``), vfree; -1 at the
     first failure.  Non-blocking requests neither purge nor retry, so they
     may fail where GFP_KERNEL would not."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     vmalloc_gfp, vfree = a.vmalloc_gfp, a.vfree
     randrange = t.rng.randrange
     size = t.p.pages * PAGE_SIZE
     atomic, nowait = int(GFP_ATOMIC), int(GFP_NOWAIT)
     for _ in range(t.p.test_loop_count):
         gfp = atomic if randrange(256) % 2 else nowait
-        ptr = vmalloc_gfp(size, gfp=gfp, cpu=cpu)
+        ptr = vmalloc_gfp(size, gfp=gfp, cpu=t.cpu)
         if ptr is None:
             return -1
-        vfree(ptr, cpu=cpu)
+        vfree(ptr, cpu=t.cpu)
         yield
     return 0
 
@@ -306,20 +307,20 @@ def no_block_alloc_test(t: VmallocTestContext) -> Step:
 def vrealloc_test(t: VmallocTestContext) -> Step:
     """``vrealloc_test()``: vmalloc one page, vrealloc it to 4 pages, 1 page,
     half a page and 1 page again, then vfree; -1 if a step fails."""
-    a, cpu = t.a, t.cpu
+    a = t.a
     vmalloc, vrealloc, vfree = a.vmalloc, a.vrealloc, a.vfree
     sizes = (4 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE // 2, PAGE_SIZE)
     for _ in range(t.p.test_loop_count):
-        ptr = vmalloc(PAGE_SIZE, cpu=cpu)
+        ptr = vmalloc(PAGE_SIZE, cpu=t.cpu)
         if ptr is None:
             return -1
         for size in sizes:
-            tmp = vrealloc(ptr, size, gfp=_GFP_KERNEL, cpu=cpu)
+            tmp = vrealloc(ptr, size, gfp=_GFP_KERNEL, cpu=t.cpu)
             if tmp is None:
-                vfree(ptr, cpu=cpu)
+                vfree(ptr, cpu=t.cpu)
                 return -1
             ptr = tmp
-        vfree(ptr, cpu=cpu)
+        vfree(ptr, cpu=t.cpu)
         yield
     return 0
 
