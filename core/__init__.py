@@ -32,7 +32,7 @@ import types as _types
 from importlib import abc as _abc
 from importlib import machinery as _machinery
 
-from vmapsim.checking.faults import FailslabConfig, FaultInjector
+from vmapsim.checking.faults import FailPageAllocConfig, FailslabConfig, FaultInjector
 from vmapsim.cost.cachemodel import CACHE_LINE, MAPLE_NODE_LINES, field_lines_table
 from vmapsim.cost.counters import COUNTER_NAMES, Counters
 from vmapsim.errors import (
@@ -232,6 +232,7 @@ __all__ = [
     "ComponentContext",
     "ComponentError",
     "Counters",
+    "FailPageAllocConfig",
     "FailslabConfig",
     "FaultInjector",
     "FreeIndex",

@@ -146,11 +146,12 @@ def test_ne_fit_uses_the_per_cpu_preload_node(a0):
 
 
 def test_nonblocking_request_fails_when_its_vmap_area_cannot_be_allocated():
-    a = vmapsim.build(
-        0,
-        debug=True,
-        failslab=FailslabConfig(probability=100, cache_filter={"vmap_area"}),
-    )
+    """failslab is armed after boot (as writing its debugfs knobs does):
+    vmalloc_init()'s own vmap_area allocations are GFP_NOWAIT
+    (mm/vmalloc.c vmap_init_free_space), so armed at boot it would fail them
+    (tests/test_kvmalloc_faults.py pins what the kernel does then)."""
+    a = vmapsim.build(0, debug=True)
+    a.faults.configure(FailslabConfig(probability=100, cache_filter={"vmap_area"}))
     a.vmalloc(P)  # GFP_KERNEL may block: failslab (ignore_gfp_wait) leaves it alone
     before = snapshot(a)
     with pytest.raises(VmapError) as ei:

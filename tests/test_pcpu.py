@@ -254,7 +254,10 @@ def test_carved_areas_are_merged_back_when_a_later_carve_fails():
     here.  Area 0 takes the preload; area 1 fails; area 0 is merged back,
     one purge and retry (no preload left: area 0 fails), NULL, WARN_ON_ONCE."""
     fs = vmapsim.FailslabConfig(probability=100, cache_filter={"vmap_area"})
-    a = vmapsim.build(0, debug=True, failslab=fs)
+    a = vmapsim.build(0, debug=True)
+    # armed after boot: vmalloc_init()'s vmap_area allocations are GFP_NOWAIT
+    # (mm/vmalloc.c vmap_init_free_space) and would fail armed at boot
+    a.faults.configure(fs)
     a.vmalloc(P)  # the first vmalloc is an NE fit in [1, ULONG_MAX): it uses its preload
     a.vmalloc(P)  # an LE fit: the preload node stays
     assert a.ne_fit_preload_node[0] is not None

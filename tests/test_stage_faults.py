@@ -435,8 +435,17 @@ _CFG = st.builds(
     probability=st.sampled_from([0, 10, 50, 100, 100]),
     interval=st.integers(1, 3),
     times=st.sampled_from([-1, -1, 1, 3]),
+    # both of the index's caches rather than None (every cache): a failed
+    # kmalloc of vmalloc's page array frees the area lazily, as
+    # __vmalloc_area_node() does, which "nothing changed" below does not
+    # allow; tests/test_kvmalloc_faults.py pins that path
     cache_filter=st.sampled_from(
-        [None, frozenset({"maple_node"}), frozenset({"maple_node"}), frozenset({"vmap_area"})]
+        [
+            frozenset({"maple_node", "vmap_area"}),
+            frozenset({"maple_node"}),
+            frozenset({"maple_node"}),
+            frozenset({"vmap_area"}),
+        ]
     ),
     seed=st.integers(0, 99),
 )

@@ -17,6 +17,7 @@ import pytest
 import vmapsim
 from stage_trace import run_trace
 from vmapsim import PAGE_SIZE, FailslabConfig, InvariantError, VmapError
+from vmapsim.checking.faults import FailPageAllocConfig
 from vmapsim.framework.registry import get_registry
 from vmapsim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL
 from vmapsim_pcpu_overlay import VA_FROM_BUMP_CHUNK, VMAP_BUMP_CHUNK_PAGES, VMAP_BUMP_CHUNK_SIZE
@@ -462,14 +463,26 @@ def test_full_vmalloc_space_falls_back(stage: int) -> None:
     assert addr is not None and a.metrics.overlay_fallbacks == fallbacks + 1
 
 
-def test_patch11_kvzalloc_failure_falls_back() -> None:
-    """The descriptor's kmalloc attempt fails (fault injection on kmalloc-large):
-    no chunk, the request takes the normal path."""
-    fs = FailslabConfig(probability=100, cache_filter={"kmalloc-large"}, ignore_gfp_wait=False)
+def test_patch11_kvzalloc_failure_falls_back_to_a_nested_vmalloc() -> None:
+    """Patch 11's ``kvzalloc(sizeof(*new_chunk), gfp_mask)``: its kmalloc
+    attempt is an order-6 page allocation (131,136 bytes), which
+    fail_page_alloc with min-order=6 fails once; kvmalloc then falls back to
+    ``__vmalloc_node_range`` (mm/slub.c ``__kvmalloc_node_noprof``), which runs
+    through this flow nested: that vmalloc goes through the bump path too,
+    refills (its own descriptor kmalloc'ed now) and carves the descriptor's
+    33 pages + guard out of the first chunk; the outer refill then installs a
+    second chunk whose descriptor lives in the first."""
+    fs = FailslabConfig(fail_page_alloc=FailPageAllocConfig(probability=100, min_order=6, times=1))
     a = vmapsim.build(11, failslab=fs, debug=True)
     addr = a.vmalloc(P)
-    assert addr == a.vmalloc_start and a.overlay.chunks() == []
-    assert any(v.va_start == addr for v in a.busy_areas())
+    vs = a.vmalloc_start
+    chunks = {c.base: c for c in a.overlay.chunks()}
+    assert sorted(chunks) == [vs, vs + (64 << 20)]
+    first, second = chunks[vs], chunks[vs + (64 << 20)]
+    assert not a.is_vmalloc_addr(first.desc)  # kmalloc'ed: the fault was used up
+    assert second.desc == vs and first.alloced == 34  # vmalloc'ed inside the first chunk
+    assert addr == second.base and a.overlay.current[0] is second
+    assert a.faults.page_failures == 1 and a.log == []
 
 
 def test_patch11_has_no_ubsan_report() -> None:

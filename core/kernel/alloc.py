@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from vmapsim.errors import VmapError
 from vmapsim.kernel.area import VmapArea, VmStruct
 from vmapsim.kernel.constants import PAGE_SIZE, ULONG_MAX
-from vmapsim.kernel.gfp import GFP_RECLAIM_MASK, Gfp
+from vmapsim.kernel.gfp import GFP_KERNEL, GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp
 from vmapsim.kernel.vmap_node import encode_vn_id
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ VA_FROM_BUMP_CHUNK = 0x4
 _DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
 _NOWARN = int(Gfp.NOWARN)
 _RECLAIM_MASK = int(GFP_RECLAIM_MASK)
+_GFP_KERNEL = int(GFP_KERNEL)
+_GFP_NOWAIT = int(GFP_NOWAIT)
+#: ``sizeof(struct vmap_bump_chunk)`` (patch 11-12) when the overlay does not say
+_BUMP_CHUNK_BYTES = 131_136
 
 
 def is_within_this_va(va: VmapArea, size: int, align: int, vstart: int) -> bool:
@@ -461,19 +465,36 @@ class AllocMixin:
         return va
 
     def _vmap_bump_refill(self: VmapAllocator, overlay, cpu: int, can_block: bool) -> bool:
-        """``vmap_bump_refill()`` (11-12): ``kvzalloc()`` of the descriptor
-        (131,136 bytes: kvmalloc's kmalloc attempt, an order-6 page
-        allocation, fault-injectable as cache ``kmalloc-large``), then 64 MiB
-        from ``__alloc_vmap_area()`` under the free lock, then the install."""
-        if self.faults.enabled and self.faults.should_fail(can_block, "kmalloc-large"):
-            # kvmalloc() would now fall back to __vmalloc_node(): not modelled,
-            # the refill fails as if that failed too (docs/stages.md row 11)
+        """``vmap_bump_refill()`` (11-12): ``kvzalloc(sizeof(*new_chunk),
+        gfp_mask)`` of the descriptor (131,136 bytes: kvmalloc's kmalloc
+        attempt is an order-6 page allocation, fail_page_alloc can fail it;
+        then the vmalloc fallback runs nested through this flow, core/kernel/
+        kvmalloc.py), then 64 MiB from ``__alloc_vmap_area()`` under the free
+        lock (on failure ``kvfree(new_chunk)``), then the install."""
+        gfp = _GFP_KERNEL if can_block else _GFP_NOWAIT
+        desc = self.kvzalloc(getattr(overlay, "desc_bytes", _BUMP_CHUNK_BYTES), gfp, cpu=cpu)
+        if desc is None:
             return False
         chunk = overlay.new_chunk(cpu, can_block)
         if chunk is None:
-            return False  # kvfree(new_chunk)
+            self.kvfree(desc, cpu=cpu)  # kvfree(new_chunk)
+            return False
+        chunk.desc = desc
+        if getattr(overlay, "free_desc", False) is None:
+            overlay.free_desc = self._vmap_bump_free_desc
         overlay.install(chunk, cpu)
         return True
+
+    def _vmap_bump_free_desc(self: VmapAllocator, chunk) -> None:
+        """``kvfree_rcu(chunk, rcu)`` of a retired chunk's descriptor: a
+        vmalloc'ed one is ``vfree()``'d after a grace period (the model's RCU
+        clock), a kmalloc'ed one is ``kfree()``'d (the overlay tracks its
+        lifetime for KASAN)."""
+        desc = chunk.desc
+        if desc and self.is_vmalloc_addr(desc):
+            self.kvfree_rcu(desc)
+        elif desc in self.kmalloc_objects:
+            self.kfree(desc)
 
     def _overlay_bind(
         self: VmapAllocator, va: VmapArea, size: int, vm: VmStruct | None

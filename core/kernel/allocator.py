@@ -32,6 +32,7 @@ from vmapsim.kernel.alloc import AllocMixin
 from vmapsim.kernel.area import VM_ALLOC, VmapArea, VmStruct
 from vmapsim.kernel.constants import PAGE_SIZE, ULONG_MAX, Arch
 from vmapsim.kernel.gfp import GFP_KERNEL
+from vmapsim.kernel.kvmalloc import KvmallocMixin
 from vmapsim.kernel.locking import LockingMixin
 from vmapsim.kernel.pcpu import PcpuMixin
 from vmapsim.kernel.percpu import PercpuMixin
@@ -62,6 +63,7 @@ class VmapAllocator(
     RcuMixin,
     VreallocMixin,
     LockingMixin,
+    KvmallocMixin,
 ):
     """One simulated kernel's vmalloc state, at one stage.
 
@@ -106,6 +108,7 @@ class VmapAllocator(
         self._vmap_block_init()
         self._rcu_init()
         self._percpu_init()
+        self._kvmalloc_init()  # kmalloc objects, the nested-vmalloc stack (kvmalloc.py)
         features = stage.features
         #: stage 1 on: vmalloc_init() runs on first use instead of -EBUSY before it
         self._lazy_bringup = bool(features.get("lazy_bringup", False))
@@ -220,8 +223,13 @@ class VmapAllocator(
         """``vmalloc_init()``'s loop over ``vmlist``: each early area becomes a
         busy ``vmap_area`` in its address's node (and in use in ``occupied``)."""
         for vm in self.vmlist:
-            va = self._kmem_cache_alloc_va(True)
-            assert va is not None
+            # kmem_cache_zalloc(vmap_area_cachep, GFP_NOWAIT): failslab armed at
+            # boot can fail it; the kernel WARNs and leaves the area out of the
+            # busy tree (its range stays out of the free space too)
+            va = self._kmem_cache_alloc_va(False)
+            if va is None:
+                self._boot_alloc_warning("vmalloc_init")
+                continue
             va.va_start = vm.addr
             va.va_end = vm.addr + vm.size
             va.vm = vm
@@ -241,13 +249,27 @@ class VmapAllocator(
         for vm in [*sorted(self.vmlist, key=_vm_addr), None]:
             end = ULONG_MAX if vm is None else vm.addr
             if end > start:
-                va = self._kmem_cache_alloc_va(True)
-                assert va is not None
+                # GFP_NOWAIT as in the kernel; a failure is WARN_ON_ONCE and that
+                # range is simply not free (every allocation in it fails)
+                va = self._kmem_cache_alloc_va(False)
+                if va is None:
+                    self._boot_alloc_warning("vmap_init_free_space")
+                    if vm is not None:
+                        start = vm.addr + vm.size
+                    continue
                 va.va_start = start
                 va.va_end = end
                 self.free.insert(va)
             if vm is not None:
                 start = vm.addr + vm.size
+
+    def _boot_alloc_warning(self, function: str) -> None:
+        """``WARN_ON_ONCE(!va)`` of a failed boot-time ``vmap_area`` allocation."""
+        self._warn_once(
+            function,
+            f"WARNING: CPU: 0 at mm/vmalloc.c {function}: kmem_cache_zalloc(vmap_area_cachep, "
+            "GFP_NOWAIT) failed",
+        )
 
     def vm_area_register_early(self, size: int, align: int) -> VmStruct:
         """``vm_area_register_early()``: before ``vmalloc_init()``, place a

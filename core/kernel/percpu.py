@@ -47,6 +47,7 @@ from vmapsim.checking.validate import check_cpu, check_int, check_ulong
 from vmapsim.errors import InvariantError, VmapArgumentError
 from vmapsim.kernel.area import VmapArea, VmStruct
 from vmapsim.kernel.constants import PAGE_SIZE
+from vmapsim.kernel.gfp import GFP_KERNEL
 
 if TYPE_CHECKING:
     from vmapsim.kernel.allocator import VmapAllocator
@@ -69,6 +70,12 @@ PCPU_MIN_UNIT_SIZE = 32 << 10
 PCPU_UNIT_SIZE = 256 << 10
 #: ``pcpu_atom_size``: PMD_SIZE on x86_64 (the chunk's alignment)
 PCPU_ATOM_SIZE = 2 << 20
+#: ``pcpu_chunk_struct_size``: ``sizeof(struct pcpu_chunk)`` plus the populated
+#: bitmap of a 64-page unit (64-bit, an estimate from the struct's fields)
+SIZEOF_PCPU_CHUNK = 200
+#: ``sizeof(struct pcpu_block_md)``: one per page of the unit (``md_blocks[]``)
+SIZEOF_PCPU_BLOCK_MD = 40
+_GFP_KERNEL = int(GFP_KERNEL)
 
 
 _NR_ALIGNS = 11  # 4 .. 4096 (PCPU_MIN_ALLOC_SIZE .. PAGE_SIZE)
@@ -246,7 +253,17 @@ class PercpuAllocator:
 
     # -- chunks --------------------------------------------------------------------------
     def pcpu_create_chunk(self, cpu: int) -> PcpuChunk | None:
-        """``pcpu_create_chunk()``: the chunk's areas from ``pcpu_get_vm_areas()``."""
+        """``pcpu_create_chunk()``: ``pcpu_alloc_chunk(GFP_KERNEL)``'s slab
+        objects (the ``struct pcpu_chunk`` and its ``md_blocks[]``: fault-injectable;
+        its ``alloc_map``/``bound_map``, above ``PAGE_SIZE``, are ``__vmalloc``'d
+        by ``pcpu_mem_zalloc()`` in the kernel and not modelled), then the
+        chunk's areas from ``pcpu_get_vm_areas()``."""
+        vmap = self.vmap
+        if vmap.faults.enabled and (
+            vmap._kmalloc_fails(SIZEOF_PCPU_CHUNK, _GFP_KERNEL)
+            or vmap._kmalloc_fails(self.unit_size // PAGE_SIZE * SIZEOF_PCPU_BLOCK_MD, _GFP_KERNEL)
+        ):
+            return None
         vms = self.vmap._pcpu_get_vm_areas(
             self.group_offsets, self.group_sizes, self.atom_size, cpu
         )

@@ -35,6 +35,8 @@ __all__ = ["VmallocMixin"]
 
 _NOWARN = int(Gfp.NOWARN)
 _NOFAIL = int(Gfp.NOFAIL)
+_ZERO = int(Gfp.ZERO)
+_HIGHMEM = int(Gfp.HIGHMEM)
 _GFP_KERNEL = int(GFP_KERNEL)
 _PAGE_MASK = PAGE_SIZE - 1
 
@@ -175,10 +177,65 @@ class VmallocMixin:
             # first attempt and returns NULL (docs/divergences.md).
             self._debug_check()
             return None
+        if self.faults.enabled and not self._vmalloc_area_pages(area, size, gfp, cpu, caller):
+            self._debug_check()
+            return None
         area.nr_pages = size >> PAGE_SHIFT  # __vmalloc_area_node() mapped them
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
         self._debug_check(area.addr)
         return area.addr
+
+    def _vmalloc_area_pages(
+        self: VmapAllocator, area: VmStruct, size: int, gfp: int, cpu: int, caller: str
+    ) -> bool:
+        """``__vmalloc_area_node()``'s allocations, where fault injection can
+        fail them (nothing else about them is modelled): the page array
+        (``kmalloc`` of ``nr_pages * 8`` bytes, ``GFP_RECLAIM_MASK`` bits |
+        ``__GFP_ZERO``), then the pages (``vm_area_alloc_pages()``: order 0 with
+        ``__GFP_HIGHMEM | __GFP_NOWARN``, bulk requests of at most 100 pages,
+        one page at a time after the first short bulk, stopping at the first
+        failure).  On failure: ``warn_alloc()``'s line unless ``__GFP_NOWARN``,
+        the area freed (``free_vm_area()`` / ``vfree()``), False.
+
+        A page array above ``PAGE_SIZE`` (more than 512 pages) is
+        ``__vmalloc_node()``'d in the kernel (a bounded nesting); the model
+        does not allocate it, so it cannot fail (docs/divergences.md)."""
+        nr_pages = size >> PAGE_SHIFT
+        array_size = nr_pages * 8
+        nested_gfp = (gfp & int(GFP_RECLAIM_MASK)) | _ZERO
+        page_gfp = gfp | _HIGHMEM
+        warn = not gfp & _NOWARN
+        faults = self.faults
+        # above PAGE_SIZE the array is a nested __vmalloc_node(), not modelled
+        failed = array_size <= PAGE_SIZE and self._kmalloc_fails(array_size, nested_gfp)
+        if failed:
+            if warn:
+                self._printk(
+                    f"{caller}: vmalloc error: size {nr_pages * PAGE_SIZE}, failed to "
+                    f"allocated page array size {array_size}, mode:{page_gfp:#x}"
+                )
+            self.remove_vm_area(area.addr, cpu)  # free_vm_area()
+            return False
+        bulk_gfp = page_gfp | _NOWARN
+        done = 0
+        while done < nr_pages:  # alloc_pages_bulk_node(), up to 100 pages a call
+            if faults.should_fail_alloc_page(bulk_gfp, 0):
+                break
+            done += min(100, nr_pages - done)
+        while done < nr_pages:  # alloc_pages_node(), one page at a time
+            if faults.should_fail_alloc_page(bulk_gfp, 0):
+                break
+            done += 1
+        if done == nr_pages:
+            return True
+        if warn:
+            self._printk(
+                f"{caller}: vmalloc error: size {done * PAGE_SIZE}, failed to allocate "
+                f"pages, mode:{page_gfp:#x}"
+            )
+        self.metrics.free_calls += 1
+        self.remove_vm_area(area.addr, cpu)  # vfree(area->addr)
+        return False
 
     def __get_vm_area_node(
         self: VmapAllocator,

@@ -27,7 +27,7 @@ from vmapsim.checking.validate import check_cpu, check_int, check_ulong
 from vmapsim.errors import InvariantError, VmapArgumentError, VmapError
 from vmapsim.kernel.area import VMAP_BLOCK, VMAP_FLAGS_MASK, VMAP_RAM, VmapArea
 from vmapsim.kernel.constants import BITS_PER_LONG, PAGE_SHIFT, PAGE_SIZE
-from vmapsim.kernel.gfp import GFP_KERNEL
+from vmapsim.kernel.gfp import GFP_KERNEL, GFP_RECLAIM_MASK
 
 if TYPE_CHECKING:
     from vmapsim.kernel.allocator import VmapAllocator
@@ -66,6 +66,9 @@ def vmap_bbmap_bits(nr_cpus: int = CONFIG_NR_CPUS, page_size: int = PAGE_SIZE) -
 
 #: pages per vmap block (1024 with CONFIG_NR_CPUS <= 2048)
 VMAP_BBMAP_BITS = vmap_bbmap_bits()
+#: ``sizeof(struct vmap_block)`` on 64-bit: lock (padded), va, free, dirty,
+#: ``used_map[]``, dirty_min, dirty_max, free_list, rcu_head, purge, cpu (padded)
+SIZEOF_VMAP_BLOCK = 104 + (VMAP_BBMAP_BITS + BITS_PER_LONG - 1) // BITS_PER_LONG * 8
 #: ``VMAP_BLOCK_SIZE``: 4 MiB
 VMAP_BLOCK_SIZE = VMAP_BBMAP_BITS * PAGE_SIZE
 #: ``VMAP_PURGE_THRESHOLD``: a fragmented block with fewer free pages is purged
@@ -73,6 +76,7 @@ VMAP_PURGE_THRESHOLD = VMAP_BBMAP_BITS // 4
 
 _FULL_MAP = (1 << VMAP_BBMAP_BITS) - 1
 _GFP_KERNEL = int(GFP_KERNEL)
+_RECLAIM_MASK = int(GFP_RECLAIM_MASK)
 
 
 def get_order(nr_pages: int) -> int:
@@ -260,7 +264,11 @@ class VmapBlockMixin:
         return self._new_vmap_block(order, gfp, cpu)
 
     def _new_vmap_block(self: VmapAllocator, order: int, gfp: int, cpu: int) -> int | None:
-        """``new_vmap_block()``: a fresh 4 MiB block, its first ``2**order`` pages used."""
+        """``new_vmap_block()``: ``kmalloc_node(sizeof(struct vmap_block))``
+        (a ``kmalloc-256`` object: fault-injectable), then a fresh 4 MiB block,
+        its first ``2**order`` pages used."""
+        if self._kmalloc_fails(SIZEOF_VMAP_BLOCK, gfp & _RECLAIM_MASK):
+            return None  # ERR_PTR(-ENOMEM)
         try:
             va = self._alloc_vmap_area(
                 VMAP_BLOCK_SIZE,

@@ -47,6 +47,7 @@ from .contracts import (
     RoleContract,
     role_contract,
 )
+from .faults import inject_faults
 from .harness import Built, flow_call, kit_offer, make_component
 from .machine import allocator_machine
 from .profiles import PROFILE_ENV, PROFILES, kit_settings, profile_name
@@ -74,6 +75,7 @@ __all__ = [
     "check_trace",
     "default_with",
     "flow_call",
+    "inject_faults",
     "kit_offer",
     "kit_settings",
     "kit_stages",

@@ -45,7 +45,7 @@ from typing import Any
 from attrs import define, field, frozen
 
 from vmapsim.checking.faults import FailslabConfig
-from vmapsim.checking.faultspec import FaultSpecError, parse_faults
+from vmapsim.checking.faultspec import FaultSpecError, format_faults, parse_faults
 from vmapsim.checking.trace import TracingAllocator, first_difference
 from vmapsim.cost.counters import COUNTER_NAMES
 from vmapsim.errors import PluginError, UnknownComponentError, UnknownStageError
@@ -423,13 +423,7 @@ class WorkloadRunner:
 
 
 def _faults_text(cfg: FailslabConfig | None) -> str:
-    if cfg is None:
-        return "none"
-    caches = ",".join(sorted(cfg.cache_filter)) if cfg.cache_filter else "all"
-    mode = "nowait" if cfg.ignore_gfp_wait else "any"
-    return (
-        f"{caches}:{mode}:probability={cfg.probability}:interval={cfg.interval}:times={cfg.times}"
-    )
+    return format_faults(cfg)
 
 
 def _guarded(fn: Callable[[Stage], Verdict]) -> Callable[[Stage], Verdict]:
@@ -812,7 +806,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--faults",
         metavar="SPEC",
         default=None,
-        help="failslab injection, e.g. maple_node:probability=5 (docs/bisect.md)",
+        help="fault injection (failslab, fail_page_alloc), e.g. maple_node:probability=5 "
+        "or page:probability=100:min-order=6 (docs/bisect.md)",
     )
     p.add_argument("--debug", action="store_true", help="check invariants after every operation")
     p.add_argument(

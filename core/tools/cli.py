@@ -569,8 +569,9 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
         "--faults",
         default=None,
         metavar="SPEC",
-        help="fail slab allocations, as bisect takes it (docs/bisect.md): "
-        "e.g. maple_node:probability=5",
+        help="fault injection as bisect takes it (docs/bisect.md): failslab per cache, "
+        "e.g. maple_node:probability=5, and fail_page_alloc, e.g. "
+        "page:probability=100:min-order=6; join both with +",
     )
 
 

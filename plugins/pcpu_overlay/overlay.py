@@ -188,6 +188,11 @@ class PcpuBumpOverlay:
         #: descriptors allocated / freed (kvzalloc / kvfree_rcu)
         self.descs_allocated = 0
         self.descs_freed = 0
+        #: ``sizeof(struct vmap_bump_chunk)``: what the flow ``kvzalloc()``s
+        self.desc_bytes = VMAP_BUMP_CHUNK_BYTES
+        #: the flow's ``kvfree_rcu(chunk, rcu)`` of a retired chunk's descriptor
+        #: (set by the allocator; None: the descriptor is only counted)
+        self.free_desc: Callable[[VmapBumpChunk], None] | None = None
 
     # -- binding -----------------------------------------------------------
     def attach(
@@ -320,8 +325,9 @@ class PcpuBumpOverlay:
             self.chunk_list.append(chunk)
             self.current[cpu] = chunk
             return
-        chunk.desc = self._next_desc
-        self._next_desc += _DESC_STRIDE
+        if not chunk.desc:  # the flow did not kvzalloc() it: a modelled address
+            chunk.desc = self._next_desc
+            self._next_desc += _DESC_STRIDE
         self.descs_allocated += 1
         if self.mode == 11:
             chunk.page_va = BoundsCheckedArray(
@@ -471,6 +477,8 @@ class PcpuBumpOverlay:
         self.descs_freed += 1
         c.overlay_chunk_releases += 1
         self._release(chunk.va)
+        if self.free_desc is not None:
+            self.free_desc(chunk)
 
     def _mark_dirty(self, va: VmapArea) -> None:
         d = self._dirty
