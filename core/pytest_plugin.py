@@ -35,7 +35,13 @@ from typing import Any
 import pytest
 
 from vmapsim.framework.descriptors import Stage
-from vmapsim.tools.config import StageSelection, StageSelectionError, resolve_stage, select_stages
+from vmapsim.tools.config import (
+    ConfigError,
+    StageSelection,
+    StageSelectionError,
+    resolve_stage,
+    select_stages,
+)
 
 __all__ = ["vmap_allocator", "vmapsim_registry"]
 
@@ -96,7 +102,12 @@ class _Session:
         self.registry = registry
         self.series: str | None = config.getoption("vmapsim_series")
         ini = config.getini("vmapsim_stage") or None
-        self.setting = resolve_stage(config.getoption("vmapsim_stage"), config.rootpath, ini=ini)
+        try:
+            self.setting = resolve_stage(
+                config.getoption("vmapsim_stage"), config.rootpath, ini=ini
+            )
+        except ConfigError as exc:  # a bad vmapsim.toml / [tool.vmapsim] / $VMAPSIM_STAGE
+            raise pytest.UsageError(f"vmapsim: {exc}") from None
         self.explicit = self.setting.source.startswith(_EXPLICIT)
         if self.series is not None:
             self._select("all", self.series, "--series")

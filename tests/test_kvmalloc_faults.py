@@ -316,3 +316,21 @@ def test_bisect_finds_the_patch_whose_refill_recurses(capsys, tmp_path, monkeypa
     rc = main(argv)
     out = capsys.readouterr().out
     assert rc == 0 and "first bad stage: 11" in out
+
+
+def test_a_flow_assertion_is_an_internal_error_not_a_traceback(capsys, tmp_path, monkeypatch):
+    """An AssertionError raised by the flow itself (not by a component) reaches
+    the CLI user as one line naming the stage, the operation and where it
+    asserted, exit status 70 (README: exit status)."""
+    from vmapsim.kernel.allocator import VmapAllocator
+
+    def broken(self, *args, **kwargs):
+        raise AssertionError("busy publish refused")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(VmapAllocator, "_alloc_vmap_area", broken)
+    rc = main(["run", "--stage", "7", "--mask", "1", "--test-loop-count", "2"])
+    err = capsys.readouterr().err
+    assert rc == 70 and "Traceback" not in err
+    assert "internal error: AssertionError in vmalloc() (asserted in broken())" in err
+    assert "at stage maple:7: busy publish refused" in err

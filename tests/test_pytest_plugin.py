@@ -315,3 +315,21 @@ def test_vmalloc_zero_returns_null_with_a_warning(vmap_allocator):
 def test_stage_fixture_is_a_stage_descriptor(stage):
     assert isinstance(stage, vmapsim.Stage)
     assert stage.key == f"{stage.series}:{stage.number}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('stage = "fake:1\n', "*vmapsim.toml: not valid TOML*"),
+        ('stag = "fake:1"\n', "*vmapsim.toml: unknown key(s)*"),
+    ],
+)
+def test_bad_project_file_is_a_usage_error(pt, text, message):
+    """A vmapsim.toml that tools.config refuses (ConfigError) is a pytest
+    usage error naming the file, not an INTERNALERROR traceback."""
+    pt.makepyfile(test_probe=PROBE)
+    pt.path.joinpath("vmapsim.toml").write_text(text)
+    result = pt.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: vmapsim: {message}"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

@@ -298,25 +298,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         notice = long_run_notice(parts, args.nr_cpus)
         if notice:
             print(notice, file=sys.stderr, flush=True)
-    try:
-        alloc = build(
-            stage.key,
-            arch=args.arch,
-            nr_cpus=args.nr_cpus,
-            seed=args.seed,
-            debug=args.debug,
-            components=comps,
-            failslab=failslab,
-            component_counters=args.per_component,
-        )
-    except AssertionError:
-        if failslab is None:
-            raise
-        raise UsageError(
-            f"--faults {args.faults}: vmalloc_init() could not bring the allocator up (a "
-            "boot-time allocation failed, where the kernel would panic); spare blocking "
-            "requests ('nowait', the default) or limit times=N"
-        ) from None
+    # boot allocations that fault injection fails WARN and go on (as in the
+    # kernel: vmalloc_init, vmap_init_free_space), so building cannot assert
+    alloc = build(
+        stage.key,
+        arch=args.arch,
+        nr_cpus=args.nr_cpus,
+        seed=args.seed,
+        debug=args.debug,
+        components=comps,
+        failslab=failslab,
+        component_counters=args.per_component,
+    )
     if args.debug:
         alloc.debug_full_every = args.debug_full_every
     params = {"seed": args.seed, **params}
@@ -846,9 +839,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # raised inside a component: name it, not a traceback
         culprit = blame(exc)
         if culprit is None:
-            raise
+            internal = _internal_error(exc)
+            if internal is None:
+                raise
+            print(internal, file=sys.stderr)
+            return EXIT_INTERNAL
         print(f"vmapsim: {culprit}", file=sys.stderr)
         return 2
+
+
+#: exit status of an internal error of the model (sysexits' EX_SOFTWARE)
+EXIT_INTERNAL = 70
+
+
+def _internal_error(exc: BaseException) -> str | None:
+    """One line for an ``AssertionError`` the flow itself raised (a model bug,
+    not a component's): the stage, the operation the workload called and the
+    function that asserted; None for anything else."""
+    if not isinstance(exc, AssertionError):
+        return None
+    from vmapsim.kernel.allocator import VmapAllocator
+
+    outer = inner = None
+    stage = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if isinstance(frame.f_locals.get("self"), VmapAllocator):
+            name = frame.f_code.co_name
+            if outer is None:
+                outer = name
+                stage = frame.f_locals["self"].stage.key
+            inner = name
+        tb = tb.tb_next
+    where = f"in {outer}()" if outer else "outside the allocator"
+    if inner and inner != outer:
+        where += f" (asserted in {inner}())"
+    text = str(exc) or "assertion failed"
+    return (
+        f"vmapsim: internal error: AssertionError {where} at stage {stage}: {text}; "
+        f"this is a bug of the model, please report it (exit {EXIT_INTERNAL})"
+    )
 
 
 def _show_warning(message: Any, category: type, *_args: Any, **_kwargs: Any) -> None:
