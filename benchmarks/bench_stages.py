@@ -14,9 +14,13 @@ model's counters per pair: nodes visited, cache lines, stores, walks (plus
 rb augment updates / rotations and maple node allocations).  Stages are
 interleaved run by run so drift hits all of them alike.
 
-    python benchmarks/bench_stages.py [--stages 0..7] [--sizes 1e3,1e4,1e5]
+    python benchmarks/bench_stages.py [COLUMN ...] [--stages 0..7] [--sizes 1e3,1e4,1e5]
         [--pairs 5000] [--repeat 5] [--patterns pairs,busy] [--json FILE]
         [--memory 1e4]
+
+A COLUMN is what ``vmapsim compare`` takes: a stage with ``+ROLE=NAME``
+swaps (``7+free=sorted+coalesce=generic``), a range, ``all`` (the default
+series, each stage once, whatever plugin series are installed).
 
 ``--memory N`` also prints bytes per live area with N one-page vmallocs live:
 ``sizeof(struct vmap_area)`` at the stage times the live ``vmap_area``
@@ -36,30 +40,51 @@ import time
 
 import vmapsim
 from vmapsim.framework.registry import get_registry
+from vmapsim.tools.compare import ColumnSpec, parse_columns
 
 P = vmapsim.PAGE_SIZE
 COUNTERS = ("nodes_visited", "cache_lines", "stores", "walks", "augment_updates", "node_allocs")
 
 
-def parse_stages(text: str) -> list[int]:
-    """``0..7``, ``0,4,7`` or ``all`` (every registered stage of the series)."""
-    if text == "all":
-        reg = get_registry()
-        return sorted(reg.stages[k].number for k in reg.stage_keys())
-    out: list[int] = []
-    for part in text.split(","):
-        lo, sep, hi = part.partition("..")
-        out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+def parse_stages(text: str, registry=None) -> list[ColumnSpec]:
+    """The columns ``text`` names, as ``vmapsim compare`` takes them
+    (core/tools/compare.py ``parse_columns``): stages (``7``, ``maple:7``,
+    ``mine:7``), ranges (``0..7``), ``all``, each with ``+ROLE=NAME`` swaps
+    (``7+free=sorted+coalesce=generic``); separated by spaces, or by commas
+    between plain stages (``0,4,7``).  ``all`` is the default series' stages,
+    each once, even when a plugin has installed a series of its own (name its
+    stages, ``mine:0..12``, to bench them)."""
+    reg = registry or get_registry()
+    tokens: list[str] = []
+    for word in text.split():
+        tokens.extend([word] if "+" in word or ":" in word.split("..")[0] else word.split(","))
+    default = reg.stage(0).series
+    expanded: list[str] = []
+    for tok in tokens:
+        stage_part, plus, swaps = tok.partition("+")
+        if stage_part == "all":
+            keys = [k for k in reg.stage_keys() if reg.stages[k].series == default]
+            expanded.extend(k + plus + swaps for k in keys)
+        else:
+            expanded.append(tok)
+    cols = parse_columns(expanded, reg)
+    seen: set[tuple[str, tuple]] = set()
+    out: list[ColumnSpec] = []
+    for col in cols:  # each stage once (the same swaps)
+        ident = (col.key, tuple(sorted(col.swaps.items())))
+        if ident not in seen:
+            seen.add(ident)
+            out.append(col)
     return out
 
 
 class Subject:
     """One stage's allocator, filled to ``live`` areas, ready to run a pattern."""
 
-    def __init__(self, stage: int, live: int, pattern: str) -> None:
-        self.stage = stage
+    def __init__(self, col: ColumnSpec, live: int, pattern: str, registry=None) -> None:
+        self.stage = col.label
         self.pattern = pattern
-        a = self.a = vmapsim.build(stage)
+        a = self.a = vmapsim.build(col.key, components=dict(col.swaps), registry=registry)
         fill = max(live, 15000) if pattern == "busy" else live
         self.live = [a.vmalloc(P) for _ in range(fill)]
         self.op = self._pair if pattern == "pairs" else self._busy_loop
@@ -95,9 +120,9 @@ class Subject:
         return {k: m[k] / self.ops for k in COUNTERS}
 
 
-def bytes_per_live_area(stage: int, live: int) -> dict[str, float]:
+def bytes_per_live_area(col: ColumnSpec, live: int, registry=None) -> dict[str, float]:
     """Memory per live area (see the module docstring), with ``live`` one-page areas."""
-    a = vmapsim.build(stage)
+    a = vmapsim.build(col.key, components=dict(col.swaps), registry=registry)
     for _ in range(live):
         a.vmalloc(P)
     objects = a.va_cache.live
@@ -105,7 +130,7 @@ def bytes_per_live_area(stage: int, live: int) -> dict[str, float]:
     nodes = (a.metrics.node_allocs - a.metrics.node_frees) * 256
     overlay = a.overlay.memory_bytes() if a.overlay is not None else 0
     return {
-        "stage": stage,
+        "stage": col.label,
         "struct": a.struct_vmap_area_size,
         "objects": objects,
         "index_nodes_bytes": nodes,
@@ -114,8 +139,14 @@ def bytes_per_live_area(stage: int, live: int) -> dict[str, float]:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, registry=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "columns",
+        nargs="*",
+        help="columns as `vmapsim compare` takes them: 0..7 7+free=sorted+coalesce=generic "
+        "(default: --stages)",
+    )
     ap.add_argument("--stages", default="all")
     ap.add_argument("--sizes", default="1e3,1e4,1e5")
     ap.add_argument("--pairs", type=int, default=5000)
@@ -124,21 +155,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     ap.add_argument("--memory", default=None, help="also print bytes per live area at N live")
     args = ap.parse_args(argv)
-    stages = parse_stages(args.stages)
+    stages = parse_stages(" ".join(args.columns) if args.columns else args.stages, registry)
+    labels = [c.label for c in stages]
+    width = max(5, *(len(x) for x in labels))
     sizes = [int(float(s)) for s in args.sizes.split(",")]
-    results: dict = {"stages": stages, "sizes": sizes, "pairs": args.pairs, "rows": []}
+    results: dict = {"stages": labels, "sizes": sizes, "pairs": args.pairs, "rows": []}
     for pattern in args.patterns.split(","):
         for n in sizes:
-            subjects = [Subject(s, n, pattern) for s in stages]
-            times: dict[int, list[float]] = {s: [] for s in stages}
+            subjects = [Subject(c, n, pattern, registry) for c in stages]
+            times: dict[str, list[float]] = {c: [] for c in labels}
             for _ in range(args.repeat):
                 for sub in subjects:
                     times[sub.stage].append(sub.run(args.pairs))
-            base = statistics.median(times[stages[0]])
+            base = statistics.median(times[labels[0]])
             label = "one-page pairs" if pattern == "pairs" else "long_busy_list loops"
             print(f"\n{label}, {n} live areas (median of {args.repeat} x {args.pairs})")
             print(
-                f"{'stage':>5} {'us/op':>8} {'vs ' + str(stages[0]):>7} "
+                f"{'stage':>{width}} {'us/op':>8} {'vs first':>8} "
                 + " ".join(f"{k[:12]:>12}" for k in COUNTERS)
             )
             for sub in subjects:
@@ -154,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
                 }
                 results["rows"].append(row)
                 print(
-                    f"{sub.stage:>5} {med * 1e6:>8.2f} {med / base:>7.2f} "
+                    f"{sub.stage:>{width}} {med * 1e6:>8.2f} {med / base:>8.2f} "
                     + " ".join(f"{per[k]:>12.2f}" for k in COUNTERS)
                 )
             del subjects
@@ -162,14 +195,14 @@ def main(argv: list[str] | None = None) -> dict:
         n = int(float(args.memory))
         print(f"\nbytes per live area, {n} one-page areas live")
         print(
-            f"{'stage':>5} {'struct':>6} {'objects':>8} {'nodes B':>10} {'overlay B':>10} {'B/area':>8}"
+            f"{'stage':>{width}} {'struct':>6} {'objects':>8} {'nodes B':>10} {'overlay B':>10} {'B/area':>8}"
         )
         results["memory"] = []
-        for st in stages:
-            m = bytes_per_live_area(st, n)
+        for col in stages:
+            m = bytes_per_live_area(col, n, registry)
             results["memory"].append(m)
             print(
-                f"{st:>5} {m['struct']:>6} {m['objects']:>8} {m['index_nodes_bytes']:>10} "
+                f"{m['stage']:>{width}} {m['struct']:>6} {m['objects']:>8} {m['index_nodes_bytes']:>10} "
                 f"{m['overlay_bytes']:>10} {m['bytes_per_area']:>8.1f}"
             )
     if args.json:

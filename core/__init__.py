@@ -47,6 +47,7 @@ from vmapsim.errors import (
     VmapTypeError,
 )
 from vmapsim.framework.api import build
+from vmapsim.framework.derive import derive_series
 from vmapsim.framework.descriptors import Component, ComponentContext, Stage, Workload
 from vmapsim.framework.hookspecs import hookimpl
 from vmapsim.framework.roles import (
@@ -262,6 +263,7 @@ __all__ = [
     "WorkloadReport",
     "__version__",
     "build",
+    "derive_series",
     "field_lines_table",
     "hookimpl",
     "is_within_this_va",
