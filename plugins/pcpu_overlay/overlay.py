@@ -95,7 +95,8 @@ VA_FROM_BUMP_CHUNK = 0x4
 #: ``sizeof(struct vmap_bump_chunk)`` on 64-bit (patch 12's layout: base, limit,
 #: bump, alloced + owner_cpu, list_head, rcu_head, page_va[16384])
 VMAP_BUMP_CHUNK_BYTES = 3 * 8 + 4 + 4 + 16 + 16 + 8 * VMAP_BUMP_CHUNK_PAGES
-#: where the model's kmalloc-large descriptors live (a direct-map-like base)
+#: where descriptors live when the flow did not kvzalloc() them (a direct-map-like
+#: base; the flow's kmalloc'ed descriptors start there too: core/kernel/kvmalloc.py)
 _DESC_BASE = 0xFFFF888100000000
 #: the descriptor is an order-6 page allocation (kmalloc of 131,136 bytes)
 _DESC_STRIDE = 1 << (PAGE_SHIFT + 6)
