@@ -610,6 +610,9 @@ LEDGER = {
     "--good 11 --bad 12 --invert --log": 12,  # row 12: owner_cpu: no use-after-free
     "--all --good 0 --bad 12 --log": 11,
     "--trace mixed": 10,  # stages 0-9 share the trace (align <= PAGE_SIZE); 10's overlay changes it
+    # row 11: vmap_bump_refill()'s kvzalloc falls back to vmalloc when its order-6
+    # kmalloc fails, and that vmalloc refills again: a kernel stack overflow
+    "stack guard page": 11,
 }
 
 

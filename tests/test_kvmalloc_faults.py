@@ -306,18 +306,6 @@ def test_cli_faults_page_injector_reaches_the_run(capsys, tmp_path, monkeypatch)
     assert "stack guard page was hit" in out
 
 
-def test_bisect_finds_the_patch_whose_refill_recurses(capsys, tmp_path, monkeypatch):
-    """docs/bisect.md's worked example: under fail_page_alloc min-order=6 the
-    first stage that reports a kernel stack overflow is patch 11, the first
-    to kvzalloc() the chunk descriptor inside the allocator."""
-    monkeypatch.chdir(tmp_path)
-    argv = ["bisect", "--good", "9", "--bad", "12", "--log", "stack guard page"]
-    argv += ["--faults", "page:probability=100:min-order=6", "--param", "nr_ops=50"]
-    rc = main(argv)
-    out = capsys.readouterr().out
-    assert rc == 0 and "first bad stage: 11" in out
-
-
 def test_a_flow_assertion_is_an_internal_error_not_a_traceback(capsys, tmp_path, monkeypatch):
     """An AssertionError raised by the flow itself (not by a component) reaches
     the CLI user as one line naming the stage, the operation and where it
