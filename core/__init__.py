@@ -33,8 +33,14 @@ from importlib import abc as _abc
 from importlib import machinery as _machinery
 
 from vmapsim.checking.faults import FailslabConfig, FaultInjector
-from vmapsim.cost.cachemodel import CACHE_LINE, MAPLE_NODE_LINES, field_lines_table
-from vmapsim.cost.counters import COUNTER_NAMES, Counters
+from vmapsim.cost.cachemodel import (
+    CACHE_LINE,
+    MAPLE_NODE_LINES,
+    field_blocks_table,
+    field_lines_table,
+)
+from vmapsim.cost.counters import COUNTER_NAMES, POPCOUNT4, Counters
+from vmapsim.cost.memory import AddressSpace, SlabCache
 from vmapsim.errors import (
     ComponentError,
     InvariantError,
@@ -208,6 +214,7 @@ __all__ = [
     "OVERLAP_WARNING",
     "PAGE_SHIFT",
     "PAGE_SIZE",
+    "POPCOUNT4",
     "RCU_GP_TICKS",
     "RCU_TICK_COST",
     "RESERVED",
@@ -225,6 +232,7 @@ __all__ = [
     "__GFP_NOFAIL",
     "__GFP_NOWARN",
     "__GFP_ZERO",
+    "AddressSpace",
     "Arch",
     "BusyIndex",
     "Coalescer",
@@ -245,6 +253,7 @@ __all__ = [
     "PercpuAllocator",
     "PluginError",
     "PluginWarning",
+    "SlabCache",
     "Stage",
     "StructLayout",
     "Union",
@@ -261,6 +270,7 @@ __all__ = [
     "WorkloadReport",
     "__version__",
     "build",
+    "field_blocks_table",
     "field_lines_table",
     "hookimpl",
     "is_within_this_va",

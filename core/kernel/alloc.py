@@ -88,13 +88,13 @@ class AllocMixin:
         if self.faults.enabled and self.faults.should_fail(can_block, "vmap_area"):
             return None
         va = VmapArea(0, 0)
-        va.slab_pos = self.va_cache.alloc()
+        va.slab_pos, va.slab_blk = self.va_cache.alloc()
         self.metrics.va_allocs += 1
         return va
 
     def _kmem_cache_free_va(self: VmapAllocator, va: VmapArea) -> None:
         """``kmem_cache_free(vmap_area_cachep, va)``."""
-        self.va_cache.free(va.slab_pos)
+        self.va_cache.free(va.slab_pos, va.slab_blk)
         self.metrics.va_frees += 1
 
     def _preload_this_cpu_lock(self: VmapAllocator, cpu: int, can_block: bool) -> None:
@@ -280,6 +280,7 @@ class AllocMixin:
             self.vmalloc_init()  # deferred bring-up (stage 1 on): on first use
         c = self.metrics
         c.alloc_calls += 1
+        c.cpu = cpu
         gfp &= _RECLAIM_MASK
         allow_block = bool(gfp & _DIRECT_RECLAIM)
         if self.vmap_retry_queue:

@@ -24,6 +24,7 @@ from vmapsim.checking.validate import (
     check_window,
 )
 from vmapsim.cost.counters import Counters
+from vmapsim.cost.sections import LockSections
 from vmapsim.errors import ComponentError, VmapArgumentError, VmapError
 from vmapsim.framework.descriptors import Component, ComponentContext, Stage
 from vmapsim.framework.mirror import MIRRORS, MirroredCoalescer, MirroredFreeIndex
@@ -89,6 +90,8 @@ class VmapAllocator(
         self.debug = debug
         self.faults = faults
         self.metrics = Counters()
+        #: lock-section accounting (vmapsim.cost.sections), on by default
+        self.metrics.sections = LockSections(self.metrics)
         #: kernel-style messages (warnings, failures), oldest first
         self.log: list[str] = []
         self._warned: set[str] = set()
@@ -98,7 +101,7 @@ class VmapAllocator(
         self.vmap_initialized = False
         self.vmap_notify_list: list[Any] = []
         self.ne_fit_preload_node: list[VmapArea | None] = [None] * nr_cpus
-        self.va_cache = KmemCache("vmap_area", stage.layout)
+        self.va_cache = KmemCache("vmap_area", stage.layout, self.metrics.mem)
         self.last_tlb_flush: tuple[int, int] | None = None
         self._shared: dict[str, Any] = {}
         self._locking_init()
@@ -132,6 +135,7 @@ class VmapAllocator(
             role=role,
             node_id=node_id,
             counters=self.metrics,
+            locking=self,
             warn=self._printk,
             nr_vmap_nodes=self.nr_vmap_nodes,
             params={
@@ -294,7 +298,12 @@ class VmapAllocator(
     def _debug_check(self, *touched: int) -> None:
         """``CONFIG_DEBUG_VM`` after an operation: the invariants around the
         ``touched`` addresses, all of them every ``debug_full_every`` operations
-        and when nothing is named (core/checking/invariants.py, ``debug_step``)."""
+        and when nothing is named (core/checking/invariants.py, ``debug_step``).
+
+        Every public entry point calls it when it returns: it is also where a
+        kernel operation ends for the cost model (``Counters.op_end``: the
+        operation's distinct lines are counted)."""
+        self.metrics.op_end()
         if self.debug:
             self.debug_step(touched)
 

@@ -144,6 +144,7 @@ class VmallocMixin:
         caller: str,
     ) -> int | None:
         """``__vmalloc_node_range()``: the common vmalloc path."""
+        self.metrics.cpu = cpu
         if size == 0:
             self._warn_once(
                 "__vmalloc_node_range",
@@ -311,6 +312,7 @@ class VmallocMixin:
         """``remove_vm_area()``: unlink the area at ``addr`` and free it lazily;
         return its ``vm_struct`` (None, and nothing changed, if there is none).
         ``cpu``: the CPU it runs on (the overlay's lookup reads its chunk)."""
+        self.metrics.cpu = cpu
         if addr & _PAGE_MASK:
             self._printk(f"WARNING: Trying to vfree() bad address ({addr:#x})")
             return None

@@ -147,6 +147,7 @@ class VmapBlockMixin:
         if not 0 <= count < 1 << 32:
             raise VmapArgumentError("count", "must be an unsigned int in [0, 2**32 - 1]", count)
         check_cpu(cpu, self.nr_cpus)
+        self.metrics.cpu = cpu
         self._rcu_tick()
         size = count << PAGE_SHIFT
         try:
@@ -183,6 +184,7 @@ class VmapBlockMixin:
         if not 0 <= count < 1 << 32:
             raise VmapArgumentError("count", "must be an unsigned int in [0, 2**32 - 1]", count)
         check_cpu(cpu, self.nr_cpus)
+        self.metrics.cpu = cpu
         if not addr:
             raise VmapArgumentError("addr", "must not be NULL (BUG_ON(!addr))", addr)
         if addr < self.vmalloc_start or addr > self.vmalloc_end:
