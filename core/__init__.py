@@ -93,6 +93,7 @@ from vmapsim.kernel.gfp import (
     Gfp,
 )
 from vmapsim.kernel.layout import VMAP_AREA_MAPLE, VMAP_AREA_RB, Member, StructLayout, Union
+from vmapsim.kernel.locking import CountingLocks
 from vmapsim.kernel.percpu import PcpuChunk, PercpuAllocator
 from vmapsim.kernel.rcu import RCU_GP_TICKS, RCU_TICK_COST
 from vmapsim.kernel.vmap_block import (
@@ -240,6 +241,7 @@ __all__ = [
     "ComponentContext",
     "ComponentError",
     "Counters",
+    "CountingLocks",
     "FailslabConfig",
     "FaultInjector",
     "FreeIndex",

@@ -105,6 +105,8 @@ class VmapAllocator(
         self.last_tlb_flush: tuple[int, int] | None = None
         self._shared: dict[str, Any] = {}
         self._locking_init()
+        #: the line of ``vmap_lazy_nr`` (an atomic_long_t in .data)
+        self.line_vmap_lazy_nr = self.metrics.mem.static(8, 8) >> 6
         # vmap blocks, the RCU clock, the percpu allocator (vmap_block.py, rcu.py, percpu.py)
         self._vmap_block_init()
         self._rcu_init()
@@ -231,9 +233,11 @@ class VmapAllocator(
             va.vm = vm
             if self.occupied is not None and not self._busy_occupies:
                 self.occupied.occupy(va.va_start, va.va_end, True)
-            vn = self.vmap_nodes[self.addr_to_node_id(va.va_start)]
-            self.metrics.locks["vmap_node.busy.lock"] += 1
+            bn = self.addr_to_node_id(va.va_start)
+            vn = self.vmap_nodes[bn]
+            self.spin_lock("vmap_node.busy.lock", bn)
             vn.busy.publish(va, True)
+            self.spin_unlock("vmap_node.busy.lock", bn)
 
     def vmap_init_free_space(self) -> None:
         """``vmap_init_free_space()``: the whole KVA space ``[1, ULONG_MAX)`` less

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vmapsim.cost.counters import Counters
 
-__all__ = ["PREEMPT_DISABLED", "RCU_READ_LOCK", "LockingMixin"]
+__all__ = ["PREEMPT_DISABLED", "RCU_READ_LOCK", "CountingLocks", "LockingMixin"]
 
 #: the pseudo-lock an RCU read-side section holds
 RCU_READ_LOCK = "rcu_read_lock"
@@ -139,3 +139,39 @@ class LockingMixin:
     def preempt_enable(self, cpu: int = 0) -> None:
         """``preempt_enable()``."""
         self._release((PREEMPT_DISABLED, cpu))
+
+
+class CountingLocks:
+    """The lock calls for a component built on its own (no allocator): each
+    acquisition is counted in ``counters.locks`` and nothing else happens.
+    :class:`vmapsim.ComponentContext` hands components the allocator
+    instead when there is one."""
+
+    __slots__ = ("counters",)
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+
+    def spin_lock(self, name: str, instance: int = 0) -> None:
+        """Count one acquisition of ``name``."""
+        self.counters.locks[name] += 1
+
+    def spin_unlock(self, name: str, instance: int = 0) -> None:
+        """Nothing to do."""
+
+    mutex_lock = spin_lock
+    mutex_unlock = spin_unlock
+
+    def rcu_read_lock(self) -> None:
+        """Count one RCU read section."""
+        self.counters.locks[RCU_READ_LOCK] += 1
+
+    def rcu_read_unlock(self) -> None:
+        """Nothing to do."""
+
+    def preempt_disable(self, cpu: int = 0) -> None:
+        """Count one preempt-disabled section."""
+        self.counters.locks[PREEMPT_DISABLED] += 1
+
+    def preempt_enable(self, cpu: int = 0) -> None:
+        """Nothing to do."""

@@ -215,8 +215,10 @@ class VmallocMixin:
     def _busy_reinsert(self: VmapAllocator, va: VmapArea) -> None:
         """Link an area that a find-and-unlink took by mistake back into the
         busy tree of its address's node, under that node's busy lock."""
-        self.metrics.locks["vmap_node.busy.lock"] += 1
-        self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.publish(va, True)
+        bn = self.addr_to_node_id(va.va_start)
+        self.spin_lock("vmap_node.busy.lock", bn)
+        self.vmap_nodes[bn].busy.publish(va, True)
+        self.spin_unlock("vmap_node.busy.lock", bn)
 
     # -- lookup ------------------------------------------------------------------
     def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
@@ -251,12 +253,12 @@ class VmallocMixin:
         if not nodes:  # before vmalloc_init(): nothing is busy yet
             return None
         nr = self.nr_vmap_nodes
-        locks = self.metrics.locks
         i = j = (addr // self.vmap_zone_size) % nr
         while True:
-            locks["vmap_node.busy.lock"] += 1
+            self.spin_lock("vmap_node.busy.lock", i)
             busy = nodes[i].busy
             va = busy.find_unlink(addr) if unlink else busy.find(addr)
+            self.spin_unlock("vmap_node.busy.lock", i)
             if va is not None:
                 return va
             i = (i + nr - 1) % nr
