@@ -250,6 +250,8 @@ def _mask_for(type_: int, end: int, lo: int, hi: int, *, gaps: bool, data_end: b
     else:
         for i in range(lo, min(hi, npiv - 1) + 1):
             mask |= 1 << _line(_pivot_byte(i))
+    if not data_end:  # the lookup walk follows one slot
+        return mask | 1 << _line(slot0 + 8 * hi)
     for i in range(lo, hi + 1):
         mask |= 1 << _line(slot0 + 8 * i)
         if gaps and type_ == MAPLE_ARANGE64:

@@ -332,7 +332,7 @@ def _store_leaf(
     if wr_type == WR_EXACT_FIT:
         exact_fit(tree, leaf, o1, mn, entry)
     else:
-        _store_in_place(tree, leaf, o1, o2, mn, first, last, entry)
+        _store_in_place(tree, leaf, o1, o2, mn, first, last, entry, wr_type)
 
 
 def exact_fit(
@@ -563,6 +563,7 @@ def _store_in_place(
     first: int,
     last: int,
     entry: Any,
+    wr_type: int = WR_NODE_STORE,
 ) -> None:
     """``mas_wr_slot_store`` / ``mas_wr_node_store`` / ``mas_wr_append``, all
     in place (no RCU mode), then ``mas_update_gap``: ``[first, last]`` over
@@ -578,11 +579,11 @@ def _store_in_place(
     # built aside and copied back whole, mas_wr_node_store) all 256 bytes.
     old_end = len(slots) - 1
     new_end = old_end - (o2 - o1 + 1) + len(ns)
-    if new_end == old_end and o2 - o1 <= 1:
-        wmask = write_mask(MAPLE_LEAF64, o1, o2, False)
-    elif o1 == old_end and new_end > old_end:
+    if wr_type == WR_APPEND:
         wmask = write_mask(MAPLE_LEAF64, o1, new_end, new_end < MAPLE_RANGE64_SLOTS - 1)
-    else:
+    elif wr_type == WR_SLOT_STORE:
+        wmask = write_mask(MAPLE_LEAF64, o1, o2, False)
+    else:  # WR_NODE_STORE
         wmask = NODE_MASK
     c = tree.counters
     wr = c.wr
