@@ -33,8 +33,10 @@ from importlib import abc as _abc
 from importlib import machinery as _machinery
 
 from vmapsim.checking.faults import FailslabConfig, FaultInjector
+from vmapsim.cost.cache import CacheConfig, CacheModel
 from vmapsim.cost.cachemodel import CACHE_LINE, MAPLE_NODE_LINES, field_lines_table
 from vmapsim.cost.counters import COUNTER_NAMES, Counters
+from vmapsim.cost.timing import CostTable, cost_table, modelled_ns
 from vmapsim.errors import (
     ComponentError,
     InvariantError,
@@ -227,10 +229,13 @@ __all__ = [
     "__GFP_ZERO",
     "Arch",
     "BusyIndex",
+    "CacheConfig",
+    "CacheModel",
     "Coalescer",
     "Component",
     "ComponentContext",
     "ComponentError",
+    "CostTable",
     "Counters",
     "FailslabConfig",
     "FaultInjector",
@@ -261,7 +266,9 @@ __all__ = [
     "WorkloadReport",
     "__version__",
     "build",
+    "cost_table",
     "field_lines_table",
     "hookimpl",
     "is_within_this_va",
+    "modelled_ns",
 ]
