@@ -68,6 +68,9 @@ class MapleNode:
     slots: list[Any]
     gaps: list[int] | None = None
     parent: MapleNode | None = None
+    #: modelled address >> 8 (a node is one 256-byte block: lines 4*blk..4*blk+3);
+    #: 0 for nodes that are not from the node cache (a throw-away root leaf)
+    blk: int = 0
 
     @property
     def is_leaf(self) -> bool:

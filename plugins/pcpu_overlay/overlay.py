@@ -71,6 +71,7 @@ from vmapsim import (
     PAGE_SIZE,
     ComponentContext,
     Counters,
+    CountingLocks,
     InvariantError,
     VmapArea,
 )
@@ -157,8 +158,16 @@ class PcpuBumpOverlay:
     and reads :attr:`kasan_reports`, :attr:`double_booked` and friends.
     """
 
-    def __init__(self, counters: Counters, warn: Callable[[str], None], params: Any) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        warn: Callable[[str], None],
+        params: Any,
+        locking: Any = None,
+    ) -> None:
         self.counters = counters
+        #: the allocator's lock calls (``ComponentContext.locking``)
+        self.locking = locking if locking is not None else CountingLocks(counters)
         self.warn = warn
         arch = params.get("arch")
         self.vmalloc_start = arch.vmalloc_start
@@ -251,12 +260,22 @@ class PcpuBumpOverlay:
     def bump(self, va: VmapArea, size: int, align: int, cpu: int, now: int) -> bool:
         """The bump itself (``vmap_bump_alloc()`` after its eligibility test
         and, at 11-12, after the ``vmap_area`` was allocated): set ``va``'s
-        range and True; False on a miss (no chunk, or no room)."""
-        c = self.counters
+        range and True; False on a miss (no chunk, or no room).  Patch 10
+        holds this CPU's ``vmap_bump_lock``, 11-12 disable preemption."""
+        lk = self.locking
         if self.mode == 10:
-            c.locks["vmap_bump_lock"] += 1
+            lk.spin_lock("vmap_bump_lock", cpu)
+            ok = self._bump(va, size, align, cpu, now)
+            lk.spin_unlock("vmap_bump_lock", cpu)
         else:
-            c.locks["preempt_disable"] += 1
+            lk.preempt_disable(cpu)
+            ok = self._bump(va, size, align, cpu, now)
+            lk.preempt_enable(cpu)
+        return ok
+
+    def _bump(self, va: VmapArea, size: int, align: int, cpu: int, now: int) -> bool:
+        """:meth:`bump` inside its lock / preempt-disabled section."""
+        c = self.counters
         chunk = self.current[cpu]
         if chunk is None:
             return False
@@ -315,10 +334,12 @@ class PcpuBumpOverlay:
         c = self.counters
         c.overlay_chunk_reserves += 1
         self.by_base[chunk.base] = chunk
+        lk = self.locking
         if self.mode == 10:
-            c.locks["vmap_bump_lock"] += 1
+            lk.spin_lock("vmap_bump_lock", cpu)
             self.chunk_list.append(chunk)
             self.current[cpu] = chunk
+            lk.spin_unlock("vmap_bump_lock", cpu)
             return
         chunk.desc = self._next_desc
         self._next_desc += _DESC_STRIDE
@@ -329,14 +350,16 @@ class PcpuBumpOverlay:
             )
         else:
             chunk.page_va = [None] * VMAP_BUMP_CHUNK_PAGES
-        c.locks["vmap_bump_chunks_lock"] += 1
+        lk.spin_lock("vmap_bump_chunks_lock")
         self.chunk_list.insert(0, chunk)
         self.lo = min(self.lo, chunk.base)
         self.hi = max(self.hi, chunk.limit)
-        c.locks["preempt_disable"] += 1
+        lk.spin_unlock("vmap_bump_chunks_lock")
+        lk.preempt_disable(cpu)
         if self.mode == 12:
             chunk.owner_cpu = cpu
         self.current[cpu] = chunk
+        lk.preempt_enable(cpu)
 
     # -- lookup ---------------------------------------------------------------
     def chunk_lookup(self, addr: int, cpu: int | None, now: int) -> VmapBumpChunk | None:
@@ -352,11 +375,14 @@ class PcpuBumpOverlay:
                 self._touch(cur, "vmap_chunk_lookup", cpu, now)
                 if cur.base <= addr < cur.limit:
                     return cur
-        c.locks["rcu_read_lock"] += 1
+        lk = self.locking
+        lk.rcu_read_lock()
         for chunk in self.chunk_list:
             c.comparisons += 1
             if chunk.base <= addr < chunk.limit:
+                lk.rcu_read_unlock()
                 return chunk
+        lk.rcu_read_unlock()
         return None
 
     def lookup(self, addr: int, cpu: int | None = None, now: int = 0) -> VmapArea | None:
@@ -459,9 +485,10 @@ class PcpuBumpOverlay:
             # retire at 11): the kernel would list_del_rcu a deleted entry and
             # erase a range that is no longer the chunk's; the model stops here
             return
-        c.locks["vmap_bump_chunks_lock"] += 1
+        self.locking.spin_lock("vmap_bump_chunks_lock")
         if chunk in self.chunk_list:
             self.chunk_list.remove(chunk)
+        self.locking.spin_unlock("vmap_bump_chunks_lock")
         d = self._dirty
         if d is not None and d[0] < chunk.limit and chunk.base < d[1]:
             self.retired_unflushed += 1
@@ -578,4 +605,4 @@ def _base(chunk: VmapBumpChunk) -> int:
 
 def make_overlay(ctx: ComponentContext) -> PcpuBumpOverlay:
     """Factory for ``overlay=pcpu-bump``: one per allocator."""
-    return PcpuBumpOverlay(ctx.counters, ctx.warn, ctx.params)
+    return PcpuBumpOverlay(ctx.counters, ctx.warn, ctx.params, ctx.locking)
