@@ -40,7 +40,7 @@ loops (set-up once, then a constant per loop), so ``c(1,000,000) = c(L1) +
 (1,000,000 - L1) * (c(L2) - c(L1)) / (L2 - L1)`` -- the kernel's ``avg``
 includes the set-up once per 1,000,000 loops, so does the prediction.
 
-    python benchmarks/calibrate.py [--loops 20000,60000] [--arch x86_64] [--json FILE]
+    python benchmarks/calibrate.py [--loops 20000,60000] [--cache] [--json FILE]
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ import sys
 from typing import Any
 
 import vmapsim
+from vmapsim.cost.cache import CacheConfig, CacheModel
 from vmapsim.cost.timing import X86_64, CostTable, modelled_ns
 from vmapsim.framework.registry import get_registry
 
@@ -75,10 +76,14 @@ PARAMS: dict[str, dict[str, int]] = {"fix_size_alloc_test": {"nr_pages": 3}}
 PER_LOOPS = 1_000_000
 
 
-def subtest_counters(name: str, loops: int, arch: str) -> dict[str, int]:
-    """Counters of subtest ``name`` run alone for ``loops`` loops at stage 0, 1 CPU."""
+def subtest_counters(name: str, loops: int, arch: str, cache: bool = False) -> dict[str, int]:
+    """Counters of subtest ``name`` run alone for ``loops`` loops at stage 0, 1 CPU
+    (with ``cache``, the platform's cache model attached: cache outcomes are
+    priced instead of counted lines)."""
     reg = get_registry()
     a = vmapsim.build(0, nr_cpus=1, arch=arch)
+    if cache:
+        a.metrics.set_cache(CacheModel(1, CacheConfig.for_arch(arch)))
     rep = reg.workload("test_vmalloc").run(
         a,
         tests=name,
@@ -132,12 +137,14 @@ def fit(
     return (call1, 0.0) if sse_call <= sse_page else (0.0, page2)
 
 
-def calibrate(loops: tuple[int, int], arch: str, base: CostTable) -> dict[str, Any]:
+def calibrate(
+    loops: tuple[int, int], arch: str, base: CostTable, cache: bool = False
+) -> dict[str, Any]:
     l1, l2 = loops
     counters: dict[str, dict[str, float]] = {}
     for name in PUBLISHED:
-        c1 = subtest_counters(name, l1, arch)
-        c2 = subtest_counters(name, l2, arch)
+        c1 = subtest_counters(name, l1, arch, cache)
+        c2 = subtest_counters(name, l2, arch, cache)
         counters[name] = extrapolate(c1, c2, l1, l2)
     zero = base.with_fit(call_ns=0.0, page_ns=0.0, calibration="fixed entries only")
     rows = []
@@ -154,6 +161,7 @@ def calibrate(loops: tuple[int, int], arch: str, base: CostTable) -> dict[str, A
     )
     result: dict[str, Any] = {
         "arch": arch,
+        "cache_model": cache,
         "loops": list(loops),
         "call_ns": table.call_ns,
         "page_ns": table.page_ns,
@@ -189,7 +197,8 @@ def calibrate(loops: tuple[int, int], arch: str, base: CostTable) -> dict[str, A
 
 
 def print_report(r: dict[str, Any]) -> None:
-    print(f"calibration of {r['arch']} on {SOURCE}; stage 0, 1 CPU, loops {r['loops']}")
+    how = "cache model on" if r["cache_model"] else "no cache model: lines at line_ns"
+    print(f"calibration of {r['arch']} on {SOURCE}; stage 0, 1 CPU, loops {r['loops']}; {how}")
     print(f"fitted: call_ns = {r['call_ns']} ns per vmalloc()/vfree(), page_ns = {r['page_ns']}")
     print()
     print(
@@ -218,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loops", default="20000,60000", help="two loop counts L1,L2 (L1 < L2)")
     ap.add_argument("--arch", choices=("x86_64",), default="x86_64")
     ap.add_argument("--json", help="also write the result to this file")
+    ap.add_argument(
+        "--cache",
+        action="store_true",
+        help="attach the cache model (meaningful once every charge is a touch)",
+    )
     args = ap.parse_args(argv)
     try:
         l1, l2 = (int(x) for x in args.loops.split(","))
@@ -227,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < l1 < l2:
         print("calibrate.py: --loops: need 0 < L1 < L2", file=sys.stderr)
         return 2
-    r = calibrate((l1, l2), args.arch, X86_64)
+    r = calibrate((l1, l2), args.arch, X86_64, args.cache)
     print_report(r)
     if args.json:
         with open(args.json, "w") as f:
