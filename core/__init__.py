@@ -33,6 +33,7 @@ from importlib import abc as _abc
 from importlib import machinery as _machinery
 
 from vmapsim.checking.faults import FailslabConfig, FaultInjector
+from vmapsim.cost.cache import CacheConfig, CacheModel
 from vmapsim.cost.cachemodel import (
     CACHE_LINE,
     MAPLE_NODE_LINES,
@@ -41,6 +42,7 @@ from vmapsim.cost.cachemodel import (
 )
 from vmapsim.cost.counters import COUNTER_NAMES, POPCOUNT4, Counters
 from vmapsim.cost.memory import AddressSpace, SlabCache
+from vmapsim.cost.timing import CostTable, cost_table, modelled_ns
 from vmapsim.errors import (
     ComponentError,
     InvariantError,
@@ -236,10 +238,13 @@ __all__ = [
     "AddressSpace",
     "Arch",
     "BusyIndex",
+    "CacheConfig",
+    "CacheModel",
     "Coalescer",
     "Component",
     "ComponentContext",
     "ComponentError",
+    "CostTable",
     "Counters",
     "CountingLocks",
     "FailslabConfig",
@@ -272,8 +277,10 @@ __all__ = [
     "WorkloadReport",
     "__version__",
     "build",
+    "cost_table",
     "field_blocks_table",
     "field_lines_table",
     "hookimpl",
     "is_within_this_va",
+    "modelled_ns",
 ]

@@ -78,6 +78,11 @@ COUNTER_NAMES: tuple[str, ...] = (
     "overlay_fast_rejects",
     # out-of-range array indexes caught by the model's UBSAN bounds check
     "ubsan_reports",
+    # pages of vmalloc areas (modelled time, vmapsim.cost.timing): mapped by
+    # __vmalloc_node_range(), of them zeroed (__GFP_ZERO), freed by vfree()
+    "pages_mapped",
+    "pages_zeroed",
+    "pages_freed",
 )
 
 LOCK_PREFIX = "lock."

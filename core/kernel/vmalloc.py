@@ -35,6 +35,7 @@ __all__ = ["VmallocMixin"]
 
 _NOWARN = int(Gfp.NOWARN)
 _NOFAIL = int(Gfp.NOFAIL)
+_ZERO = int(Gfp.ZERO)
 _GFP_KERNEL = int(GFP_KERNEL)
 _PAGE_MASK = PAGE_SIZE - 1
 
@@ -177,6 +178,9 @@ class VmallocMixin:
             self._debug_check()
             return None
         area.nr_pages = size >> PAGE_SHIFT  # __vmalloc_area_node() mapped them
+        self.metrics.pages_mapped += area.nr_pages
+        if gfp & _ZERO:
+            self.metrics.pages_zeroed += area.nr_pages
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
         self._debug_check(area.addr)
         return area.addr
@@ -308,6 +312,8 @@ class VmallocMixin:
         vm = self.remove_vm_area(addr, cpu)
         if vm is None:
             self._printk(f"WARNING: Trying to vfree() nonexistent vm area ({addr:#x})")
+        else:
+            self.metrics.pages_freed += vm.nr_pages  # vfree()'s __free_page() loop
         self._debug_check(addr)
 
     def remove_vm_area(self: VmapAllocator, addr: int, cpu: int = 0) -> VmStruct | None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import define, field, frozen
 
-from vmapsim import COUNTER_NAMES, WorkloadReport
+from vmapsim import COUNTER_NAMES, WorkloadReport, cost_table, modelled_ns
 
 from .cycles import modeled_cycles
 from .params import ModuleParams, mask_from_names, parse_script_args, resolve_params
@@ -112,7 +112,8 @@ class TestVmallocReport(WorkloadReport):
                 out.append(
                     f"Summary: {t['name']} passed: {t['passed']} failed: {t['failed']} "
                     f"xfailed: {t['xfailed']} repeat: {rep} loops: {loops} "
-                    f"avg: {t['avg_usec']} usec"
+                    f"avg: {t['avg_usec']} usec (simulator) "
+                    f"modelled: {t['model_avg_usec']} usec ({t['model_table']})"
                 )
             out.append(f"All test took worker{w.index}={w.cycles} cycles")
         return out
@@ -124,6 +125,10 @@ class TestVmallocReport(WorkloadReport):
         out.append("")
         out.append(f"  {'elapsed':<24} {self.elapsed_s:.3f} s (wall clock)")
         out.append("  cycles are modeled from the cost-model counters (docs/cost-model.md)")
+        out.append(
+            "  avg is the simulator's wall clock; modelled is the cost table's time "
+            "(docs/modelled-time.md)"
+        )
         return out
 
     def per_test(self) -> dict[str, dict[str, Any]]:
@@ -290,6 +295,7 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
     tests = []
     total_cycles = 0
     size = a.struct_vmap_area_size
+    table = cost_table(a.arch.name)
     for idx in range(len(TESTS)):
         if not p.run_test_mask & (1 << idx):
             continue
@@ -297,6 +303,7 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
         counters = {k: v for k, v in zip(COUNTER_NAMES, st.counters, strict=True) if v}
         counters.update({f"lock.{k}": v for k, v in sorted(st.locks.items()) if v})
         cycles = modeled_cycles(counters)
+        model_ns = modelled_ns(counters, table, nr_cpus=a.nr_cpus)["total"]
         total_cycles += cycles
         tests.append(
             {
@@ -312,6 +319,9 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
                 # ktime_us_delta over all repeats, do_div by the repeat count
                 "avg_usec": int(st.time_s * 1e6) // p.test_repeat_count,
                 "time_s": st.time_s,
+                # the cost table's time, per repeat as avg (docs/modelled-time.md)
+                "model_avg_usec": int(model_ns / 1000) // p.test_repeat_count,
+                "model_table": table.platform,
                 "cycles": cycles,
                 "counters": counters,
                 "peak_vmap_area_objects": st.peak_va,
