@@ -71,15 +71,35 @@ RB_NODE_FIELDS = ("rb_node",)
 LIST_FIELDS = ("list",)
 
 
+def _flat(layout: StructLayout, fields: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    """``field_blocks_table`` as ``(block, mask, next block's mask)`` per slab
+    position: an object of at most 256 bytes covers at most two
+    consecutive 256-byte blocks, so one tuple and no loop per touch."""
+    out = []
+    for entry in field_blocks_table(layout, fields):
+        if not entry:
+            out.append((0, 0, 0))
+            continue
+        (b0, m0), *rest = entry
+        m1 = 0
+        if rest:
+            (b1, m1), *more = rest
+            assert b1 == b0 + 1 and not more, "an object spans two consecutive blocks at most"
+        out.append((b0, m0, m1))
+    return tuple(out)
+
+
 def _touch(d: dict[int, int], va: VmapArea | None, table: tuple) -> None:
-    """Record ``va``'s lines of a field set (``field_blocks_table``) in ``d``
+    """Record ``va``'s lines of a field set (a :func:`_flat` table) in ``d``
     (the counters' ``rd`` or ``wr``)."""
     if va is None:
         return
-    base = va.slab_blk
-    for b, m in table[va.slab_pos]:
-        k = base + b
-        d[k] = d.get(k, 0) | m
+    e = table[va.slab_pos]
+    k = va.slab_blk + e[0]
+    d[k] = d.get(k, 0) | e[1]
+    if e[2]:
+        k += 1
+        d[k] = d.get(k, 0) | e[2]
 
 
 def layout_from_params(params: Mapping[str, Any] | None) -> StructLayout:
@@ -147,11 +167,11 @@ class RbTree:
         self.lines_successor: tuple[int, ...] = field_lines_table(layout, SUCCESSOR_FIELDS)
         #: the same reads as touches (``field_blocks_table``), and the
         #: field sets the write paths touch
-        self.blocks_augment = field_blocks_table(layout, AUGMENT_FIELDS)
-        self.blocks_lookup = field_blocks_table(layout, LOOKUP_FIELDS)
-        self.blocks_node = field_blocks_table(layout, RB_NODE_FIELDS)
-        self.blocks_subtree = field_blocks_table(layout, SUBTREE_FIELDS)
-        self.blocks_list = field_blocks_table(layout, LIST_FIELDS)
+        self.blocks_augment = _flat(layout, AUGMENT_FIELDS)
+        self.blocks_lookup = _flat(layout, LOOKUP_FIELDS)
+        self.blocks_node = _flat(layout, RB_NODE_FIELDS)
+        self.blocks_subtree = _flat(layout, SUBTREE_FIELDS)
+        self.blocks_list = _flat(layout, LIST_FIELDS)
 
     def _wnode(self, *vas: VmapArea | None) -> None:
         """The rb_node of each of ``vas`` is written (relink, recolour)."""
@@ -768,8 +788,13 @@ class RbList(RbTree):
         btab = self.blocks_lookup
         while True:
             visited += 1
-            lines += tbl[node.slab_pos]
-            _touch(rd, node, btab)
+            pos = node.slab_pos
+            lines += tbl[pos]
+            e = btab[pos]  # _touch(rd, node, btab), inline
+            k = node.slab_blk + e[0]
+            rd[k] = rd.get(k, 0) | e[1]
+            if e[2]:
+                rd[k + 1] = rd.get(k + 1, 0) | e[2]
             if end_a <= node.va_start:
                 lefts += 1
                 nxt = node.rb_left
@@ -872,8 +897,13 @@ class RbList(RbTree):
         btab = self.blocks_lookup
         while node is not None:
             visited += 1
-            lines += tbl[node.slab_pos]
-            _touch(rd, node, btab)
+            pos = node.slab_pos
+            lines += tbl[pos]
+            e = btab[pos]  # _touch(rd, node, btab), inline
+            k = node.slab_blk + e[0]
+            rd[k] = rd.get(k, 0) | e[1]
+            if e[2]:
+                rd[k + 1] = rd.get(k + 1, 0) | e[2]
             if addr < node.va_start:
                 lefts += 1
                 node = node.rb_left
