@@ -321,26 +321,36 @@ class Counters(Mapping[str, int]):
 
     def checkpoint(self) -> tuple[Any, ...]:
         """Everything a :meth:`restore` puts back (for work that must not
-        count, such as the debug checks' own lookups)."""
-        return (
+        count, such as the debug checks' own lookups).  Until the restore,
+        lock sections and the cache model are suspended: the checks' touches
+        and lock calls reach neither."""
+        cp = (
             [getattr(self, k) for k in COUNTER_NAMES],
             dict(self.locks),
             dict(self.rd),
             dict(self.wr),
+            dict(self.op_rd),
+            dict(self.op_wr),
+            self.sections,
+            self.cache,
         )
+        self.sections = None
+        self.cache = None
+        return cp
 
     def restore(self, cp: tuple[Any, ...]) -> None:
-        """Undo every count made since :meth:`checkpoint` (the cache model,
-        which only sees lines at segment cuts, is not rewound)."""
-        values, locks, rd, wr = cp
+        """Undo every count made since :meth:`checkpoint` and resume lock
+        sections and the cache model."""
+        values, locks, rd, wr, op_rd, op_wr, sections, cache = cp
         for k, v in zip(COUNTER_NAMES, values, strict=True):
             setattr(self, k, v)
         self.locks.clear()
         self.locks.update(locks)
-        self.rd.clear()
-        self.rd.update(rd)
-        self.wr.clear()
-        self.wr.update(wr)
+        for d, saved in ((self.rd, rd), (self.wr, wr), (self.op_rd, op_rd), (self.op_wr, op_wr)):
+            d.clear()
+            d.update(saved)
+        self.sections = sections
+        self.cache = cache
 
     def lock(self, name: str) -> None:
         """Count one acquisition of the lock *name* (spin_lock / mutex_lock)."""
