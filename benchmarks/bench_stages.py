@@ -16,7 +16,12 @@ interleaved run by run so drift hits all of them alike.
 
     python benchmarks/bench_stages.py [--stages 0..7] [--sizes 1e3,1e4,1e5]
         [--pairs 5000] [--repeat 5] [--patterns pairs,busy] [--json FILE]
-        [--memory 1e4]
+        [--memory 1e4] [--nr-cpus 8] [--cache]
+
+``--nr-cpus`` (default 8, the series' configuration; 1 for the old
+single-CPU figures) builds allocators with that many CPUs and runs the
+pairs (loops) round-robin over them, CPU ``i % nr_cpus`` for the ``i``-th.
+``--cache`` attaches the cache model (hits, misses, transfers per pair).
 
 ``--memory N`` also prints bytes per live area with N one-page vmallocs live:
 ``sizeof(struct vmap_area)`` at the stage times the live ``vmap_area``
@@ -38,7 +43,18 @@ import vmapsim
 from vmapsim.framework.registry import get_registry
 
 P = vmapsim.PAGE_SIZE
-COUNTERS = ("nodes_visited", "cache_lines", "stores", "walks", "augment_updates", "node_allocs")
+COUNTERS = (
+    "nodes_visited",
+    "cache_lines",
+    "lines_written",
+    "line_accesses",
+    "stores",
+    "walks",
+    "augment_updates",
+    "node_allocs",
+)
+#: with ``--cache``
+CACHE_COUNTERS = ("mem_misses", "llc_hits", "coherence_transfers")
 
 
 def parse_stages(text: str) -> list[int]:
@@ -56,12 +72,17 @@ def parse_stages(text: str) -> list[int]:
 class Subject:
     """One stage's allocator, filled to ``live`` areas, ready to run a pattern."""
 
-    def __init__(self, stage: int, live: int, pattern: str) -> None:
+    def __init__(
+        self, stage: int, live: int, pattern: str, nr_cpus: int = 8, cache: bool = False
+    ) -> None:
         self.stage = stage
         self.pattern = pattern
-        a = self.a = vmapsim.build(stage)
+        self.nr_cpus = nr_cpus
+        self.cpu = 0
+        self.counters = COUNTERS + (CACHE_COUNTERS if cache else ())
+        a = self.a = vmapsim.build(stage, nr_cpus=nr_cpus, cache_model=cache)
         fill = max(live, 15000) if pattern == "busy" else live
-        self.live = [a.vmalloc(P) for _ in range(fill)]
+        self.live = [a.vmalloc(P, cpu=i % nr_cpus) for i in range(fill)]
         self.op = self._pair if pattern == "pairs" else self._busy_loop
         for _ in range(2000):  # reach the lazy/purge steady state
             self.op()
@@ -70,14 +91,18 @@ class Subject:
 
     def _pair(self) -> None:
         a = self.a
-        a.vfree(a.vmalloc(P))
+        c = self.cpu
+        self.cpu = (c + 1) % self.nr_cpus
+        a.vfree(a.vmalloc(P, cpu=c), cpu=c)
 
     def _busy_loop(self) -> None:
         a = self.a
-        big = a.vmalloc(100 * P)
-        small = a.vmalloc(P)
-        a.vfree(big)
-        a.vfree(small)
+        c = self.cpu
+        self.cpu = (c + 1) % self.nr_cpus
+        big = a.vmalloc(100 * P, cpu=c)
+        small = a.vmalloc(P, cpu=c)
+        a.vfree(big, cpu=c)
+        a.vfree(small, cpu=c)
 
     def run(self, n: int) -> float:
         op = self.op
@@ -92,7 +117,7 @@ class Subject:
 
     def per_op(self) -> dict[str, float]:
         m = self.a.metrics
-        return {k: m[k] / self.ops for k in COUNTERS}
+        return {k: m[k] / self.ops for k in self.counters}
 
 
 def bytes_per_live_area(stage: int, live: int) -> dict[str, float]:
@@ -123,23 +148,36 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--patterns", default="pairs,busy")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     ap.add_argument("--memory", default=None, help="also print bytes per live area at N live")
+    ap.add_argument("--nr-cpus", type=int, default=8, help="simulated CPUs (default 8)")
+    ap.add_argument("--cache", action="store_true", help="attach the cache model")
     args = ap.parse_args(argv)
     stages = parse_stages(args.stages)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
-    results: dict = {"stages": stages, "sizes": sizes, "pairs": args.pairs, "rows": []}
+    results: dict = {
+        "stages": stages,
+        "sizes": sizes,
+        "pairs": args.pairs,
+        "nr_cpus": args.nr_cpus,
+        "cache": args.cache,
+        "rows": [],
+    }
+    names = COUNTERS + (CACHE_COUNTERS if args.cache else ())
     for pattern in args.patterns.split(","):
         for n in sizes:
-            subjects = [Subject(s, n, pattern) for s in stages]
+            subjects = [Subject(s, n, pattern, args.nr_cpus, args.cache) for s in stages]
             times: dict[int, list[float]] = {s: [] for s in stages}
             for _ in range(args.repeat):
                 for sub in subjects:
                     times[sub.stage].append(sub.run(args.pairs))
             base = statistics.median(times[stages[0]])
             label = "one-page pairs" if pattern == "pairs" else "long_busy_list loops"
-            print(f"\n{label}, {n} live areas (median of {args.repeat} x {args.pairs})")
+            print(
+                f"\n{label}, {n} live areas, {args.nr_cpus} CPUs "
+                f"(median of {args.repeat} x {args.pairs})"
+            )
             print(
                 f"{'stage':>5} {'us/op':>8} {'vs ' + str(stages[0]):>7} "
-                + " ".join(f"{k[:12]:>12}" for k in COUNTERS)
+                + " ".join(f"{k[:12]:>12}" for k in names)
             )
             for sub in subjects:
                 med = statistics.median(times[sub.stage])
@@ -155,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
                 results["rows"].append(row)
                 print(
                     f"{sub.stage:>5} {med * 1e6:>8.2f} {med / base:>7.2f} "
-                    + " ".join(f"{per[k]:>12.2f}" for k in COUNTERS)
+                    + " ".join(f"{per[k]:>12.2f}" for k in names)
                 )
             del subjects
     if args.memory:

@@ -261,7 +261,27 @@ class Counters(Mapping[str, int]):
         hit/miss/transfer counters are brought up to date."""
         if self.sections is not None:
             self.sections.op_end()
-        elif self.rd or self.wr:
+        elif self.cache is not None:
+            if self.rd or self.wr:
+                self.cut()
+        elif not self.op_rd and not self.op_wr:
+            # no segment was cut: count the pending touches directly
+            rd = self.rd
+            wr = self.wr
+            written = 0
+            for m in wr.values():
+                written += POPCOUNT4[m]
+            only_read = 0
+            for b, m in rd.items():
+                w = wr.get(b)
+                only_read += POPCOUNT4[m & ~w if w is not None else m]
+            self.cache_lines += written + only_read
+            self.lines_written += written
+            self.lines_read += only_read
+            rd.clear()
+            wr.clear()
+            return
+        else:
             self.cut()
         op_rd = self.op_rd
         op_wr = self.op_wr

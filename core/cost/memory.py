@@ -100,6 +100,14 @@ class AddressSpace:
         self._next_page = addr + PAGE_SIZE
         return addr
 
+    def pages(self, size: int) -> int:
+        """Fresh contiguous pages for ``size`` bytes (``kvmalloc`` of a large
+        object, a page allocation): their first address."""
+        n = -(-size // PAGE_SIZE)
+        addr = self._next_page
+        self._next_page = addr + n * PAGE_SIZE
+        return addr
+
     def cache(self, name: str, size: int) -> SlabCache:
         """The slab cache ``name`` (made on first use with object ``size``)."""
         c = self.caches.get(name)

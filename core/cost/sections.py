@@ -137,14 +137,29 @@ class Segment:
 class LockSections:
     """Per-lock-instance section accounting over one :class:`Counters`."""
 
-    __slots__ = ("_base", "_locked", "_open", "_outside", "c", "outside", "recording", "stats")
+    __slots__ = (
+        "_base",
+        "_locked",
+        "_open",
+        "_outside",
+        "c",
+        "label",
+        "outside",
+        "outside_by",
+        "recording",
+        "stats",
+    )
 
     def __init__(self, counters: Counters) -> None:
         self.c = counters
-        #: (class name, instance) -> :class:`SectionStats`
-        self.stats: dict[tuple[str, int], SectionStats] = {}
-        #: work outside any spinlock/mutex, one sample per operation
+        #: what the work is charged to (a test_vmalloc subtest's name; "" none)
+        self.label = ""
+        #: (label, class name, instance) -> :class:`SectionStats`
+        self.stats: dict[tuple[str, str, int], SectionStats] = {}
+        #: work outside any spinlock/mutex, one sample per operation (all labels)
         self.outside = SectionStats("outside")
+        #: the same per label
+        self.outside_by: dict[str, SectionStats] = {}
         self._outside = [0] * _NW
         #: open sections, innermost last: [key, work]
         self._open: list[list[Any]] = []
@@ -206,9 +221,10 @@ class LockSections:
         kind = KINDS.get(name, "spinlock")
         if kind in ("spinlock", "mutex"):
             self._locked -= 1
-        st = self.stats.get(key)
+        skey = (self.label, name, instance)
+        st = self.stats.get(skey)
         if st is None:
-            st = self.stats[key] = SectionStats(kind)
+            st = self.stats[skey] = SectionStats(kind)
         st.add(work)
         if self.recording is not None:
             self.recording.append(Segment("section", name, instance, self.c.cpu, tuple(work)))
@@ -219,12 +235,17 @@ class LockSections:
         acc = self._outside
         if any(acc):
             self.outside.add(acc)
+            by = self.outside_by.get(self.label)
+            if by is None:
+                by = self.outside_by[self.label] = SectionStats("outside")
+            by.add(acc)
             self._outside = [0] * _NW
 
     def reset(self) -> None:
         """Forget every sample (open sections stay open)."""
         self.stats.clear()
         self.outside = SectionStats("outside")
+        self.outside_by.clear()
         self._outside = [0] * _NW
         self._base = self._read()
 
@@ -245,20 +266,48 @@ class LockSections:
         self.recording = None
         return out
 
-    def report(self, per: int = 0) -> dict[str, Any]:
-        """Every lock instance's stats, by class then instance, and the
-        outside work (JSON-ready); with ``per`` (operations), acquisitions
-        per operation too."""
-        by_class: dict[str, Any] = {}
-        for (name, inst), st in sorted(self.stats.items()):
-            d = st.to_dict()
-            if per:
-                d["per_op"] = st.acquisitions / per
-            by_class.setdefault(name, {})[str(inst)] = d
-        return {"locks": by_class, "outside": self.outside.to_dict()}
+    def labels(self) -> list[str]:
+        """The labels work was charged to."""
+        return sorted({k[0] for k in self.stats} | set(self.outside_by))
 
-    def snapshot_stats(self) -> dict[tuple[str, int], tuple[int, list[int]]]:
-        """``{key: (acquisitions, work)}`` copies, for deltas between two points."""
-        out = {k: (s.acquisitions, list(s.work)) for k, s in self.stats.items()}
-        out[("<outside>", 0)] = (self.outside.acquisitions, list(self.outside.work))
-        return out
+    def report(self, label: str | None = None, per: int = 0) -> dict[str, Any]:
+        """Lock sections by class (instances merged) with each instance
+        under ``instances``, and the outside work (JSON-ready): for one
+        ``label``, or all (None).  With ``per`` (operations or loops),
+        ``per_op``: acquisitions per operation."""
+        by_inst: dict[str, dict[str, SectionStats]] = {}
+        merged: dict[str, SectionStats] = {}
+        for (lab, name, inst), st in sorted(self.stats.items()):
+            if label is not None and lab != label:
+                continue
+            m = merged.get(name)
+            if m is None:
+                m = merged[name] = SectionStats(st.kind)
+            _merge(m, st)
+            insts = by_inst.setdefault(name, {})
+            one = insts.get(str(inst))
+            if one is None:
+                one = insts[str(inst)] = SectionStats(st.kind)
+            _merge(one, st)
+        by_class: dict[str, Any] = {}
+        for name, m in merged.items():
+            d = m.to_dict()
+            if per:
+                d["per_op"] = m.acquisitions / per
+            d["instances"] = {k: v.to_dict() for k, v in by_inst[name].items()}
+            by_class[name] = d
+        if label is None:
+            out = self.outside
+        else:
+            out = self.outside_by.get(label) or SectionStats("outside")
+        return {"locks": by_class, "outside": out.to_dict()}
+
+
+def _merge(into: SectionStats, st: SectionStats) -> None:
+    """Add ``st``'s samples to ``into``."""
+    into.acquisitions += st.acquisitions
+    for i in range(_NW):
+        into.work[i] += st.work[i]
+    for i in range(HIST_BUCKETS):
+        into.hist[i] += st.hist[i]
+    into.max_lines = max(into.max_lines, st.max_lines)

@@ -24,7 +24,6 @@ from vmapsim.checking.validate import (
     check_window,
 )
 from vmapsim.cost.counters import Counters
-from vmapsim.cost.sections import LockSections
 from vmapsim.errors import ComponentError, VmapArgumentError, VmapError
 from vmapsim.framework.descriptors import Component, ComponentContext, Stage
 from vmapsim.framework.mirror import MIRRORS, MirroredCoalescer, MirroredFreeIndex
@@ -90,8 +89,6 @@ class VmapAllocator(
         self.debug = debug
         self.faults = faults
         self.metrics = Counters()
-        #: lock-section accounting (vmapsim.cost.sections), on by default
-        self.metrics.sections = LockSections(self.metrics)
         #: kernel-style messages (warnings, failures), oldest first
         self.log: list[str] = []
         self._warned: set[str] = set()

@@ -83,13 +83,30 @@ class LockingMixin:
         sections = m.sections
         if sections is not None:
             sections.acquire(name, instance)
-        self._lock_touch(key)
+        entry = self._lock_lines.get(key)
+        if entry is None:
+            self._lock_touch(key)
+        else:  # _lock_touch(), inline
+            wr = m.wr
+            wr[entry[0]] = wr.get(entry[0], 0) | entry[1]
+            m.line_accesses += 1
         self.held_locks.append(key)
 
     def spin_unlock(self, name: str, instance: int = 0) -> None:
         """``spin_unlock(&lock)``: the innermost matching lock is released."""
         key = (name, instance)
-        self._lock_touch(key)
+        m = self.metrics
+        entry = self._lock_lines.get(key)
+        if entry is None:
+            self._lock_touch(key)
+        else:  # _lock_touch(), inline
+            wr = m.wr
+            wr[entry[0]] = wr.get(entry[0], 0) | entry[1]
+            m.line_accesses += 1
+        held = self.held_locks
+        if m.sections is None and held and held[-1] == key:
+            held.pop()  # the common case of _release()
+            return
         self._release(key)
 
     def _release(self, key: tuple[str, int]) -> None:

@@ -131,6 +131,11 @@ class VmapBumpChunk:
     alloced: int = 0
     owner_cpu: int = -1
     desc: int = 0
+    #: the cost model's line of the chunk's header (``base``, ``limit``,
+    #: ``bump``, ``alloced``, ``link``); ``page_va[i]`` is at byte
+    #: ``64 + 8 * i`` of the descriptor (patch 11-12); patch 10: the per-CPU
+    #: ``vmap_bump`` variable's line
+    line: int = 0
     page_va: BoundsCheckedArray | list | None = None
     retired: bool = False
     freed_at: int | None = None
@@ -166,6 +171,7 @@ class PcpuBumpOverlay:
         locking: Any = None,
     ) -> None:
         self.counters = counters
+        self._pcpu_line = -1
         #: the allocator's lock calls (``ComponentContext.locking``)
         self.locking = locking if locking is not None else CountingLocks(counters)
         self.warn = warn
@@ -299,7 +305,8 @@ class PcpuBumpOverlay:
         chunk.bump = new_bump
         va.va_start = aligned
         va.va_end = new_bump
-        c.cache_lines += 1  # the per-CPU chunk
+        c.line_accesses += 1  # the per-CPU chunk
+        c.touch(chunk.line, True)
         if chunk.retired:
             self.double_booked += 1
         if self.mode == 10:
@@ -313,7 +320,8 @@ class PcpuBumpOverlay:
             else:  # patch 12's pointer walk: not instrumented
                 chunk.page_va[idx : idx + n_pages] = [va] * n_pages
             chunk.alloced += n_pages
-            c.cache_lines += ((idx + n_pages) * 8 >> 6) - (idx * 8 >> 6) + 1
+            c.line_accesses += ((idx + n_pages) * 8 >> 6) - (idx * 8 >> 6) + 1
+            c.touch_range(((chunk.line + 1) << 6) + idx * 8, n_pages * 8, True)
         c.overlay_allocs += 1
         return True
 
@@ -334,6 +342,13 @@ class PcpuBumpOverlay:
         c = self.counters
         c.overlay_chunk_reserves += 1
         self.by_base[chunk.base] = chunk
+        mem = c.mem
+        if self.mode == 10:  # DEFINE_PER_CPU(struct vmap_bump_chunk, vmap_bump)
+            if self._pcpu_line < 0:
+                self._pcpu_line = mem.percpu(64, 64)
+            chunk.line = mem.this_cpu(self._pcpu_line, cpu) >> 6
+        else:  # kvzalloc'd descriptor: header, then page_va[]
+            chunk.line = mem.pages(64 + 8 * VMAP_BUMP_CHUNK_PAGES) >> 6
         lk = self.locking
         if self.mode == 10:
             lk.spin_lock("vmap_bump_lock", cpu)
@@ -379,6 +394,7 @@ class PcpuBumpOverlay:
         lk.rcu_read_lock()
         for chunk in self.chunk_list:
             c.comparisons += 1
+            c.touch(chunk.line)
             if chunk.base <= addr < chunk.limit:
                 lk.rcu_read_unlock()
                 return chunk
@@ -398,7 +414,10 @@ class PcpuBumpOverlay:
         if idx >= VMAP_BUMP_CHUNK_PAGES:
             return None
         va = chunk.page_va[idx]
-        self.counters.cache_lines += 2  # the descriptor, the slot
+        c = self.counters
+        c.line_accesses += 2  # the descriptor, the slot
+        c.touch(chunk.line)
+        c.touch((chunk.line + 1 + (idx >> 3)), False)
         if va is not None:
             self.counters.overlay_lookups += 1
         return va
@@ -461,6 +480,9 @@ class PcpuBumpOverlay:
             return None
         slots = chunk.page_va if self.mode == 12 else chunk.page_va.slots
         slots[idx : idx + n_pages] = [None] * n_pages  # memset: not instrumented
+        c0 = self.counters
+        c0.touch_range(((chunk.line + 1) << 6) + idx * 8, n_pages * 8, True)
+        c0.touch(chunk.line, True)  # atomic_sub_return(&chunk->alloced)
         chunk.freed_pages += n_pages
         self._mark_dirty(va)
         c = self.counters

@@ -101,6 +101,10 @@ class TestVmallocReport(WorkloadReport):
     mode: str = "manual"
     module_params: dict[str, int] = field(factory=dict)
     workers: tuple[WorkerResult, ...] = ()
+    #: subtest name -> its lock sections (``LockSections.report``): per lock
+    #: class acquisitions, work per section (mean, histogram), per instance;
+    #: and the work outside locks
+    lock_sections: dict[str, Any] = field(factory=dict)
 
     def summary_lines(self) -> list[str]:
         """The kernel's lines, as ``do_concurrent_test()`` prints them."""
@@ -160,6 +164,9 @@ class TestVmallocReport(WorkloadReport):
                     agg["peak_vmap_area_objects"], t["peak_vmap_area_objects"]
                 )
                 agg["peak_index_nodes"] = max(agg["peak_index_nodes"], t["peak_index_nodes"])
+        for name, agg in out.items():
+            if name in self.lock_sections:
+                agg["lock_sections"] = self.lock_sections[name]
         return out
 
     def json_extra(self) -> dict[str, Any]:
@@ -167,6 +174,7 @@ class TestVmallocReport(WorkloadReport):
         return {
             "mode": self.mode,
             "module_params": self.module_params,
+            "lock_sections": self.lock_sections,
             "summary": [
                 {"worker": w.index, "cpu": w.cpu, **{k: v for k, v in t.items()}}
                 for w in self.workers
@@ -202,8 +210,11 @@ def _worker_body(w: _Worker, ctx: VmallocTestContext, p: ModuleParams) -> Iterat
         tc = TESTS[idx]
         st = w.stats[idx]
         missing = [n for n in tc.needs if not callable(getattr(a, n, None))]
+        sections = m.sections
         for _ in range(p.test_repeat_count):
             w.current = idx
+            if sections is not None:  # lock sections are charged to the subtest
+                sections.label = tc.name
             w.peak_va = cache.live
             w.peak_nodes = m.node_allocs - m.node_frees
             if missing:
@@ -234,6 +245,7 @@ def _schedule(
     m = a.metrics
     cache = a.va_cache
     locks = m.locks
+    sections = m.sections
     runnable = list(workers)
     cur: _Worker | None = None
     t0 = time.perf_counter()
@@ -265,6 +277,8 @@ def _schedule(
             if cur is not None:
                 charge(cur)
             cur = w
+            if sections is not None and w.current is not None:
+                sections.label = TESTS[w.current].name
         gen = w.gen
         assert gen is not None
         # One step of the chosen worker; the last one left runs to its end
@@ -430,6 +444,14 @@ def run_test_vmalloc(
     _schedule(allocator, workers, sched, tick)
     elapsed = time.perf_counter() - t0
     results = tuple(_worker_result(w, p, allocator) for w in workers)
+    sections = allocator.metrics.sections
+    loops_by: dict[str, int] = {}
+    if sections is not None:
+        allocator.metrics.op_end()
+        for wr in results:
+            for t in wr.tests:
+                loops_by[t["name"]] = loops_by.get(t["name"], 0) + t["loops"]
+    lock_sections = {name: sections.report(name, per=loops) for name, loops in loops_by.items()}
     ops = {"passed": 0, "failed": 0, "xfailed": 0}
     for w in results:
         for t in w.tests:
@@ -444,6 +466,7 @@ def run_test_vmalloc(
         mode=mode_used,
         module_params=p.as_dict(),
         workers=results,
+        lock_sections=lock_sections,
     )
 
 
