@@ -217,14 +217,18 @@ class RbSubject:
         # fill slab pages in turn), so that the line count charges objects
         # straddling two lines as the allocator's areas are charged.
         cache = KmemCache("vmap_area", VMAP_AREA_RB)
-        self.areas = [
-            VmapArea(
-                hole_start(i),
-                hole_start(i) + (2 * BLOCK if i == n - 1 else BLOCK),
-                slab_pos=cache.alloc(),
+        self.areas = []
+        for i in range(n):
+            # kmem_cache_alloc() gives (position in the slab page, its first block)
+            pos, blk = cache.alloc()
+            self.areas.append(
+                VmapArea(
+                    hole_start(i),
+                    hole_start(i) + (2 * BLOCK if i == n - 1 else BLOCK),
+                    slab_pos=pos,
+                    slab_blk=blk,
+                )
             )
-            for i in range(n)
-        ]
         insert = self.index.insert
         for va in self.areas:
             insert(va)

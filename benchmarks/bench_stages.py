@@ -16,7 +16,12 @@ interleaved run by run so drift hits all of them alike.
 
     python benchmarks/bench_stages.py [COLUMN ...] [--stages 0..7] [--sizes 1e3,1e4,1e5]
         [--pairs 5000] [--repeat 5] [--patterns pairs,busy] [--json FILE]
-        [--memory 1e4]
+        [--memory 1e4] [--nr-cpus 8] [--cache]
+
+``--nr-cpus`` (default 8, the series' configuration; 1 for the old
+single-CPU figures) builds allocators with that many CPUs and runs the
+pairs (loops) round-robin over them, CPU ``i % nr_cpus`` for the ``i``-th.
+``--cache`` attaches the cache model (hits, misses, transfers per pair).
 
 A COLUMN is what ``vmapsim compare`` takes: a stage with ``+ROLE=NAME``
 swaps (``7+free=sorted+coalesce=generic``), a range, ``all`` (the default
@@ -43,7 +48,18 @@ from vmapsim.framework.registry import get_registry
 from vmapsim.tools.compare import ColumnSpec, parse_columns
 
 P = vmapsim.PAGE_SIZE
-COUNTERS = ("nodes_visited", "cache_lines", "stores", "walks", "augment_updates", "node_allocs")
+COUNTERS = (
+    "nodes_visited",
+    "cache_lines",
+    "lines_written",
+    "line_accesses",
+    "stores",
+    "walks",
+    "augment_updates",
+    "node_allocs",
+)
+#: with ``--cache``
+CACHE_COUNTERS = ("mem_misses", "llc_hits", "coherence_transfers")
 
 
 def parse_stages(text: str, registry=None) -> list[ColumnSpec]:
@@ -81,12 +97,29 @@ def parse_stages(text: str, registry=None) -> list[ColumnSpec]:
 class Subject:
     """One stage's allocator, filled to ``live`` areas, ready to run a pattern."""
 
-    def __init__(self, col: ColumnSpec, live: int, pattern: str, registry=None) -> None:
+    def __init__(
+        self,
+        col: ColumnSpec,
+        live: int,
+        pattern: str,
+        registry=None,
+        nr_cpus: int = 8,
+        cache: bool = False,
+    ) -> None:
         self.stage = col.label
         self.pattern = pattern
-        a = self.a = vmapsim.build(col.key, components=dict(col.swaps), registry=registry)
+        self.nr_cpus = nr_cpus
+        self.cpu = 0
+        self.counters = COUNTERS + (CACHE_COUNTERS if cache else ())
+        a = self.a = vmapsim.build(
+            col.key,
+            components=dict(col.swaps),
+            registry=registry,
+            nr_cpus=nr_cpus,
+            cache_model=cache,
+        )
         fill = max(live, 15000) if pattern == "busy" else live
-        self.live = [a.vmalloc(P) for _ in range(fill)]
+        self.live = [a.vmalloc(P, cpu=i % nr_cpus) for i in range(fill)]
         self.op = self._pair if pattern == "pairs" else self._busy_loop
         for _ in range(2000):  # reach the lazy/purge steady state
             self.op()
@@ -95,14 +128,18 @@ class Subject:
 
     def _pair(self) -> None:
         a = self.a
-        a.vfree(a.vmalloc(P))
+        c = self.cpu
+        self.cpu = (c + 1) % self.nr_cpus
+        a.vfree(a.vmalloc(P, cpu=c), cpu=c)
 
     def _busy_loop(self) -> None:
         a = self.a
-        big = a.vmalloc(100 * P)
-        small = a.vmalloc(P)
-        a.vfree(big)
-        a.vfree(small)
+        c = self.cpu
+        self.cpu = (c + 1) % self.nr_cpus
+        big = a.vmalloc(100 * P, cpu=c)
+        small = a.vmalloc(P, cpu=c)
+        a.vfree(big, cpu=c)
+        a.vfree(small, cpu=c)
 
     def run(self, n: int) -> float:
         op = self.op
@@ -117,7 +154,7 @@ class Subject:
 
     def per_op(self) -> dict[str, float]:
         m = self.a.metrics
-        return {k: m[k] / self.ops for k in COUNTERS}
+        return {k: m[k] / self.ops for k in self.counters}
 
 
 def bytes_per_live_area(col: ColumnSpec, live: int, registry=None) -> dict[str, float]:
@@ -154,25 +191,40 @@ def main(argv: list[str] | None = None, registry=None) -> dict:
     ap.add_argument("--patterns", default="pairs,busy")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     ap.add_argument("--memory", default=None, help="also print bytes per live area at N live")
+    ap.add_argument("--nr-cpus", type=int, default=8, help="simulated CPUs (default 8)")
+    ap.add_argument("--cache", action="store_true", help="attach the cache model")
     args = ap.parse_args(argv)
     stages = parse_stages(" ".join(args.columns) if args.columns else args.stages, registry)
     labels = [c.label for c in stages]
     width = max(5, *(len(x) for x in labels))
     sizes = [int(float(s)) for s in args.sizes.split(",")]
-    results: dict = {"stages": labels, "sizes": sizes, "pairs": args.pairs, "rows": []}
+    results: dict = {
+        "stages": labels,
+        "sizes": sizes,
+        "pairs": args.pairs,
+        "nr_cpus": args.nr_cpus,
+        "cache": args.cache,
+        "rows": [],
+    }
+    names = COUNTERS + (CACHE_COUNTERS if args.cache else ())
     for pattern in args.patterns.split(","):
         for n in sizes:
-            subjects = [Subject(c, n, pattern, registry) for c in stages]
+            subjects = [
+                Subject(c, n, pattern, registry, args.nr_cpus, args.cache) for c in stages
+            ]
             times: dict[str, list[float]] = {c: [] for c in labels}
             for _ in range(args.repeat):
                 for sub in subjects:
                     times[sub.stage].append(sub.run(args.pairs))
             base = statistics.median(times[labels[0]])
             label = "one-page pairs" if pattern == "pairs" else "long_busy_list loops"
-            print(f"\n{label}, {n} live areas (median of {args.repeat} x {args.pairs})")
+            print(
+                f"\n{label}, {n} live areas, {args.nr_cpus} CPUs "
+                f"(median of {args.repeat} x {args.pairs})"
+            )
             print(
                 f"{'stage':>{width}} {'us/op':>8} {'vs first':>8} "
-                + " ".join(f"{k[:12]:>12}" for k in COUNTERS)
+                + " ".join(f"{k[:12]:>12}" for k in names)
             )
             for sub in subjects:
                 med = statistics.median(times[sub.stage])
@@ -188,7 +240,7 @@ def main(argv: list[str] | None = None, registry=None) -> dict:
                 results["rows"].append(row)
                 print(
                     f"{sub.stage:>{width}} {med * 1e6:>8.2f} {med / base:>8.2f} "
-                    + " ".join(f"{per[k]:>12.2f}" for k in COUNTERS)
+                    + " ".join(f"{per[k]:>12.2f}" for k in names)
                 )
             del subjects
     if args.memory:

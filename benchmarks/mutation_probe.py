@@ -138,7 +138,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         (
             (
                 "            upd += 1\n            lines += tbl[node.slab_pos]\n"
+                "            self._recompute_read(node)\n"
                 "            if node.subtree_max_size == m:\n                break\n",
+                "            self._recompute_read(node)\n"
                 "            if node.subtree_max_size == m:\n                break\n"
                 "            upd += 1\n            lines += tbl[node.slab_pos]\n",
             ),
@@ -165,8 +167,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         RB,
         (
             (
-                "c.comparisons += visited + visited - lefts\n        c.cache_lines += lines\n        return res",
-                "c.comparisons += visited\n        c.cache_lines += lines\n        return res",
+                "c.comparisons += visited + visited - lefts\n        c.line_accesses += lines\n"
+                "        return res",
+                "c.comparisons += visited\n        c.line_accesses += lines\n        return res",
             ),
         ),
         RB_TESTS,
@@ -223,8 +226,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         MAPLE_WRITE,
         (
             (
-                "c.cache_lines += 1 + _LEAF_SCAN_LINES[len(slots) - 1]",
-                "c.cache_lines += _LEAF_SCAN_LINES[len(slots) - 1]",
+                "c.line_accesses += 1 + _LEAF_SCAN_LINES[len(slots) - 1]",
+                "c.line_accesses += _LEAF_SCAN_LINES[len(slots) - 1]",
             ),
         ),
         MAPLE_TESTS,
@@ -257,8 +260,93 @@ MUTATIONS: tuple[Mutation, ...] = (
         "maple gap propagation reads no cache lines",
         "counter",
         "plugins/mapletree/gap.py",
-        (("        c.cache_lines += updates\n", ""),),
+        (("        c.line_accesses += updates\n", ""),),
         MAPLE_TESTS,
+    ),
+    # -- distinct lines (issue #20): the new charges ---------------------------------
+    Mutation(
+        "maple node store writes 2 lines, not the whole node (non-RCU memcpy)",
+        "counter",
+        MAPLE_WRITE,
+        (
+            (
+                "    else:  # WR_NODE_STORE\n        wmask = NODE_MASK",
+                "    else:  # WR_NODE_STORE\n        wmask = write_mask(MAPLE_LEAF64, o1, o2, False)",
+            ),
+        ),
+        MAPLE_TESTS,
+    ),
+    Mutation(
+        "maple lookup reads the data end (mtree_load charged as mtree_range_walk)",
+        "counter",
+        "plugins/mapletree/walk.py",
+        (("    m = _LEAF_LOAD[len(piv)][off]\n", "    m = _LEAF_MASK[len(piv)][off]\n"),),
+        MAPLE_TESTS,
+    ),
+    Mutation(
+        "maple lookup step reads every scanned slot, not the one it follows",
+        "counter",
+        "plugins/mapletree/node.py",
+        (("    if not data_end:  # the lookup walk follows one slot\n", "    if False:\n"),),
+        MAPLE_TESTS,
+    ),
+    Mutation(
+        "rb list_add does not write the neighbours' list_heads",
+        "counter",
+        RB,
+        (
+            (
+                "        prev.list_next = va\n        self._wlist(prev, va, nxt)\n",
+                "        prev.list_next = va\n",
+            ),
+        ),
+        RB_TESTS,
+    ),
+    Mutation(
+        "rb propagate does not write subtree_max_size",
+        "counter",
+        RB,
+        (
+            (
+                "            node.subtree_max_size = m\n"
+                "            _touch(self.counters.wr, node, self.blocks_subtree)\n",
+                "            node.subtree_max_size = m\n",
+            ),
+        ),
+        RB_TESTS,
+    ),
+    Mutation(
+        "spin_lock does not touch the lock word",
+        "counter",
+        "core/kernel/locking.py",
+        (
+            (
+                "        else:  # _lock_touch(), inline\n            wr = m.wr\n"
+                "            wr[entry[0]] = wr.get(entry[0], 0) | entry[1]\n"
+                "            m.line_accesses += 1\n        self.held_locks.append(key)",
+                "        self.held_locks.append(key)",
+            ),
+        ),
+        ("tests/test_cost_sections.py",),
+    ),
+    Mutation(
+        "lock sections: work outside locks counted inside the enclosing section too",
+        "counter",
+        "core/cost/sections.py",
+        (("            if not self._locked:\n", "            if True:\n"),),
+        ("tests/test_cost_sections.py",),
+    ),
+    Mutation(
+        "the cache model sees reads only",
+        "counter",
+        "core/cost/counters.py",
+        (
+            (
+                "                        access(cpu, (b << 2) | i, True)\n",
+                "                        access(cpu, (b << 2) | i, False)\n",
+            ),
+        ),
+        ("tests/test_cost_sections.py",),
     ),
     Mutation(
         "maple insert over an occupied range keeps its reservation",

@@ -33,8 +33,16 @@ from importlib import abc as _abc
 from importlib import machinery as _machinery
 
 from vmapsim.checking.faults import FailPageAllocConfig, FailslabConfig, FaultInjector
-from vmapsim.cost.cachemodel import CACHE_LINE, MAPLE_NODE_LINES, field_lines_table
-from vmapsim.cost.counters import COUNTER_NAMES, Counters
+from vmapsim.cost.cache import CacheConfig, CacheModel
+from vmapsim.cost.cachemodel import (
+    CACHE_LINE,
+    MAPLE_NODE_LINES,
+    field_blocks_table,
+    field_lines_table,
+)
+from vmapsim.cost.counters import COUNTER_NAMES, POPCOUNT4, Counters
+from vmapsim.cost.memory import AddressSpace, SlabCache
+from vmapsim.cost.timing import CostTable, cost_table, modelled_ns
 from vmapsim.errors import (
     ComponentError,
     InvariantError,
@@ -88,6 +96,7 @@ from vmapsim.kernel.gfp import (
     Gfp,
 )
 from vmapsim.kernel.layout import VMAP_AREA_MAPLE, VMAP_AREA_RB, Member, StructLayout, Union
+from vmapsim.kernel.locking import CountingLocks
 from vmapsim.kernel.percpu import PcpuChunk, PercpuAllocator
 from vmapsim.kernel.rcu import RCU_GP_TICKS, RCU_TICK_COST
 from vmapsim.kernel.vmap_block import (
@@ -209,6 +218,7 @@ __all__ = [
     "OVERLAP_WARNING",
     "PAGE_SHIFT",
     "PAGE_SIZE",
+    "POPCOUNT4",
     "RCU_GP_TICKS",
     "RCU_TICK_COST",
     "RESERVED",
@@ -226,14 +236,19 @@ __all__ = [
     "__GFP_NOFAIL",
     "__GFP_NOWARN",
     "__GFP_ZERO",
+    "AddressSpace",
     "Arch",
     "BusyIndex",
+    "CacheConfig",
+    "CacheModel",
     "Coalescer",
     "Component",
     "ComponentContext",
     "ComponentError",
+    "CostTable",
     "Counters",
     "FailPageAllocConfig",
+    "CountingLocks",
     "FailslabConfig",
     "FaultInjector",
     "FreeIndex",
@@ -247,6 +262,7 @@ __all__ = [
     "PercpuAllocator",
     "PluginError",
     "PluginWarning",
+    "SlabCache",
     "Stage",
     "StructLayout",
     "Union",
@@ -264,7 +280,10 @@ __all__ = [
     "__version__",
     "build",
     "derive_series",
+    "cost_table",
+    "field_blocks_table",
     "field_lines_table",
     "hookimpl",
     "is_within_this_va",
+    "modelled_ns",
 ]

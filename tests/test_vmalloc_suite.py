@@ -416,7 +416,7 @@ def test_shuffle_is_sattolos_no_test_stays_in_place():
 
 _SUMMARY = re.compile(
     r"^Summary: (\w+) passed: (\d+) failed: (\d+) xfailed: (\d+) repeat: (\d+) "
-    r"loops: (\d+) avg: (\d+) usec$"
+    r"loops: (\d+) avg: (\d+) usec \(simulator\) modelled: (\d+) usec \((x86_64|arm64)\)$"
 )
 
 
@@ -436,6 +436,10 @@ def test_summary_lines_per_worker_in_array_order():
             names.append(m[1])
             p, f, x, r, loops = map(int, m.groups()[1:6])
             assert p + f + x == r == 2 and loops == 30
+            # the kernel's line, with the cost table's time labelled beside the
+            # simulator's wall clock (docs/modelled-time.md): 30 loops of any
+            # subtest take at least a vmalloc() + vfree() each
+            assert int(m[8]) > 0 and m[9] == "x86_64"
         assert names == [NAMES[0], NAMES[3], NAMES[6]]
         assert re.match(rf"^All test took worker{w}=\d+ cycles$", block[3])
     # workers shuffle their own orders unless sequential

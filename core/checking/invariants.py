@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmapsim.cost.counters import COUNTER_NAMES
 from vmapsim.errors import InvariantError
 from vmapsim.kernel.area import VMAP_BLOCK, VmapArea
 from vmapsim.kernel.constants import MAX_VA_SIZE_PAGES, PAGE_SHIFT, ULONG_MAX
@@ -75,18 +74,14 @@ class InvariantsMixin:
         full = not touched or every <= 1 or n % every == 0
         full = full or wide != getattr(self, "_debug_wide", wide)
         self._debug_wide = wide
-        saved = [getattr(m, k) for k in COUNTER_NAMES]
-        locks = dict(m.locks)
+        saved = m.checkpoint()
         try:
             if full:
                 self.check_invariants()
             else:
                 self._check_touched(touched)
         finally:  # what the checks' own lookups counted is not the workload's
-            for k, v in zip(COUNTER_NAMES, saved, strict=True):
-                setattr(m, k, v)
-            m.locks.clear()
-            m.locks.update(locks)
+            m.restore(saved)
 
     def check_touched(self: VmapAllocator, addrs: tuple[int, ...]) -> None:
         """The invariants around ``addrs`` (what an operation touched).
@@ -101,15 +96,11 @@ class InvariantsMixin:
         if not self.vmap_initialized:
             return
         m = self.metrics
-        saved = [getattr(m, k) for k in COUNTER_NAMES]
-        locks = dict(m.locks)
+        saved = m.checkpoint()
         try:
             self._check_touched(addrs)
         finally:
-            for k, v in zip(COUNTER_NAMES, saved, strict=True):
-                setattr(m, k, v)
-            m.locks.clear()
-            m.locks.update(locks)
+            m.restore(saved)
 
     def _check_touched(self: VmapAllocator, addrs: tuple[int, ...]) -> None:
         if not self.vmap_initialized:

@@ -21,7 +21,13 @@ from vmapsim.kernel.layout import StructLayout, Union
 CACHE_LINE = 64
 MAPLE_NODE_LINES = 4
 
-__all__ = ["CACHE_LINE", "MAPLE_NODE_LINES", "field_lines_table", "objects_per_slab"]
+__all__ = [
+    "CACHE_LINE",
+    "MAPLE_NODE_LINES",
+    "field_blocks_table",
+    "field_lines_table",
+    "objects_per_slab",
+]
 
 
 def objects_per_slab(layout: StructLayout) -> int:
@@ -35,6 +41,40 @@ def _field_span(layout: StructLayout, name: str) -> tuple[int, int]:
         if name in names:
             return off, off + m.size
     raise KeyError(f"{layout.name} has no field {name!r}")
+
+
+def _field_line_set(layout: StructLayout, fields: Iterable[str], pos: int) -> set[int]:
+    """Line numbers (from the page start) covering ``fields`` of the object at ``pos``."""
+    lines: set[int] = set()
+    base = pos * layout.size
+    for name in fields:
+        try:
+            lo, hi = _field_span(layout, name)
+        except KeyError:
+            continue
+        lines.update(range((base + lo) // CACHE_LINE, (base + hi - 1) // CACHE_LINE + 1))
+    return lines
+
+
+def field_blocks_table(
+    layout: StructLayout, fields: Iterable[str]
+) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """The lines of ``fields`` at each slab position, as touches.
+
+    Entry ``i`` is a tuple of ``(block, mask)`` pairs for the object at
+    position ``i``: ``block`` is the 256-byte block's index from the slab
+    page's start and bit ``j`` of ``mask`` is the block's line ``j``; add
+    the page's first block (``va.slab_blk``) and hand each pair to
+    ``Counters.touch_block``.  Fields absent from the layout are ignored.
+    """
+    fields = tuple(fields)
+    table = []
+    for pos in range(objects_per_slab(layout)):
+        blocks: dict[int, int] = {}
+        for line in sorted(_field_line_set(layout, fields, pos)):
+            blocks[line >> 2] = blocks.get(line >> 2, 0) | (1 << (line & 3))
+        table.append(tuple(blocks.items()))
+    return tuple(table)
 
 
 def field_lines_table(layout: StructLayout, fields: Iterable[str]) -> tuple[int, ...]:

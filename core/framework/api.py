@@ -244,6 +244,8 @@ def build(
     registry: Registry | None = None,
     init: bool = True,
     component_counters: bool = False,
+    cache_model: bool = False,
+    lock_sections: bool = False,
 ) -> VmapAllocator:
     """Build the allocator of ``stage`` (``7``, ``"7"`` or ``"series:7"``).
 
@@ -265,7 +267,14 @@ def build(
     the stage does not fill is refused (naming the stage's roles), except
     ``overlay``.  ``component_counters`` splits the counters per component
     (:func:`component_costs`); the totals stay exact, the flow's own counter
-    writes get slower.
+    writes get slower.  ``cache_model`` attaches the cache and coherence
+    model (:class:`vmapsim.cost.cache.CacheModel`, the arch's default
+    :class:`~vmapsim.cost.cache.CacheConfig`, one private hierarchy per CPU):
+    the counters then carry hits per level, memory misses and coherence
+    transfers (docs/cost-model.md); off by default (it costs time).
+    ``lock_sections`` records the work inside each lock instance's critical
+    sections and outside locks (:class:`vmapsim.cost.sections.LockSections`,
+    ``alloc.metrics.sections``); ``vmapsim run`` and ``compare`` turn it on.
     """
     reg = registry or get_registry()
     reg.warn_failures_once()
@@ -279,6 +288,10 @@ def build(
         raise VmapTypeError("debug", "a bool", debug)
     if not isinstance(component_counters, bool):
         raise VmapTypeError("component_counters", "a bool", component_counters)
+    if not isinstance(cache_model, bool):
+        raise VmapTypeError("cache_model", "a bool", cache_model)
+    if not isinstance(lock_sections, bool):
+        raise VmapTypeError("lock_sections", "a bool", lock_sections)
     chosen: dict[str, str] = dict(st.components)
     overridden: set[str] = set()
     options: dict[str, dict[str, Any]] = {}
@@ -343,6 +356,14 @@ def build(
         faults=FaultInjector(fs),
         init=init,
     )
+    if lock_sections:
+        from vmapsim.cost.sections import LockSections
+
+        alloc.metrics.sections = LockSections(alloc.metrics)
+    if cache_model:
+        from vmapsim.cost.cache import CacheConfig, CacheModel
+
+        alloc.metrics.set_cache(CacheModel(nr_cpus, CacheConfig.for_arch(arch)))
     alloc.check_invariants = _blaming(alloc, offers)  # type: ignore[method-assign]
     #: id(component object) -> its registration, for :func:`blame`
     alloc.component_offers = built_by  # type: ignore[attr-defined]

@@ -68,6 +68,13 @@ class ComponentContext:
     #: defaults, overridden by ``--with ROLE=NAME:key=value`` /
     #: ``build(components={role: "NAME:key=value"})``
     options: Mapping[str, Any] = field(factory=dict)
+    #: the allocator's lock calls (``spin_lock(name, instance)`` /
+    #: ``spin_unlock``, ``rcu_read_lock``/``rcu_read_unlock``,
+    #: ``preempt_disable(cpu)``/``preempt_enable(cpu)``;
+    #: ``vmapsim.kernel.locking.LockingMixin``): a component takes the
+    #: kernel's locks through them so that lock sections see the work inside.
+    #: None when a component is built on its own (the kit, unit tests).
+    locking: Any = None
 
 
 def _valid_node_size(_inst: object, attr: Any, value: int | None) -> None:

@@ -92,13 +92,13 @@ class AllocMixin:
         if self.faults.enabled and self.faults.should_fail(can_block, "vmap_area"):
             return None
         va = VmapArea(0, 0)
-        va.slab_pos = self.va_cache.alloc()
+        va.slab_pos, va.slab_blk = self.va_cache.alloc()
         self.metrics.va_allocs += 1
         return va
 
     def _kmem_cache_free_va(self: VmapAllocator, va: VmapArea) -> None:
         """``kmem_cache_free(vmap_area_cachep, va)``."""
-        self.va_cache.free(va.slab_pos)
+        self.va_cache.free(va.slab_pos, va.slab_blk)
         self.metrics.va_frees += 1
 
     def _preload_this_cpu_lock(self: VmapAllocator, cpu: int, can_block: bool) -> None:
@@ -109,7 +109,7 @@ class AllocMixin:
             va = self._kmem_cache_alloc_va(can_block)
             if va is not None:
                 preload[cpu] = va
-        self.metrics.locks["free_vmap_area_lock"] += 1
+        self.spin_lock("free_vmap_area_lock")
 
     # -- the free-space search ---------------------------------------------
     def _va_clip(
@@ -232,7 +232,7 @@ class AllocMixin:
         if not pool:
             return None
         c = self.metrics
-        c.locks["vmap_node.pool_lock"] += 1
+        self.spin_lock("vmap_node.pool_lock", vn_id)
         va = pool[0]
         if va.va_start & (align - 1) == 0:
             if va.size != size or va.va_start < vstart or va.va_end > vend:
@@ -241,13 +241,16 @@ class AllocMixin:
                     f"WARNING: at mm/vmalloc.c node_pool_del_va: pooled area "
                     f"{va.va_start:#x}-{va.va_end:#x} does not fit request size {size}",
                 )
+                self.spin_unlock("vmap_node.pool_lock", vn_id)
                 return None
             pool.popleft()
             va.list_next = va.list_prev = None
             c.list_ops += 1
+            self.spin_unlock("vmap_node.pool_lock", vn_id)
             return va
         pool.rotate(-1)  # list_move_tail
         c.list_ops += 1
+        self.spin_unlock("vmap_node.pool_lock", vn_id)
         return None
 
     def _node_alloc(
@@ -284,6 +287,7 @@ class AllocMixin:
             self.vmalloc_init()  # deferred bring-up (stage 1 on): on first use
         c = self.metrics
         c.alloc_calls += 1
+        c.cpu = cpu
         gfp &= _RECLAIM_MASK
         allow_block = bool(gfp & _DIRECT_RECLAIM)
         if self.vmap_retry_queue:
@@ -323,13 +327,16 @@ class AllocMixin:
                 if addr >= 0:
                     va.flags = va_flags | vn_id
                     # the busy.mt insert of the patch (see docs/stages.md, row 10)
-                    c.locks["vmap_node.busy.lock"] += 1
+                    bn = self.addr_to_node_id(addr)
+                    self.spin_lock("vmap_node.busy.lock", bn)
+                    self.spin_unlock("vmap_node.busy.lock", bn)
                     return self._overlay_bind(va, size, vm)
             if self.ne_fit_preload_node[cpu] is None and self.free is not None:
                 self._preload_this_cpu_lock(cpu, allow_block)
             else:  # preloaded already, or no free blocks to split: just lock
-                c.locks["free_vmap_area_lock"] += 1
+                self.spin_lock("free_vmap_area_lock")
             addr = self.__alloc_vmap_area(size, align, vstart, vend, cpu, allow_block)
+            self.spin_unlock("free_vmap_area_lock")
             if addr >= 0:
                 break
             if not allow_block:
@@ -366,9 +373,11 @@ class AllocMixin:
             vm.size = size
             va.vm = vm
 
-        vn = self.vmap_nodes[(addr // self.vmap_zone_size) % self.nr_vmap_nodes]
-        c.locks["vmap_node.busy.lock"] += 1
+        bn = (addr // self.vmap_zone_size) % self.nr_vmap_nodes
+        vn = self.vmap_nodes[bn]
+        self.spin_lock("vmap_node.busy.lock", bn)
         ret = vn.busy.publish(va, allow_block)
+        self.spin_unlock("vmap_node.busy.lock", bn)
         if ret:
             if ret != -errno.ENOMEM:  # pragma: no cover - a model bug, not a user error
                 raise AssertionError(f"busy publish refused ({ret}) for fresh area {va!r}")
@@ -518,6 +527,7 @@ class AllocMixin:
         self._preload_this_cpu_lock(cpu, can_block)
         vs, ve = self.vmalloc_start, self.vmalloc_end
         addr = self.__alloc_vmap_area(size, PAGE_SIZE, vs, ve, cpu, can_block)
+        self.spin_unlock("free_vmap_area_lock")
         if addr < 0:
             return None
         cva = VmapArea(addr, addr + size)
@@ -535,9 +545,12 @@ class AllocMixin:
         c = self.metrics
         kept: list[VmapArea] = []
         for va in queue:
-            c.locks["vmap_node.busy.lock"] += 1
-            vn = self.vmap_nodes[self.addr_to_node_id(va.va_start)]
-            if vn.busy.publish(va, can_block):
+            bn = self.addr_to_node_id(va.va_start)
+            vn = self.vmap_nodes[bn]
+            self.spin_lock("vmap_node.busy.lock", bn)
+            ret = vn.busy.publish(va, can_block)
+            self.spin_unlock("vmap_node.busy.lock", bn)
+            if ret:
                 kept.append(va)
             else:
                 c.publish_retried += 1

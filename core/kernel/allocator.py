@@ -100,10 +100,12 @@ class VmapAllocator(
         self.vmap_initialized = False
         self.vmap_notify_list: list[Any] = []
         self.ne_fit_preload_node: list[VmapArea | None] = [None] * nr_cpus
-        self.va_cache = KmemCache("vmap_area", stage.layout)
+        self.va_cache = KmemCache("vmap_area", stage.layout, self.metrics.mem)
         self.last_tlb_flush: tuple[int, int] | None = None
         self._shared: dict[str, Any] = {}
         self._locking_init()
+        #: the line of ``vmap_lazy_nr`` (an atomic_long_t in .data)
+        self.line_vmap_lazy_nr = self.metrics.mem.static(8, 8) >> 6
         # vmap blocks, the RCU clock, the percpu allocator (vmap_block.py, rcu.py, percpu.py)
         self._vmap_block_init()
         self._rcu_init()
@@ -135,6 +137,7 @@ class VmapAllocator(
             role=role,
             node_id=node_id,
             counters=self.metrics,
+            locking=self,
             warn=self._printk,
             nr_vmap_nodes=self.nr_vmap_nodes,
             params={
@@ -235,9 +238,11 @@ class VmapAllocator(
             va.vm = vm
             if self.occupied is not None and not self._busy_occupies:
                 self.occupied.occupy(va.va_start, va.va_end, True)
-            vn = self.vmap_nodes[self.addr_to_node_id(va.va_start)]
-            self.metrics.locks["vmap_node.busy.lock"] += 1
+            bn = self.addr_to_node_id(va.va_start)
+            vn = self.vmap_nodes[bn]
+            self.spin_lock("vmap_node.busy.lock", bn)
             vn.busy.publish(va, True)
+            self.spin_unlock("vmap_node.busy.lock", bn)
 
     def vmap_init_free_space(self) -> None:
         """``vmap_init_free_space()``: the whole KVA space ``[1, ULONG_MAX)`` less
@@ -316,7 +321,12 @@ class VmapAllocator(
     def _debug_check(self, *touched: int) -> None:
         """``CONFIG_DEBUG_VM`` after an operation: the invariants around the
         ``touched`` addresses, all of them every ``debug_full_every`` operations
-        and when nothing is named (core/checking/invariants.py, ``debug_step``)."""
+        and when nothing is named (core/checking/invariants.py, ``debug_step``).
+
+        Every public entry point calls it when it returns: it is also where a
+        kernel operation ends for the cost model (``Counters.op_end``: the
+        operation's distinct lines are counted)."""
+        self.metrics.op_end()
         if self.debug:
             self.debug_step(touched)
 

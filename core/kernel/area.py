@@ -82,6 +82,8 @@ class VmapArea:
     list_next: VmapArea | None = None
     #: position of the object in its slab page (the cache-line model's input)
     slab_pos: int = 0
+    #: the first 256-byte block of its slab page (modelled address >> 8)
+    slab_blk: int = 0
 
     @property
     def size(self) -> int:

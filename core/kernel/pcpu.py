@@ -242,9 +242,11 @@ class PcpuMixin:
         purged = False
         c.alloc_calls += 1
         while True:
-            c.locks["free_vmap_area_lock"] += 1
+            self.spin_lock("free_vmap_area_lock")
             base = self._pcpu_find_base(offsets, sizes, align, last_area, last_end, vmalloc_start)
-            if base is not None and self._pcpu_carve(base, offsets, sizes, vas, cpu):
+            carved = base is not None and self._pcpu_carve(base, offsets, sizes, vas, cpu)
+            self.spin_unlock("free_vmap_area_lock")
+            if carved:
                 break
             if purged:
                 for v in vas:
@@ -269,12 +271,14 @@ class PcpuMixin:
         for area in range(nr_vms):
             va = vas[area]
             assert va is not None
-            vn = self.vmap_nodes[self.addr_to_node_id(va.va_start)]
-            c.locks["vmap_node.busy.lock"] += 1
+            bn = self.addr_to_node_id(va.va_start)
+            vn = self.vmap_nodes[bn]
+            self.spin_lock("vmap_node.busy.lock", bn)
             va.flags = 0
             vm = VmStruct(va.va_start, va.va_end - va.va_start, VM_ALLOC, 0, "pcpu_get_vm_areas")
             va.vm = vm  # setup_vmalloc_vm()
             ret = vn.busy.publish(va, True)
+            self.spin_unlock("vmap_node.busy.lock", bn)
             if ret:  # pragma: no cover - GFP_KERNEL publishes do not fail
                 raise AssertionError(f"busy publish refused ({ret}) for pcpu area {va!r}")
             vms.append(vm)

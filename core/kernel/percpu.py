@@ -302,7 +302,7 @@ class PercpuAllocator:
         if align < PCPU_MIN_ALLOC_SIZE:
             align = PCPU_MIN_ALLOC_SIZE
         size = (size + PCPU_MIN_ALLOC_SIZE - 1) & -PCPU_MIN_ALLOC_SIZE
-        vmap.metrics.locks["pcpu_alloc_mutex"] += 1
+        vmap.mutex_lock("pcpu_alloc_mutex")
         for chunk in self.chunks:
             if chunk.contig_hint < size:
                 continue
@@ -316,12 +316,14 @@ class PercpuAllocator:
                     f"percpu: allocation failed, size={size} align={align} atomic=0, "
                     f"failed to allocate new chunk"
                 )
+                vmap.mutex_unlock("pcpu_alloc_mutex")
                 return None
             off = chunk.find_fit(size, align)
             assert off is not None
         chunk.alloc(off, size)
         ptr = chunk.base_addr + off
         self._owner[ptr] = chunk
+        vmap.mutex_unlock("pcpu_alloc_mutex")
         return ptr
 
     def check_ptr(self, ptr: int) -> None:
@@ -340,8 +342,9 @@ class PercpuAllocator:
                 f"WARNING: free_percpu({ptr:#x}): no allocation starts there (double free?)"
             )
             return
-        vmap.metrics.locks["pcpu_lock"] += 1
+        vmap.spin_lock("pcpu_lock")
         chunk.free(ptr - chunk.base_addr)
+        vmap.spin_unlock("pcpu_lock")
         if chunk.empty and any(c.empty for c in self.chunks if c is not chunk):
             self.pcpu_destroy_chunk(chunk)  # pcpu_balance_free(): keep one empty chunk
 

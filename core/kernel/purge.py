@@ -54,23 +54,33 @@ class PurgeMixin:
         vn_id = (va.flags >> 8) - 1  # decode_vn_id(), inline on the hot path
         if not 0 <= vn_id < nr:
             vn_id = (va.va_start // self.vmap_zone_size) % self.nr_vmap_nodes
-        c.locks["vmap_node.lazy.lock"] += 1
+        c.touch(self.line_vmap_lazy_nr, True)  # atomic_long_add_return_relaxed()
+        self.spin_lock("vmap_node.lazy.lock", vn_id)
         if not self.vmap_nodes[vn_id].lazy.add(va):  # pragma: no cover - model bug
             raise AssertionError(f"lazy insert refused for {va!r}")
+        self.spin_unlock("vmap_node.lazy.lock", vn_id)
         if nr_lazy > self._lazy_max:
             self.drain_vmap_area_work()
 
     def drain_vmap_area_work(self: VmapAllocator) -> None:
-        """``drain_vmap_area_work()``: the threshold drain (pools decay by ~25%)."""
-        self.metrics.locks["vmap_purge_lock"] += 1
+        """``drain_vmap_area_work()``: the threshold drain (pools decay by ~25%).
+
+        The kernel runs it from a work item (``schedule_work``), so it is a
+        kernel operation of its own for the cost model: the caller's
+        operation ends before it (``Counters.op_end``), and it ends after."""
+        self.metrics.op_end()
+        self.mutex_lock("vmap_purge_lock")
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, False)
+        self.mutex_unlock("vmap_purge_lock")
+        self.metrics.op_end()
 
     def reclaim_and_purge_vmap_areas(self: VmapAllocator) -> None:
         """``reclaim_and_purge_vmap_areas()``: purge fragmented vmap blocks, then
         everything lazy, decaying pools fully."""
-        self.metrics.locks["vmap_purge_lock"] += 1
+        self.mutex_lock("vmap_purge_lock")
         self.purge_fragmented_blocks_allcpus()  # core/kernel/vmap_block.py
         self.__purge_vmap_area_lazy(ULONG_MAX, 0, True)
+        self.mutex_unlock("vmap_purge_lock")
 
     def vm_unmap_aliases(self: VmapAllocator) -> None:
         """``vm_unmap_aliases()`` -> ``_vm_unmap_aliases(ULONG_MAX, 0, 0)``: purge
@@ -78,7 +88,7 @@ class PurgeMixin:
         the overlay's freed areas), then purge every lazily freed area,
         decaying the pools by ~25% only; if nothing was purged but a range is
         dirty, flush that range."""
-        self.metrics.locks["vmap_purge_lock"] += 1
+        self.mutex_lock("vmap_purge_lock")
         start, end, flush = self._vb_unmap_aliases(ULONG_MAX, 0)  # core/kernel/vmap_block.py
         dirty = self.overlay.dirty_span() if self.overlay is not None else None
         if dirty is not None:  # -- overlay
@@ -86,6 +96,7 @@ class PurgeMixin:
             flush = True
         if not self.__purge_vmap_area_lazy(start, end, False) and flush:
             self._flush_tlb_kernel_range(start, end)
+        self.mutex_unlock("vmap_purge_lock")
         self._debug_check()
 
     def _overlay_release(self: VmapAllocator, chunk: VmapArea) -> None:
@@ -94,13 +105,14 @@ class PurgeMixin:
         limit)`` under the free lock): no lazy queue, no TLB flush.  In the
         model: the stand-in busy area leaves its node's busy view, then the
         range leaves the occupied tree."""
-        self.metrics.locks["free_vmap_area_lock"] += 1
+        self.spin_lock("free_vmap_area_lock")
         self.vmap_nodes[self.addr_to_node_id(chunk.va_start)].busy.unlink(chunk)
         if self.occupied is not None:
             self.occupied.release(chunk.va_start, chunk.va_end)
         elif self.free is not None:  # pragma: no cover - no posted stage has an overlay without it
             self.coalesce.merge_or_add(chunk)
             self._drain_coalesced()
+        self.spin_unlock("free_vmap_area_lock")
 
     def purge_vmap_area_lazy(self: VmapAllocator) -> None:
         """Purge every lazily freed area now, as the allocation-failure path does
@@ -120,10 +132,11 @@ class PurgeMixin:
         under ``vmap_purge_lock``, as 7.0-stable and later take it); lazily
         freed areas stay queued and no TLB flush is made.  Returns
         ``SHRINK_STOP``, as the kernel's scan does."""
-        self.metrics.locks["vmap_purge_lock"] += 1
+        self.mutex_lock("vmap_purge_lock")
         for vn in self.vmap_nodes:
             if vn.pools:
                 self._decay_va_pool_node(vn, True)
+        self.mutex_unlock("vmap_purge_lock")
         self._debug_check()
         return SHRINK_STOP
 
@@ -142,8 +155,9 @@ class PurgeMixin:
                 self._decay_va_pool_node(vn, full_pool_decay)
             if not len(vn.lazy):
                 continue
-            c.locks["vmap_node.lazy.lock"] += 1
+            self.spin_lock("vmap_node.lazy.lock", vn.id)
             purge = vn.lazy.detach_all()
+            self.spin_unlock("vmap_node.lazy.lock", vn.id)
             # a queue may hand back its own order (list_head, stage 8 on: the order
             # queued); purge_vmap_node() pools and merges in address order.
             # Timsort is one pass over an already sorted list (stages 0-7).
@@ -184,13 +198,14 @@ class PurgeMixin:
             if 0 <= vn_id < nr and not skip:
                 idx = (size - 1) >> PAGE_SHIFT
                 if idx < MAX_VA_SIZE_PAGES:  # node_pool_add_va()
-                    c.locks["vmap_node.pool_lock"] += 1
+                    self.spin_lock("vmap_node.pool_lock", vn.id)
                     pool = pools.get(idx)
                     if pool is None:
                         pool = pools[idx] = deque()
                     pool.appendleft(va)
                     va.list_next = va  # on a list (the pool)
                     c.list_ops += 1
+                    self.spin_unlock("vmap_node.pool_lock", vn.id)
                     continue
             local_list.append(va)
         count = len(vn.purge_list)
@@ -207,8 +222,7 @@ class PurgeMixin:
         free index (if the stage keeps one) or is freed."""
         if not areas:
             return
-        c = self.metrics
-        c.locks["free_vmap_area_lock"] += 1
+        self.spin_lock("free_vmap_area_lock")
         occupied = self.occupied
         if occupied is not None:
             release = occupied.release
@@ -218,12 +232,14 @@ class PurgeMixin:
             for va in areas:
                 va.list_next = va.list_prev = None
                 self._kmem_cache_free_va(va)
+            self.spin_unlock("free_vmap_area_lock")
             return
         merge = self.coalesce.merge_or_add
         for va in areas:
             va.list_next = va.list_prev = None
             merge(va)
         self._drain_coalesced()
+        self.spin_unlock("free_vmap_area_lock")
 
     def _decay_va_pool_node(self: VmapAllocator, vn, full_decay: bool) -> None:
         """``decay_va_pool_node()``: return ~25% (or all) of each pool to the global tree.
@@ -236,13 +252,16 @@ class PurgeMixin:
             pool = vn.pools[idx]
             if not pool:
                 continue
-            c.locks["vmap_node.pool_lock"] += 1
+            # list_replace_init() of the pool under pool_lock, the decay outside it
+            self.spin_lock("vmap_node.pool_lock", vn.id)
+            self.spin_unlock("vmap_node.pool_lock", vn.id)
             n_decay = len(pool) if full_decay else len(pool) >> 2
             for _ in range(n_decay):
                 decay.append(pool.popleft())
             c.list_ops += n_decay
-            if pool:
-                c.locks["vmap_node.pool_lock"] += 1  # the rest is attached back
+            if pool:  # the rest is attached back under pool_lock
+                self.spin_lock("vmap_node.pool_lock", vn.id)
+                self.spin_unlock("vmap_node.pool_lock", vn.id)
             else:
                 del vn.pools[idx]
         if decay:

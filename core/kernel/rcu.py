@@ -134,10 +134,11 @@ class RcuMixin:
         if va is None or va.vm is None or va.va_start != addr:
             self._printk(f"WARNING: Trying to vfree() nonexistent vm area ({addr:#x})")
             return
-        self.metrics.locks["kfree_rcu_cpu.lock"] += 1
+        self.spin_lock("kfree_rcu_cpu.lock", cpu)
         cb = RcuCallback(self.rcu_clock + self.rcu_gp_ticks, addr, va.vm, cpu)
         self._rcu_cbs.append(cb)
         self._rcu_pending[addr] = cb
+        self.spin_unlock("kfree_rcu_cpu.lock", cpu)
         self._debug_check()
 
     def synchronize_rcu(self: VmapAllocator) -> None:

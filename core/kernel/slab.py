@@ -1,40 +1,46 @@
-"""``vmap_area_cachep``: where each ``struct vmap_area`` object sits in its slab.
+"""``vmap_area_cachep``: where each ``struct vmap_area`` object sits.
 
-Only positions are modelled (for the cache-line model): a freed object's
-slot is reused first (last freed, first reused, like a SLUB freelist), else
-the next fresh slot.  Positions repeat every ``objects_per_slab``.
+Each object has a modelled address from the cost model's slab cache
+(:class:`vmapsim.cost.memory.SlabCache`): objects packed from the start of
+4 KiB slab pages, a freed object's address handed out next (last freed,
+first reused, like a SLUB freelist).  The cache-line tables are indexed by
+the object's position in its page (``slab_pos``); the page's first
+256-byte block (``slab_blk``) turns their line offsets into lines.
 """
 
 from __future__ import annotations
 
-from vmapsim.cost.cachemodel import objects_per_slab
+from vmapsim.cost.memory import AddressSpace, SlabCache
+from vmapsim.kernel.constants import PAGE_SIZE
 from vmapsim.kernel.layout import StructLayout
 
 __all__ = ["KmemCache"]
 
 
 class KmemCache:
-    """A slab cache of fixed-size objects: hands out slab positions."""
+    """A slab cache of fixed-size objects: hands out object addresses."""
 
-    __slots__ = ("_freelist", "_fresh", "live", "name", "per_slab")
+    __slots__ = ("_slab", "name", "per_slab", "size")
 
-    def __init__(self, name: str, layout: StructLayout) -> None:
+    def __init__(self, name: str, layout: StructLayout, mem: AddressSpace | None = None) -> None:
         self.name = name
-        self.per_slab = objects_per_slab(layout)
-        self._freelist: list[int] = []
-        self._fresh = 0
-        self.live = 0
+        self.size = layout.size
+        self._slab: SlabCache = (mem if mem is not None else AddressSpace()).cache(
+            name, layout.size
+        )
+        self.per_slab = self._slab.per_slab
 
-    def alloc(self) -> int:
-        """Allocate an object; return its position in its slab page."""
-        self.live += 1
-        if self._freelist:
-            return self._freelist.pop()
-        pos = self._fresh
-        self._fresh = pos + 1 if pos + 1 < self.per_slab else 0
-        return pos
+    @property
+    def live(self) -> int:
+        """Objects allocated and not freed."""
+        return self._slab.live
 
-    def free(self, pos: int) -> None:
-        """Free the object at slab position ``pos``."""
-        self.live -= 1
-        self._freelist.append(pos)
+    def alloc(self) -> tuple[int, int]:
+        """``kmem_cache_alloc()``: ``(slab_pos, slab_blk)`` of a new object:
+        its index in its slab page and the page's first 256-byte block."""
+        addr = self._slab.alloc()
+        return (addr % PAGE_SIZE) // self.size, (addr - addr % PAGE_SIZE) >> 8
+
+    def free(self, pos: int, blk: int) -> None:
+        """``kmem_cache_free()`` of the object at ``pos`` in the page at block ``blk``."""
+        self._slab.free((blk << 8) + pos * self.size)

@@ -146,6 +146,7 @@ class VmallocMixin:
         caller: str,
     ) -> int | None:
         """``__vmalloc_node_range()``: the common vmalloc path."""
+        self.metrics.cpu = cpu
         if size == 0:
             self._warn_once(
                 "__vmalloc_node_range",
@@ -181,6 +182,9 @@ class VmallocMixin:
             self._debug_check()
             return None
         area.nr_pages = size >> PAGE_SHIFT  # __vmalloc_area_node() mapped them
+        self.metrics.pages_mapped += area.nr_pages
+        if gfp & _ZERO:
+            self.metrics.pages_zeroed += area.nr_pages
         area.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
         self._debug_check(area.addr)
         return area.addr
@@ -271,8 +275,10 @@ class VmallocMixin:
     def _busy_reinsert(self: VmapAllocator, va: VmapArea) -> None:
         """Link an area that a find-and-unlink took by mistake back into the
         busy tree of its address's node, under that node's busy lock."""
-        self.metrics.locks["vmap_node.busy.lock"] += 1
-        self.vmap_nodes[self.addr_to_node_id(va.va_start)].busy.publish(va, True)
+        bn = self.addr_to_node_id(va.va_start)
+        self.spin_lock("vmap_node.busy.lock", bn)
+        self.vmap_nodes[bn].busy.publish(va, True)
+        self.spin_unlock("vmap_node.busy.lock", bn)
 
     # -- lookup ------------------------------------------------------------------
     def find_vmap_area(self: VmapAllocator, addr: int) -> VmapArea | None:
@@ -307,12 +313,12 @@ class VmallocMixin:
         if not nodes:  # before vmalloc_init(): nothing is busy yet
             return None
         nr = self.nr_vmap_nodes
-        locks = self.metrics.locks
         i = j = (addr // self.vmap_zone_size) % nr
         while True:
-            locks["vmap_node.busy.lock"] += 1
+            self.spin_lock("vmap_node.busy.lock", i)
             busy = nodes[i].busy
             va = busy.find_unlink(addr) if unlink else busy.find(addr)
+            self.spin_unlock("vmap_node.busy.lock", i)
             if va is not None:
                 return va
             i = (i + nr - 1) % nr
@@ -362,12 +368,15 @@ class VmallocMixin:
         vm = self.remove_vm_area(addr, cpu)
         if vm is None:
             self._printk(f"WARNING: Trying to vfree() nonexistent vm area ({addr:#x})")
+        else:
+            self.metrics.pages_freed += vm.nr_pages  # vfree()'s __free_page() loop
         self._debug_check(addr)
 
     def remove_vm_area(self: VmapAllocator, addr: int, cpu: int = 0) -> VmStruct | None:
         """``remove_vm_area()``: unlink the area at ``addr`` and free it lazily;
         return its ``vm_struct`` (None, and nothing changed, if there is none).
         ``cpu``: the CPU it runs on (the overlay's lookup reads its chunk)."""
+        self.metrics.cpu = cpu
         if addr & _PAGE_MASK:
             self._printk(f"WARNING: Trying to vfree() bad address ({addr:#x})")
             return None

@@ -151,6 +151,7 @@ class VmapBlockMixin:
         if not 0 <= count < 1 << 32:
             raise VmapArgumentError("count", "must be an unsigned int in [0, 2**32 - 1]", count)
         check_cpu(cpu, self.nr_cpus)
+        self.metrics.cpu = cpu
         self._rcu_tick()
         size = count << PAGE_SHIFT
         try:
@@ -187,6 +188,7 @@ class VmapBlockMixin:
         if not 0 <= count < 1 << 32:
             raise VmapArgumentError("count", "must be an unsigned int in [0, 2**32 - 1]", count)
         check_cpu(cpu, self.nr_cpus)
+        self.metrics.cpu = cpu
         if not addr:
             raise VmapArgumentError("addr", "must not be NULL (BUG_ON(!addr))", addr)
         if addr < self.vmalloc_start or addr > self.vmalloc_end:
@@ -247,19 +249,21 @@ class VmapBlockMixin:
             return None
         order = get_order(size >> PAGE_SHIFT)
         n = 1 << order
-        locks = self.metrics.locks
         vbq = self.vmap_block_queue[cpu]
         for vb in vbq.free:
             if vb.free < n:
                 continue
-            locks["vmap_block.lock"] += 1
+            vbi = vb.va.va_start // VMAP_BLOCK_SIZE
+            self.spin_lock("vmap_block.lock", vbi)
             pages_off = VMAP_BBMAP_BITS - vb.free
             vb.free -= n
             vb.used_map |= ((1 << n) - 1) << pages_off
             if vb.free == 0:
-                locks["vmap_block_queue.lock"] += 1
+                self.spin_lock("vmap_block_queue.lock", cpu)
                 vbq.free.remove(vb)
                 vb.on_free_list = False
+                self.spin_unlock("vmap_block_queue.lock", cpu)
+            self.spin_unlock("vmap_block.lock", vbi)
             return vb.va.va_start + (pages_off << PAGE_SHIFT)
         return self._new_vmap_block(order, gfp, cpu)
 
@@ -284,9 +288,10 @@ class VmapBlockMixin:
         n = 1 << order
         vb = VmapBlock(va, cpu, free=VMAP_BBMAP_BITS - n, used_map=(1 << n) - 1)
         self.addr_to_vb_xa(va.va_start).vmap_blocks[self.addr_to_vb_idx(va.va_start)] = vb
-        self.metrics.locks["vmap_block_queue.lock"] += 1
+        self.spin_lock("vmap_block_queue.lock", cpu)
         self.vmap_block_queue[cpu].free.append(vb)  # list_add_tail_rcu
         vb.on_free_list = True
+        self.spin_unlock("vmap_block_queue.lock", cpu)
         return va.va_start
 
     # -- vb_free ------------------------------------------------------------------------
@@ -305,12 +310,15 @@ class VmapBlockMixin:
             )
             return
         self.metrics.free_calls += 1
-        locks = self.metrics.locks
-        locks["vmap_block.lock"] += 2  # bitmap_clear, then the dirty accounting
+        vbi = vb.va.va_start // VMAP_BLOCK_SIZE
+        self.spin_lock("vmap_block.lock", vbi)  # bitmap_clear
         vb.used_map &= ~bits
+        self.spin_unlock("vmap_block.lock", vbi)
+        self.spin_lock("vmap_block.lock", vbi)  # the dirty accounting
         vb.dirty_min = min(vb.dirty_min, offset)
         vb.dirty_max = max(vb.dirty_max, offset + n)
         vb.dirty += n
+        self.spin_unlock("vmap_block.lock", vbi)
         if vb.dirty == VMAP_BBMAP_BITS:
             if vb.free:  # pragma: no cover - BUG_ON(vb->free): a model bug
                 raise AssertionError(f"vmap block {vb.va!r} is all dirty but has free pages")
@@ -322,9 +330,11 @@ class VmapBlockMixin:
         vbq = self.addr_to_vb_xa(va.va_start)
         if vbq.vmap_blocks.pop(self.addr_to_vb_idx(va.va_start), None) is not vb:
             raise AssertionError(f"vmap block {va!r} is not in its xarray")  # BUG_ON
-        vn = self.vmap_nodes[self.addr_to_node_id(va.va_start)]
-        self.metrics.locks["vmap_node.busy.lock"] += 1
+        bn = self.addr_to_node_id(va.va_start)
+        vn = self.vmap_nodes[bn]
+        self.spin_lock("vmap_node.busy.lock", bn)
         vn.busy.unlink(va)
+        self.spin_unlock("vmap_node.busy.lock", bn)
         self._free_vmap_area_noflush(va)
 
     # -- fragmented blocks ------------------------------------------------------------
@@ -342,10 +352,11 @@ class VmapBlockMixin:
         vb.dirty = VMAP_BBMAP_BITS
         vb.dirty_min = 0
         vb.dirty_max = VMAP_BBMAP_BITS
-        self.metrics.locks["vmap_block_queue.lock"] += 1
+        self.spin_lock("vmap_block_queue.lock", vb.cpu)
         if vb.on_free_list:
             self.vmap_block_queue[vb.cpu].free.remove(vb)
             vb.on_free_list = False
+        self.spin_unlock("vmap_block_queue.lock", vb.cpu)
         purge_list.append(vb)
         return True
 
@@ -361,8 +372,10 @@ class VmapBlockMixin:
         for vb in list(self.vmap_block_queue[cpu].free):
             if vb.free + vb.dirty != VMAP_BBMAP_BITS or vb.dirty == VMAP_BBMAP_BITS:
                 continue
-            self.metrics.locks["vmap_block.lock"] += 1
+            vbi = vb.va.va_start // VMAP_BLOCK_SIZE
+            self.spin_lock("vmap_block.lock", vbi)
             self._purge_fragmented_block(vb, purge, True)
+            self.spin_unlock("vmap_block.lock", vbi)
         self._free_purged_blocks(purge)
 
     def purge_fragmented_blocks_allcpus(self: VmapAllocator) -> None:
@@ -378,12 +391,12 @@ class VmapBlockMixin:
         Returns the widened range and whether a flush is needed."""
         flush = False
         purge: list[VmapBlock] = []
-        locks = self.metrics.locks
         for vbq in self.vmap_block_queue:
             xa = vbq.vmap_blocks
             for idx in sorted(xa):
                 vb = xa[idx]
-                locks["vmap_block.lock"] += 1
+                vbi = vb.va.va_start // VMAP_BLOCK_SIZE
+                self.spin_lock("vmap_block.lock", vbi)
                 if (
                     not self._purge_fragmented_block(vb, purge, False)
                     and vb.dirty_max
@@ -395,6 +408,7 @@ class VmapBlockMixin:
                     vb.dirty_min = VMAP_BBMAP_BITS
                     vb.dirty_max = 0
                     flush = True
+                self.spin_unlock("vmap_block.lock", vbi)
         self._free_purged_blocks(purge)
         return start, end, flush
 

@@ -84,8 +84,10 @@ class VreallocMixin:
                     and not vm.flags & (VM_FLUSH_RESET_PERMS | VM_USERMAP)
                     and gfp & _IO_FS == _IO_FS  # gfp_has_io_fs()
                 ):
-                    self.metrics.locks["vmap_node.busy.lock"] += 1
+                    bn = self.addr_to_node_id(addr)
+                    self.spin_lock("vmap_node.busy.lock", bn)
                     vm.nr_pages = new_nr_pages  # vunmap_range() + vm_area_free_pages()
+                    self.spin_unlock("vmap_node.busy.lock", bn)
                 vm.requested_size = size
                 return addr
             if vm is not None and size <= vm.nr_pages << PAGE_SHIFT:

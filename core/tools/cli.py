@@ -309,6 +309,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         components=comps,
         failslab=failslab,
         component_counters=args.per_component,
+        cache_model=args.cache,
+        lock_sections=True,
     )
     if args.debug:
         alloc.debug_full_every = args.debug_full_every
@@ -496,6 +498,7 @@ def make_parser() -> argparse.ArgumentParser:
         p,
         per_component_help="also report the counters of each component "
         "(slower: the totals are summed per write)",
+        nr_cpus=8,
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--log-all", action="store_true", help="print the whole allocator log")
@@ -568,7 +571,9 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_build_options(p: argparse.ArgumentParser, *, per_component_help: str) -> None:
+def _add_build_options(
+    p: argparse.ArgumentParser, *, per_component_help: str, nr_cpus: int = 1
+) -> None:
     """What builds the allocator (`run` and `compare`): component swaps, the
     per-component split, workload parameters, arch, CPUs, seed, checks."""
     p.add_argument(
@@ -579,8 +584,19 @@ def _add_build_options(p: argparse.ArgumentParser, *, per_component_help: str) -
         "--param", action="append", default=[], metavar="KEY=VALUE", help="workload parameter"
     )
     p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
-    p.add_argument("--nr-cpus", type=int, default=1)
+    p.add_argument(
+        "--nr-cpus",
+        type=int,
+        default=nr_cpus,
+        help=f"simulated CPUs (default {nr_cpus})",
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--cache",
+        action="store_true",
+        help="attach the cache and coherence model: hits per level, memory misses and "
+        "coherence transfers per operation and per lock section (slower)",
+    )
     _add_check_options(p)
 
 
@@ -722,6 +738,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 debug=args.debug,
                 debug_full_every=args.debug_full_every,
                 per_component=args.per_component,
+                cache_model=args.cache,
             )
     except CompareInterrupted as exc:
         _ignore_further_sigint()

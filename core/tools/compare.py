@@ -71,6 +71,10 @@ PER_OP_COUNTERS: tuple[str, ...] = (
     "nodes_visited",
     "comparisons",
     "cache_lines",
+    "lines_written",
+    "line_accesses",
+    "mem_misses",
+    "coherence_transfers",
     "augment_updates",
     "rotations",
     "stores",
@@ -278,6 +282,8 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         components=task.get("components") or None,
         failslab=failslab,
         component_counters=per_component,
+        cache_model=bool(task.get("cache_model", False)),
+        lock_sections=bool(task.get("lock_sections", True)),
     )
     if task.get("debug") and task.get("debug_full_every"):
         alloc.debug_full_every = task["debug_full_every"]
@@ -382,6 +388,7 @@ def _row(
         "time_per_loop_us": _time_stats(times),
         "cycles_per_loop": t["cycles"] / loops,
         "per_op": per_op,
+        "lock_sections": _sections_row(t.get("lock_sections"), ops),
         "counters": dict(counters),
         "memory": {
             "struct_vmap_area_size": size,
@@ -392,6 +399,31 @@ def _row(
             "overlay_bytes_end": t.get("overlay_bytes_end", 0),
         },
     }
+
+
+def _sections_row(sections: dict[str, Any] | None, ops: int) -> dict[str, Any]:
+    """A subtest's lock sections for a comparison row: per lock class the
+    acquisitions per operation, the mean work per section and the
+    distinct-lines quantiles; the work outside locks per operation."""
+    if not sections:
+        return {}
+    out: dict[str, Any] = {}
+    for name, d in sections["locks"].items():
+        out[name] = {
+            "kind": d["kind"],
+            "per_op": d["acquisitions"] / ops if ops else 0.0,
+            "mean": d["mean"],
+            "lines_p50": d["lines_p50"],
+            "lines_p90": d["lines_p90"],
+            "lines_max": d["lines_max"],
+            "instances": len(d.get("instances", {})),
+        }
+    total = sections["outside"]["total"]
+    out["outside"] = {
+        "kind": "outside",
+        "per_op": {k: (v / ops if ops else 0.0) for k, v in total.items()},
+    }
+    return out
 
 
 def _split_memory(rows: list[dict[str, Any]]) -> None:
@@ -522,6 +554,7 @@ def compare(
     debug: bool = False,
     debug_full_every: int | None = None,
     per_component: bool = False,
+    cache_model: bool = False,
 ) -> dict[str, Any]:
     """Run ``workload`` on every column ``reps`` times; return the comparison.
 
@@ -614,6 +647,7 @@ def compare(
                     "debug": debug,
                     "debug_full_every": debug_full_every,
                     "per_component": per_component,
+                    "cache_model": cache_model,
                 }
             )
     n_jobs = min(jobs or os.cpu_count() or 1, len(tasks))
@@ -636,6 +670,7 @@ def compare(
             "jobs": n_jobs,
             "faults": faults,
             "debug": debug,
+            "cache_model": cache_model,
         },
     )
     if interrupted:

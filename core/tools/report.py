@@ -48,6 +48,10 @@ _PER_OP_HEADERS = {
     "nodes_visited": "nodes/op",
     "comparisons": "cmp/op",
     "cache_lines": "lines/op",
+    "lines_written": "lines written/op",
+    "line_accesses": "line accesses/op",
+    "mem_misses": "mem misses/op",
+    "coherence_transfers": "transfers/op",
     "augment_updates": "augment/op",
     "rotations": "rot/op",
     "stores": "stores/op",
@@ -137,6 +141,7 @@ def columns(table: dict[str, Any]) -> list[Column]:
         else:
             title = _PER_OP_HEADERS.get(k, f"{k}/op")
         cols.append(Column(f"per_op.{k}", title, lambda r, k=k: r["per_op"].get(k, 0.0), _f(2)))
+    cols += _section_columns(rows)
     cols += [
         Column(
             "memory.struct_vmap_area_size",
@@ -191,6 +196,81 @@ def columns(table: dict[str, Any]) -> list[Column]:
         Column("sim_change_pct", "sim vs first", _sim_change, str),
     ]
     return cols
+
+
+def _section_columns(rows: list[dict[str, Any]]) -> list[Column]:
+    """Lock-section columns: per lock class (in any row) the distinct lines
+    per section (mean, and the p90 bucket bound), nodes per section, and,
+    with the cache model on, misses and transfers per section; then the
+    lines per operation outside any lock."""
+    names: list[str] = []
+    cache_on = False
+    for row in rows:
+        for k, v in row.get("lock_sections", {}).items():
+            if k != "outside" and k not in names:
+                names.append(k)
+            if k != "outside" and (
+                v["mean"].get("mem_misses") or v["mean"].get("coherence_transfers")
+            ):
+                cache_on = True
+    cols: list[Column] = []
+
+    def sec(r: dict[str, Any], name: str) -> dict[str, Any] | None:
+        return r.get("lock_sections", {}).get(name)
+
+    for name in names:
+        short = _LOCK_SHORT.get(name, name)
+        cols.append(
+            Column(
+                f"sections.{name}.lines",
+                f"{short}: lines/section",
+                lambda r, n=name: (sec(r, n) or {}).get("mean", {}).get("lines"),
+                _opt(2),
+            )
+        )
+        cols.append(
+            Column(
+                f"sections.{name}.lines_p90",
+                f"{short}: lines p90",
+                lambda r, n=name: (sec(r, n) or {}).get("lines_p90"),
+                _opt(0),
+            )
+        )
+        cols.append(
+            Column(
+                f"sections.{name}.nodes",
+                f"{short}: nodes/section",
+                lambda r, n=name: (sec(r, n) or {}).get("mean", {}).get("nodes_visited"),
+                _opt(2),
+            )
+        )
+        if cache_on:
+            for field, title in (("mem_misses", "misses"), ("coherence_transfers", "transfers")):
+                cols.append(
+                    Column(
+                        f"sections.{name}.{field}",
+                        f"{short}: {title}/section",
+                        lambda r, n=name, f=field: (sec(r, n) or {}).get("mean", {}).get(f),
+                        _opt(2),
+                    )
+                )
+    if any(r.get("lock_sections") for r in rows):
+        cols.append(
+            Column(
+                "sections.outside.lines",
+                "outside locks: lines/op",
+                lambda r: (sec(r, "outside") or {}).get("per_op", {}).get("lines"),
+                _opt(2),
+            )
+        )
+    return cols
+
+
+def _opt(digits: int) -> Callable[[Any], str]:
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    return fmt
 
 
 def _header(result: dict[str, Any]) -> str:

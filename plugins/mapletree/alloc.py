@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from attrs import define
+from attrs import define, field
 
-from vmapsim import Counters, FaultInjector
+from vmapsim import Counters, FaultInjector, SlabCache
 
-from .node import DEAD, MapleNode
+from .node import DEAD, MAPLE_NODE_BYTES, MapleNode
 
 __all__ = ["NodeAllocator"]
 
@@ -40,9 +40,24 @@ class NodeAllocator:
     #: Bumped whenever a node is linked in (:meth:`make`) or freed: while it
     #: is unchanged, so is the shape of the tree (``walk._path``'s memo).
     version: int = 0
+    #: ``maple_node_cache``: the modelled addresses of the nodes (shared by
+    #: every tree of the allocator, through the counters' address space)
+    cache: SlabCache | None = None
+    #: addresses of nodes freed by the current write: back to the slab only
+    #: at the next reservation, as the kernel's writer has its new nodes
+    #: (``mas_alloc_nodes``) before it frees the replaced ones
+    limbo: list[int] = field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self.cache = self.counters.mem.cache("maple_node", MAPLE_NODE_BYTES)
 
     def reserve(self, count: int, can_block: bool) -> bool:
         """``mas_alloc_nodes()``: obtain ``count`` nodes; False on failure."""
+        if self.limbo:
+            free = self.cache.free
+            for addr in self.limbo:
+                free(addr)
+            self.limbo.clear()
         if count <= 0:
             return True
         faults = self.faults
@@ -73,11 +88,12 @@ class NodeAllocator:
         self.reserved -= 1
         self.live += 1
         self.version += 1
-        return MapleNode(type_, pivots, slots, gaps, parent)
+        return MapleNode(type_, pivots, slots, gaps, parent, self.cache.alloc() >> 8)
 
     def free(self, node: MapleNode) -> None:
         """``ma_free_rcu()``: a node replaced by a write; marks it dead."""
         node.parent = DEAD
+        self.limbo.append(node.blk << 8)
         self.counters.node_frees += 1
         self.live -= 1
         self.version += 1

@@ -12,7 +12,15 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
-from .node import GAP_SCAN_LINES, MAPLE_LEAF64, ULONG_MAX, MapleNode
+from .node import (
+    GAP_SCAN_LINES,
+    GAP_SCAN_MASK,
+    GAPS_READ_MASK,
+    MAPLE_LEAF64,
+    ULONG_MAX,
+    MapleNode,
+    gap_mask,
+)
 
 if TYPE_CHECKING:
     from .tree import MapleTree
@@ -81,22 +89,28 @@ def gap_up(tree: MapleTree, node: MapleNode, gap: int, off: int = -1) -> None:
     """
     updates = 0
     parent = node.parent
+    c = tree.counters
     while parent is not None:
         gaps = parent.gaps
         if off < 0:
             off = bisect_left(parent.pivots, node.pivots[-1])
+        b = parent.blk
+        # ma_max_gap()/the slot compared read the gap array and metadata
+        rd = c.rd
+        rd[b] = rd.get(b, 0) | GAPS_READ_MASK
         if gaps[off] == gap:
             break
         gaps[off] = gap
+        wr = c.wr
+        wr[b] = wr.get(b, 0) | gap_mask(off)
         updates += 1
         gap = max(gaps)
         node = parent
         parent = node.parent
         off = -1
     if updates:
-        c = tree.counters
         c.gap_updates += updates
-        c.cache_lines += updates
+        c.line_accesses += updates
 
 
 def search_forward(
@@ -121,6 +135,10 @@ def search_forward(
     table = GAP_SCAN_LINES
     ltab = _LEAF_SCAN
     idiag = _ENTER_COST[tree.itype]
+    mtable = GAP_SCAN_MASK
+    lmtab = GAP_SCAN_MASK[MAPLE_LEAF64]
+    imask = GAP_SCAN_MASK[tree.itype]
+    rd = tree.counters.rd
     node = tree.root
     nmin = 0
     visited = cmps = lines = 0
@@ -133,6 +151,8 @@ def search_forward(
         if node.type != MAPLE_LEAF64 and node.gaps[off] >= size:
             # Common case: enter the child holding ``lo`` straight away.
             cost += idiag[len(piv)][off]
+            b = node.blk
+            rd[b] = rd.get(b, 0) | imask[len(piv) - 1][off][off]
             if off:
                 nmin = piv[off - 1] + 1
             node = node.slots[off]
@@ -161,6 +181,8 @@ def search_forward(
                         break
             cmps += i + 1
             lines += ltab[n - 1][off][i]
+            b = node.blk
+            rd[b] = rd.get(b, 0) | lmtab[n - 1][off][i]
             if res >= 0:
                 break
         else:
@@ -169,6 +191,8 @@ def search_forward(
                 if gaps[j] >= size:
                     cmps += j + 1
                     lines += table[node.type][n - 1][off][j]
+                    b = node.blk
+                    rd[b] = rd.get(b, 0) | mtable[node.type][n - 1][off][j]
                     nmin = piv[j - 1] + 1
                     node = node.slots[j]
                     break
@@ -178,6 +202,8 @@ def search_forward(
                 continue
             cmps += i + 1
             lines += table[node.type][n - 1][off][i]
+            b = node.blk
+            rd[b] = rd.get(b, 0) | mtable[node.type][n - 1][off][i]
         # ``node`` failed: resume the nearest ancestor with another candidate.
         while True:
             parent = node.parent
@@ -200,10 +226,14 @@ def search_forward(
             if i >= 0:  # enter child ``i``
                 cmps += i + 1
                 lines += table[node.type][n - 1][off][i]
+                b = node.blk
+                rd[b] = rd.get(b, 0) | mtable[node.type][n - 1][off][i]
                 break
             i = last
             cmps += i + 1
             lines += table[node.type][n - 1][off][i]
+            b = node.blk
+            rd[b] = rd.get(b, 0) | mtable[node.type][n - 1][off][i]
         if parent is None:
             break
         nmin = piv[i - 1] + 1
@@ -212,7 +242,7 @@ def search_forward(
     c.walks += 1
     c.nodes_visited += visited + (cost >> _VISIT_SHIFT)
     c.comparisons += cmps + (cost & _FIELD)
-    c.cache_lines += lines + ((cost >> _LINE_SHIFT) & _FIELD)
+    c.line_accesses += lines + ((cost >> _LINE_SHIFT) & _FIELD)
     return res
 
 
@@ -224,6 +254,8 @@ def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
     the first (or the last child entered) down to the last, plus one.
     """
     table = GAP_SCAN_LINES
+    mtable = GAP_SCAN_MASK
+    rd = tree.counters.rd
     node = tree.root
     nmin = 0
     nmax = ULONG_MAX
@@ -256,6 +288,8 @@ def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
                 i = 0
             cmps += off - i + 1
             lines += table[ntype][len(piv) - 1][i][off]
+            b = node.blk
+            rd[b] = rd.get(b, 0) | mtable[ntype][len(piv) - 1][i][off]
             if res >= 0:
                 break
         else:
@@ -273,6 +307,8 @@ def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
                     i = 0
                 cmps += off - i + 1
                 lines += table[ntype][len(piv) - 1][i][off]
+                b = node.blk
+                rd[b] = rd.get(b, 0) | mtable[ntype][len(piv) - 1][i][off]
         if not found:
             # ``node`` failed: resume the nearest ancestor with another
             # candidate below the child it entered last.
@@ -294,11 +330,15 @@ def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
                     i = 0
                 cmps += off - i + 1
                 lines += table[node.type][len(piv) - 1][i][off]
+                b = node.blk
+                rd[b] = rd.get(b, 0) | mtable[node.type][len(piv) - 1][i][off]
             if not found:
                 break
         # Enter child ``i`` of ``node`` (range ``[start, piv[i]]``).
         cmps += off - i + 1
         lines += table[node.type][len(piv) - 1][i][off]
+        b = node.blk
+        rd[b] = rd.get(b, 0) | mtable[node.type][len(piv) - 1][i][off]
         stack.append((node, piv, gaps, nmin, i))
         nmin = start
         nmax = piv[i]
@@ -307,5 +347,5 @@ def search_reverse(tree: MapleTree, lo: int, hi: int, size: int) -> int:
     c.walks += 1
     c.nodes_visited += visited
     c.comparisons += cmps
-    c.cache_lines += lines
+    c.line_accesses += lines
     return res

@@ -68,6 +68,9 @@ class MapleNode:
     slots: list[Any]
     gaps: list[int] | None = None
     parent: MapleNode | None = None
+    #: modelled address >> 8 (a node is one 256-byte block: lines 4*blk..4*blk+3);
+    #: 0 for nodes that are not from the node cache (a throw-away root leaf)
+    blk: int = 0
 
     @property
     def is_leaf(self) -> bool:
@@ -215,3 +218,116 @@ FULL_SCAN_LINES: tuple[tuple[int, ...], ...] = tuple(
     else ()
     for t in range(4)
 )
+
+
+# ---------------------------------------------------------------------------
+# Line masks: the same reads as lines *touched* (bit i = line i of the node),
+# for the distinct-lines model (``Counters.touch_block(node.blk, mask)``).
+
+
+@cache
+def _mask_for(type_: int, end: int, lo: int, hi: int, *, gaps: bool, data_end: bool = True) -> int:
+    """Bit mask of the lines read when scanning offsets lo..hi (``_lines_for``);
+    without ``data_end`` the step does not read ``ma_data_end`` (pivot[14] /
+    metadata): ``mtree_lookup_walk`` since 6.8 scans pivots up to the one
+    that stops it and reads the slot, nothing else."""
+    mask = 0
+    if type_ == MAPLE_ARANGE64:
+        if data_end:
+            mask |= 1 << _line(240)
+        slot0, gap0, npiv = 80, 160, 9
+    else:
+        if data_end:
+            mask |= 1 << _line(_pivot_byte(14))
+            if end < 14:
+                mask |= 1 << _line(248)
+        slot0, gap0, npiv = 128, 0, 15
+    if data_end:
+        last_cmp = min(hi, end - 1) if end else 0
+        for i in range(lo, last_cmp + 1):
+            if i < end or end == 0:
+                mask |= 1 << _line(_pivot_byte(i))
+    else:
+        for i in range(lo, min(hi, npiv - 1) + 1):
+            mask |= 1 << _line(_pivot_byte(i))
+    if not data_end:  # the lookup walk follows one slot
+        return mask | 1 << _line(slot0 + 8 * hi)
+    for i in range(lo, hi + 1):
+        mask |= 1 << _line(slot0 + 8 * i)
+        if gaps and type_ == MAPLE_ARANGE64:
+            mask |= 1 << _line(gap0 + 8 * i)
+    return mask
+
+
+def _table(fn) -> tuple:  # type: ignore[no-untyped-def]
+    return tuple(
+        tuple(tuple(fn(t, end, off) for off in range(end + 1)) for end in range(MT_SLOTS[t]))
+        if t
+        else ()
+        for t in range(4)
+    )
+
+
+#: DESCEND_MASK[type][end][offset]: lines a descent step reads (DESCEND_LINES as a mask)
+DESCEND_MASK = _table(lambda t, end, off: _mask_for(t, end, 0, off, gaps=False))
+#: LOAD_MASK[type][end][offset]: lines an ``mtree_lookup_walk`` step reads
+#: (no data-end read: pivots 0..offset, the slot)
+LOAD_MASK = _table(lambda t, end, off: _mask_for(t, end, 0, off, gaps=False, data_end=False))
+#: GAP_SCAN_MASK[type][end][lo][hi]: GAP_SCAN_LINES as masks
+GAP_SCAN_MASK = tuple(
+    tuple(
+        tuple(
+            tuple(_mask_for(t, end, lo, hi, gaps=True) if lo <= hi else 0 for hi in range(end + 1))
+            for lo in range(end + 1)
+        )
+        for end in range(MT_SLOTS[t])
+    )
+    if t
+    else ()
+    for t in range(4)
+)
+#: FULL_SCAN_MASK[type][end]: a whole-node scan (``mas_leaf_max_gap``)
+FULL_SCAN_MASK = tuple(
+    tuple(_mask_for(t, end, 0, end, gaps=False) for end in range(MT_SLOTS[t])) if t else ()
+    for t in range(4)
+)
+
+
+@cache
+def write_mask(type_: int, lo: int, hi: int, meta: bool) -> int:
+    """Lines written when pivots and slots ``lo..hi`` of a node are stored
+    (a slot store, an append), plus the metadata line when ``meta`` (the
+    node's end changes: ``ma_set_meta``)."""
+    if type_ == MAPLE_ARANGE64:
+        slot0, npiv, meta_byte = 80, 9, 240
+    else:
+        slot0, npiv, meta_byte = 128, 15, 248
+    mask = 0
+    for i in range(lo, hi + 1):
+        if i < npiv:
+            mask |= 1 << _line(_pivot_byte(i))
+        mask |= 1 << _line(slot0 + 8 * i)
+    if meta:
+        mask |= 1 << _line(meta_byte)
+    return mask
+
+
+def slot_mask(type_: int, i: int) -> int:
+    """The line of slot ``i``."""
+    return 1 << _line((80 if type_ == MAPLE_ARANGE64 else 128) + 8 * i)
+
+
+def gap_mask(i: int) -> int:
+    """The line of an arange_64 node's ``gap[i]``."""
+    return 1 << _line(160 + 8 * i)
+
+
+#: all four lines of a node (a new node written whole, a node store's memcpy)
+NODE_MASK = 0xF
+#: the gap array and metadata of an arange_64 node (lines 2-3: ``ma_max_gap``)
+GAPS_READ_MASK = (1 << _line(160)) | (1 << _line(232)) | (1 << _line(240))
+
+
+def pivot_mask(i: int) -> int:
+    """The line of ``pivot[i]`` (same offset in every node type; none past the last)."""
+    return 1 << _line(_pivot_byte(min(i, 14)))

@@ -65,7 +65,7 @@ class MapleTree:
         #: Bumped by every write; states positioned earlier re-walk.
         self.seq = 0
         #: The internal part of the last descent (``walk._path``), or None.
-        self.walk_memo: tuple[int, MapleNode, int, int, int, int] | None = None
+        self.walk_memo: tuple[Any, ...] | None = None
         self._mas = MapleState(self)
 
     @property

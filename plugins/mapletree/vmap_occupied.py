@@ -443,7 +443,7 @@ class OccupiedBusyView:
             else:
                 # The find's walk (mtree_load, counted as such) ...
                 c = tree.counters
-                w, n, k, ln = c.walks, c.nodes_visited, c.comparisons, c.cache_lines
+                w, n, k, ln = c.walks, c.nodes_visited, c.comparisons, c.line_accesses
                 pos = descend(tree, addr)
                 entry = pos[0].slots[pos[1]]
                 if not self._mine(entry):
@@ -457,7 +457,7 @@ class OccupiedBusyView:
                     c.walks += c.walks - w
                     c.nodes_visited += c.nodes_visited - n
                     c.comparisons += c.comparisons - k
-                    c.cache_lines += c.cache_lines - ln
+                    c.line_accesses += c.line_accesses - ln  # raw; distinct lines: once
                     tree.store_range_walked(addr, va.va_end - 1, RESERVED, pos)
             self._n -= 1
             return va

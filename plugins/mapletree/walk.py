@@ -11,8 +11,21 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
+from vmapsim import POPCOUNT4
+
 from .errors import ZERO_ENTRY
-from .node import COST_MASK, COST_SHIFT, DESCEND_COST, MAPLE_LEAF64, ULONG_MAX, MapleNode
+from .node import (
+    COST_MASK,
+    COST_SHIFT,
+    DESCEND_COST,
+    DESCEND_MASK,
+    LOAD_MASK,
+    MAPLE_LEAF64,
+    ULONG_MAX,
+    MapleNode,
+    pivot_mask,
+    slot_mask,
+)
 
 if TYPE_CHECKING:
     from .tree import MapleTree
@@ -23,13 +36,28 @@ __all__ = ["descend", "load", "next_leaf", "prev_leaf", "virtual_root_leaf"]
 #: rather than ``end``, saving a subtraction per level.
 _COST_BY_LEN = tuple(((), *per_type) for per_type in DESCEND_COST)
 _LEAF_COST = _COST_BY_LEN[MAPLE_LEAF64]
+#: DESCEND_MASK / LOAD_MASK rows indexed by ``len(pivots)``, as _COST_BY_LEN
+_MASK_BY_LEN = tuple(((), *per_type) for per_type in DESCEND_MASK)
+_LEAF_MASK = _MASK_BY_LEN[MAPLE_LEAF64]
+_LOAD_BY_LEN = tuple(((), *per_type) for per_type in LOAD_MASK)
+_LEAF_LOAD = _LOAD_BY_LEN[MAPLE_LEAF64]
 
 
-def _path(tree: MapleTree, index: int) -> tuple[int, MapleNode, int, int, int, int]:
+def _touch_path(tree: MapleTree, touches: tuple[int, ...]) -> None:
+    """Record the internal steps' line reads (``blk, mask`` pairs, flat)."""
+    rd = tree.counters.rd
+    for k in range(0, len(touches), 2):
+        b = touches[k]
+        rd[b] = rd.get(b, 0) | touches[k + 1]
+
+
+def _path(tree: MapleTree, index: int) -> tuple[Any, ...]:
     """The internal levels of a descent to ``index`` (a tree with a root node):
-    ``(version, leaf, leaf_min, leaf_max, cost, parent_offset)``, ``cost``
-    being the packed :data:`DESCEND_COST` of the ``height - 1`` internal
-    steps.
+    ``(version, leaf, leaf_min, leaf_max, cost, parent_offset, touches,
+    load_touches)``, ``cost`` being the packed :data:`DESCEND_COST` of the
+    ``height - 1`` internal steps and the touches their lines as flat
+    ``(blk, mask, ...)`` tuples (``mas_walk`` steps; ``mtree_lookup_walk``
+    steps).
 
     The result is kept as ``tree.walk_memo`` and reused for the next descent
     into the same leaf while the allocator's ``version`` is unchanged: no
@@ -47,16 +75,31 @@ def _path(tree: MapleTree, index: int) -> tuple[int, MapleNode, int, int, int, i
     poff = -1
     mn = 0
     height = tree.height
+    touches: list[int] = []
+    loads: list[int] = []
     if height > 1:
         itab = _COST_BY_LEN[tree.itype]
+        mtab = _MASK_BY_LEN[tree.itype]
+        ltab = _LOAD_BY_LEN[tree.itype]
         for _ in range(height - 1):
             piv = node.pivots
             poff = bisect_left(piv, index)
             cost += itab[len(piv)][poff]
+            touches += (node.blk, mtab[len(piv)][poff])
+            loads += (node.blk, ltab[len(piv)][poff])
             if poff:
                 mn = piv[poff - 1] + 1
             node = node.slots[poff]
-    memo = tree.walk_memo = (version, node, mn, node.pivots[-1], cost, poff)
+    memo = tree.walk_memo = (
+        version,
+        node,
+        mn,
+        node.pivots[-1],
+        cost,
+        poff,
+        tuple(touches),
+        tuple(loads),
+    )
     return memo
 
 
@@ -74,7 +117,10 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int, int]:
     tree's internal type, so the path runs ``height - 1`` internal steps with
     one cost table (:func:`_path`, memoised) and then reads the leaf.
     """
-    _, node, mn, _, cost, poff = _path(tree, index)
+    memo = _path(tree, index)
+    node = memo[1]
+    mn = memo[2]
+    cost = memo[4]
     piv = node.pivots
     off = bisect_left(piv, index)
     cost += _LEAF_COST[len(piv)][off]
@@ -82,21 +128,31 @@ def descend(tree: MapleTree, index: int) -> tuple[MapleNode, int, int, int]:
     c.walks += 1
     c.nodes_visited += tree.height
     c.comparisons += cost & COST_MASK
-    c.cache_lines += cost >> COST_SHIFT
-    return node, off, mn, poff
+    c.line_accesses += cost >> COST_SHIFT
+    touches = memo[6]
+    if touches:
+        _touch_path(tree, touches)
+    rd = c.rd
+    b = node.blk
+    rd[b] = rd.get(b, 0) | _LEAF_MASK[len(piv)][off]
+    return node, off, mn, memo[5]
 
 
 def load(tree: MapleTree, index: int) -> Any:
-    """``mtree_load()``: the entry at ``index``; NULL and ZERO_ENTRY read as None."""
+    """``mtree_load()``: the entry at ``index``; NULL and ZERO_ENTRY read as None.
+
+    ``mtree_lookup_walk`` (6.8 on) does not find a node's data end: each
+    step reads the pivots it compares and the slot it follows
+    (:data:`LOAD_MASK`); ``comparisons`` stay those of the range walk."""
     if tree.root is None:
         c = tree.counters
         c.walks += 1
         if tree.height == 0 and index == 0:
             return tree.root_entry
         return None
-    entry = _path(tree, index)  # (version, leaf, leaf_min, leaf_max, cost, parent_offset)
-    node = entry[1]
-    cost = entry[4]
+    memo = _path(tree, index)
+    node = memo[1]
+    cost = memo[4]
     piv = node.pivots
     off = bisect_left(piv, index)
     cost += _LEAF_COST[len(piv)][off]
@@ -104,7 +160,18 @@ def load(tree: MapleTree, index: int) -> Any:
     c.walks += 1
     c.nodes_visited += tree.height
     c.comparisons += cost & COST_MASK
-    c.cache_lines += cost >> COST_SHIFT
+    loads = memo[7]
+    n = 0
+    rd = c.rd
+    for k in range(0, len(loads), 2):
+        b = loads[k]
+        m = loads[k + 1]
+        rd[b] = rd.get(b, 0) | m
+        n += POPCOUNT4[m]
+    m = _LEAF_LOAD[len(piv)][off]
+    b = node.blk
+    rd[b] = rd.get(b, 0) | m
+    c.line_accesses += n + POPCOUNT4[m]
     entry = node.slots[off]
     if entry is ZERO_ENTRY:
         return None
@@ -127,11 +194,12 @@ def next_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
     """``mas_next_node()``: the leaf after ``leaf`` and its minimum, or None.
 
     Charges every node read on the way, up and down (the leaf left is not
-    one of them), two cache lines each: the pivot compared and the slot
-    followed.
+    one of them), two line reads each: the pivot compared and the slot
+    followed (the leaf reached: pivot 0 and slot 0).
     """
     node = leaf
     visited = 0
+    rd = tree.counters.rd
     while True:
         parent = node.parent
         if parent is None:
@@ -142,12 +210,16 @@ def next_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
         off = bisect_left(piv, node.pivots[-1])
         if off < len(piv) - 1:
             mn = piv[off] + 1
+            _read2(rd, parent, off, off + 1)
             node = parent.slots[off + 1]
             break
+        _read2(rd, parent, off, off)
         node = parent
     while node.type != MAPLE_LEAF64:
         visited += 1
+        _read2(rd, node, 0, 0)
         node = node.slots[0]
+    _read2(rd, node, 0, 0)
     _charge_move(tree, visited + 1)
     return node, mn
 
@@ -160,6 +232,7 @@ def prev_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
     leaf."""
     node = leaf
     visited = 0
+    rd = tree.counters.rd
     while True:
         parent = node.parent
         if parent is None:
@@ -170,15 +243,20 @@ def prev_leaf(tree: MapleTree, leaf: MapleNode) -> tuple[MapleNode, int] | None:
         off = bisect_left(piv, node.pivots[-1])
         if off:
             mn = piv[off - 2] + 1 if off > 1 else _node_min(parent)
+            _read2(rd, parent, off - 1, off - 1)
             node = parent.slots[off - 1]
             break
+        _read2(rd, parent, 0, 0)
         node = parent
     while node.type != MAPLE_LEAF64:
         visited += 1
         piv = node.pivots
         if len(piv) > 1:
             mn = piv[-2] + 1
+        _read2(rd, node, len(piv) - 1, len(piv) - 1)
         node = node.slots[-1]
+    last = len(node.pivots) - 1
+    _read2(rd, node, last, last)
     _charge_move(tree, visited + 1)
     return node, mn
 
@@ -187,7 +265,13 @@ def _charge_move(tree: MapleTree, visited: int) -> None:
     """Count a leaf-to-leaf move: ``visited`` nodes, two lines each."""
     c = tree.counters
     c.nodes_visited += visited
-    c.cache_lines += 2 * visited
+    c.line_accesses += 2 * visited
+
+
+def _read2(rd: dict[int, int], node: MapleNode, piv_i: int, slot_i: int) -> None:
+    """A move step reads ``pivot[piv_i]`` (when stored) and ``slot[slot_i]``."""
+    b = node.blk
+    rd[b] = rd.get(b, 0) | slot_mask(node.type, slot_i) | pivot_mask(piv_i)
 
 
 def _node_min(node: MapleNode) -> int:

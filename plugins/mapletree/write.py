@@ -22,16 +22,23 @@ import errno
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
+from vmapsim import POPCOUNT4
+
 from .errors import ZERO_ENTRY, MapleError
 from .gap import gap_up, leaf_max_gap
 from .node import (
     DEAD,
     FULL_SCAN_LINES,
+    FULL_SCAN_MASK,
     MAPLE_LEAF64,
+    MAPLE_RANGE64_SLOTS,
     MT_MIN_SLOTS,
     MT_SLOTS,
+    NODE_MASK,
     ULONG_MAX,
     MapleNode,
+    slot_mask,
+    write_mask,
 )
 from .walk import descend, node_min
 
@@ -50,6 +57,7 @@ __all__ = [
 ]
 
 _LEAF_SCAN_LINES = FULL_SCAN_LINES[MAPLE_LEAF64]
+_LEAF_SCAN_MASK = FULL_SCAN_MASK[MAPLE_LEAF64]
 
 # enum store_type
 WR_INVALID = 0
@@ -324,7 +332,7 @@ def _store_leaf(
     if wr_type == WR_EXACT_FIT:
         exact_fit(tree, leaf, o1, mn, entry)
     else:
-        _store_in_place(tree, leaf, o1, o2, mn, first, last, entry)
+        _store_in_place(tree, leaf, o1, o2, mn, first, last, entry, wr_type)
 
 
 def exact_fit(
@@ -344,9 +352,15 @@ def exact_fit(
     slots[o1] = entry
     c = tree.counters
     parent = leaf.parent
+    wr = c.wr
+    b = leaf.blk
+    wr[b] = wr.get(b, 0) | slot_mask(MAPLE_LEAF64, o1)
     if tree.is_alloc and parent is not None and (old is None) != (entry is None):
         piv = leaf.pivots
-        c.cache_lines += 1 + _LEAF_SCAN_LINES[len(slots) - 1]
+        # mas_update_gap(): mas_leaf_max_gap() rescans the leaf
+        c.line_accesses += 1 + _LEAF_SCAN_LINES[len(slots) - 1]
+        rd = c.rd
+        rd[b] = rd.get(b, 0) | _LEAF_SCAN_MASK[len(slots) - 1]
         size = piv[o1] - (piv[o1 - 1] + 1 if o1 else mn) + 1
         if poff < 0:
             poff = bisect_left(parent.pivots, piv[-1])
@@ -361,7 +375,7 @@ def exact_fit(
             if gap < recorded:
                 gap_up(tree, leaf, gap, poff)
     else:
-        c.cache_lines += 1
+        c.line_accesses += 1
 
 
 # ---------------------------------------------------------------------------
@@ -383,9 +397,15 @@ def _new(
         )
     mas.reserved -= 1
     node = tree.allocator.make(type_, pivots, slots, gaps, None)
+    # the node is written whole; each child's parent pointer (line 0) is
+    # rewritten when the new node adopts it (mas_adopt_children)
+    wr = tree.counters.wr
+    wr[node.blk] = wr.get(node.blk, 0) | NODE_MASK
     if type_ != MAPLE_LEAF64:
         for child in slots:
             child.parent = node
+            b = child.blk
+            wr[b] = wr.get(b, 0) | 1
     return node
 
 
@@ -431,7 +451,9 @@ def _replace(tree: MapleTree, old: MapleNode, new: MapleNode, gap: int) -> None:
         off = bisect_left(parent.pivots, old.pivots[-1])
         parent.slots[off] = new
         new.parent = parent
-        tree.counters.cache_lines += 1
+        c = tree.counters
+        c.line_accesses += 1
+        c.wr[parent.blk] = c.wr.get(parent.blk, 0) | slot_mask(parent.type, off)
     _free(tree, old)
     if parent is not None and tree.is_alloc:
         gap_up(tree, new, gap)
@@ -511,7 +533,7 @@ def _make_pieces(
         start = cut + 1
     if alloc and linked:
         tree.counters.gap_updates += len(pieces)
-    tree.counters.cache_lines += 4 * len(pieces)
+    tree.counters.line_accesses += 4 * len(pieces)
     return pieces, pgaps
 
 
@@ -541,6 +563,7 @@ def _store_in_place(
     first: int,
     last: int,
     entry: Any,
+    wr_type: int = WR_NODE_STORE,
 ) -> None:
     """``mas_wr_slot_store`` / ``mas_wr_node_store`` / ``mas_wr_append``, all
     in place (no RCU mode), then ``mas_update_gap``: ``[first, last]`` over
@@ -551,6 +574,21 @@ def _store_in_place(
     parent = leaf.parent
     s1 = piv[o1 - 1] + 1 if o1 else mn
     np_, ns = _segment(piv, slots, o1, o2, s1, first, last, entry)
+    # What the store writes: a slot store its slots' pivots and slots, an
+    # append the new tail and the metadata, a node store (no RCU mode:
+    # built aside and copied back whole, mas_wr_node_store) all 256 bytes.
+    old_end = len(slots) - 1
+    new_end = old_end - (o2 - o1 + 1) + len(ns)
+    if wr_type == WR_APPEND:
+        wmask = write_mask(MAPLE_LEAF64, o1, new_end, new_end < MAPLE_RANGE64_SLOTS - 1)
+    elif wr_type == WR_SLOT_STORE:
+        wmask = write_mask(MAPLE_LEAF64, o1, o2, False)
+    else:  # WR_NODE_STORE
+        wmask = NODE_MASK
+    c = tree.counters
+    wr = c.wr
+    b = leaf.blk
+    wr[b] = wr.get(b, 0) | wmask
     if tree.is_alloc and parent is not None:
         # NULL ranges removed and created by this store (the new pieces of
         # _segment: the left remnant of slot o1, the range written, the right
@@ -572,8 +610,9 @@ def _store_in_place(
         # mas_update_gap: the kernel rescans the leaf (mas_leaf_max_gap); the
         # rescan is skipped here when the recorded maximum cannot have
         # changed, but its cache lines are charged all the same.
-        c = tree.counters
-        c.cache_lines += 2 + _LEAF_SCAN_LINES[len(slots) - 1]
+        c.line_accesses += POPCOUNT4[wmask] + _LEAF_SCAN_LINES[len(slots) - 1]
+        rd = c.rd
+        rd[b] = rd.get(b, 0) | _LEAF_SCAN_MASK[len(slots) - 1]
         recorded = parent.gaps[bisect_left(parent.pivots, piv[-1])]
         if created > recorded:
             gap_up(tree, leaf, created)
@@ -587,7 +626,7 @@ def _store_in_place(
         return
     piv[o1 : o2 + 1] = np_
     slots[o1 : o2 + 1] = ns
-    tree.counters.cache_lines += 2
+    c.line_accesses += POPCOUNT4[wmask]
 
 
 def _leaf_bnode(mas: MapleState, entry: Any) -> tuple[list[int], list[Any]]:
@@ -632,7 +671,7 @@ def _split(
         parent = node.parent
         if len(bp) <= slot_count:
             new = _new(tree, mas, ctype, bp, bs, bg)
-            c.cache_lines += 4
+            c.line_accesses += 4
             _replace(tree, node, new, _gap_of(tree, ctype, bp, bs, bg, nmin))
             return
         if parent is None:
@@ -640,7 +679,7 @@ def _split(
             pieces, pgaps = _make_pieces(tree, mas, ctype, bp, bs, bg, nmin, [split, len(bp) - 1])
             _free(tree, node)
             root = _new(tree, mas, itype, [bp[split], ULONG_MAX], pieces, pgaps if alloc else None)
-            c.cache_lines += 4
+            c.line_accesses += 4
             tree.root = root
             tree.height += 1
             c.splits += 1
@@ -868,7 +907,8 @@ def _rebuild(
                 is_right, nb, nbmin = pulled
                 c.merges += 1
                 c.nodes_visited += 1
-                c.cache_lines += 4
+                c.line_accesses += 4
+                c.rd[nb.blk] = c.rd.get(nb.blk, 0) | NODE_MASK
                 if is_right:
                     bp = bp + nb.pivots
                     bs = bs + nb.slots
@@ -911,7 +951,7 @@ def _rebuild(
                 pieces,
                 pgaps if alloc else None,
             )
-            c.cache_lines += 4
+            c.line_accesses += 4
             tree.root = root
             tree.height = level + 1
             return
@@ -932,7 +972,7 @@ def _rebuild(
             # for one node and fits it; that node replaces the parent in
             # place and the ancestors above are left alone.
             new = _new(tree, mas, itype, bp, bs, bg)
-            c.cache_lines += 4
+            c.line_accesses += 4
             _replace(tree, lp, new, max(bg) if bg is not None else 0)
             return
         if loff:
@@ -958,7 +998,7 @@ def _new_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     tree.root = _new(tree, mas, MAPLE_LEAF64, [ULONG_MAX], [entry], None)
     tree.root_entry = None
     tree.height = 1
-    tree.counters.cache_lines += 4
+    tree.counters.line_accesses += 4
 
 
 def _store_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
@@ -990,4 +1030,4 @@ def _store_root(tree: MapleTree, mas: MapleState, entry: Any) -> None:
     tree.root = _new(tree, mas, MAPLE_LEAF64, piv, slots, None)
     tree.root_entry = None
     tree.height = 1
-    tree.counters.cache_lines += 4
+    tree.counters.line_accesses += 4

@@ -71,6 +71,7 @@ from vmapsim import (
     PAGE_SIZE,
     ComponentContext,
     Counters,
+    CountingLocks,
     InvariantError,
     VmapArea,
 )
@@ -131,6 +132,11 @@ class VmapBumpChunk:
     alloced: int = 0
     owner_cpu: int = -1
     desc: int = 0
+    #: the cost model's line of the chunk's header (``base``, ``limit``,
+    #: ``bump``, ``alloced``, ``link``); ``page_va[i]`` is at byte
+    #: ``64 + 8 * i`` of the descriptor (patch 11-12); patch 10: the per-CPU
+    #: ``vmap_bump`` variable's line
+    line: int = 0
     page_va: BoundsCheckedArray | list | None = None
     retired: bool = False
     freed_at: int | None = None
@@ -158,8 +164,17 @@ class PcpuBumpOverlay:
     and reads :attr:`kasan_reports`, :attr:`double_booked` and friends.
     """
 
-    def __init__(self, counters: Counters, warn: Callable[[str], None], params: Any) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        warn: Callable[[str], None],
+        params: Any,
+        locking: Any = None,
+    ) -> None:
         self.counters = counters
+        self._pcpu_line = -1
+        #: the allocator's lock calls (``ComponentContext.locking``)
+        self.locking = locking if locking is not None else CountingLocks(counters)
         self.warn = warn
         arch = params.get("arch")
         self.vmalloc_start = arch.vmalloc_start
@@ -257,12 +272,22 @@ class PcpuBumpOverlay:
     def bump(self, va: VmapArea, size: int, align: int, cpu: int, now: int) -> bool:
         """The bump itself (``vmap_bump_alloc()`` after its eligibility test
         and, at 11-12, after the ``vmap_area`` was allocated): set ``va``'s
-        range and True; False on a miss (no chunk, or no room)."""
-        c = self.counters
+        range and True; False on a miss (no chunk, or no room).  Patch 10
+        holds this CPU's ``vmap_bump_lock``, 11-12 disable preemption."""
+        lk = self.locking
         if self.mode == 10:
-            c.locks["vmap_bump_lock"] += 1
+            lk.spin_lock("vmap_bump_lock", cpu)
+            ok = self._bump(va, size, align, cpu, now)
+            lk.spin_unlock("vmap_bump_lock", cpu)
         else:
-            c.locks["preempt_disable"] += 1
+            lk.preempt_disable(cpu)
+            ok = self._bump(va, size, align, cpu, now)
+            lk.preempt_enable(cpu)
+        return ok
+
+    def _bump(self, va: VmapArea, size: int, align: int, cpu: int, now: int) -> bool:
+        """:meth:`bump` inside its lock / preempt-disabled section."""
+        c = self.counters
         chunk = self.current[cpu]
         if chunk is None:
             return False
@@ -286,7 +311,8 @@ class PcpuBumpOverlay:
         chunk.bump = new_bump
         va.va_start = aligned
         va.va_end = new_bump
-        c.cache_lines += 1  # the per-CPU chunk
+        c.line_accesses += 1  # the per-CPU chunk
+        c.touch(chunk.line, True)
         if chunk.retired:
             self.double_booked += 1
         if self.mode == 10:
@@ -300,7 +326,8 @@ class PcpuBumpOverlay:
             else:  # patch 12's pointer walk: not instrumented
                 chunk.page_va[idx : idx + n_pages] = [va] * n_pages
             chunk.alloced += n_pages
-            c.cache_lines += ((idx + n_pages) * 8 >> 6) - (idx * 8 >> 6) + 1
+            c.line_accesses += ((idx + n_pages) * 8 >> 6) - (idx * 8 >> 6) + 1
+            c.touch_range(((chunk.line + 1) << 6) + idx * 8, n_pages * 8, True)
         c.overlay_allocs += 1
         return True
 
@@ -321,10 +348,19 @@ class PcpuBumpOverlay:
         c = self.counters
         c.overlay_chunk_reserves += 1
         self.by_base[chunk.base] = chunk
+        mem = c.mem
+        if self.mode == 10:  # DEFINE_PER_CPU(struct vmap_bump_chunk, vmap_bump)
+            if self._pcpu_line < 0:
+                self._pcpu_line = mem.percpu(64, 64)
+            chunk.line = mem.this_cpu(self._pcpu_line, cpu) >> 6
+        else:  # kvzalloc'd descriptor: header, then page_va[]
+            chunk.line = mem.pages(64 + 8 * VMAP_BUMP_CHUNK_PAGES) >> 6
+        lk = self.locking
         if self.mode == 10:
-            c.locks["vmap_bump_lock"] += 1
+            lk.spin_lock("vmap_bump_lock", cpu)
             self.chunk_list.append(chunk)
             self.current[cpu] = chunk
+            lk.spin_unlock("vmap_bump_lock", cpu)
             return
         if not chunk.desc:  # the flow did not kvzalloc() it: a modelled address
             chunk.desc = self._next_desc
@@ -336,14 +372,16 @@ class PcpuBumpOverlay:
             )
         else:
             chunk.page_va = [None] * VMAP_BUMP_CHUNK_PAGES
-        c.locks["vmap_bump_chunks_lock"] += 1
+        lk.spin_lock("vmap_bump_chunks_lock")
         self.chunk_list.insert(0, chunk)
         self.lo = min(self.lo, chunk.base)
         self.hi = max(self.hi, chunk.limit)
-        c.locks["preempt_disable"] += 1
+        lk.spin_unlock("vmap_bump_chunks_lock")
+        lk.preempt_disable(cpu)
         if self.mode == 12:
             chunk.owner_cpu = cpu
         self.current[cpu] = chunk
+        lk.preempt_enable(cpu)
 
     # -- lookup ---------------------------------------------------------------
     def chunk_lookup(self, addr: int, cpu: int | None, now: int) -> VmapBumpChunk | None:
@@ -359,11 +397,15 @@ class PcpuBumpOverlay:
                 self._touch(cur, "vmap_chunk_lookup", cpu, now)
                 if cur.base <= addr < cur.limit:
                     return cur
-        c.locks["rcu_read_lock"] += 1
+        lk = self.locking
+        lk.rcu_read_lock()
         for chunk in self.chunk_list:
             c.comparisons += 1
+            c.touch(chunk.line)
             if chunk.base <= addr < chunk.limit:
+                lk.rcu_read_unlock()
                 return chunk
+        lk.rcu_read_unlock()
         return None
 
     def lookup(self, addr: int, cpu: int | None = None, now: int = 0) -> VmapArea | None:
@@ -379,7 +421,10 @@ class PcpuBumpOverlay:
         if idx >= VMAP_BUMP_CHUNK_PAGES:
             return None
         va = chunk.page_va[idx]
-        self.counters.cache_lines += 2  # the descriptor, the slot
+        c = self.counters
+        c.line_accesses += 2  # the descriptor, the slot
+        c.touch(chunk.line)
+        c.touch((chunk.line + 1 + (idx >> 3)), False)
         if va is not None:
             self.counters.overlay_lookups += 1
         return va
@@ -442,6 +487,9 @@ class PcpuBumpOverlay:
             return None
         slots = chunk.page_va if self.mode == 12 else chunk.page_va.slots
         slots[idx : idx + n_pages] = [None] * n_pages  # memset: not instrumented
+        c0 = self.counters
+        c0.touch_range(((chunk.line + 1) << 6) + idx * 8, n_pages * 8, True)
+        c0.touch(chunk.line, True)  # atomic_sub_return(&chunk->alloced)
         chunk.freed_pages += n_pages
         self._mark_dirty(va)
         c = self.counters
@@ -466,9 +514,10 @@ class PcpuBumpOverlay:
             # retire at 11): the kernel would list_del_rcu a deleted entry and
             # erase a range that is no longer the chunk's; the model stops here
             return
-        c.locks["vmap_bump_chunks_lock"] += 1
+        self.locking.spin_lock("vmap_bump_chunks_lock")
         if chunk in self.chunk_list:
             self.chunk_list.remove(chunk)
+        self.locking.spin_unlock("vmap_bump_chunks_lock")
         d = self._dirty
         if d is not None and d[0] < chunk.limit and chunk.base < d[1]:
             self.retired_unflushed += 1
@@ -587,4 +636,4 @@ def _base(chunk: VmapBumpChunk) -> int:
 
 def make_overlay(ctx: ComponentContext) -> PcpuBumpOverlay:
     """Factory for ``overlay=pcpu-bump``: one per allocator."""
-    return PcpuBumpOverlay(ctx.counters, ctx.warn, ctx.params)
+    return PcpuBumpOverlay(ctx.counters, ctx.warn, ctx.params, ctx.locking)

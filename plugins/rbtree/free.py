@@ -11,7 +11,7 @@ from typing import Any
 
 from vmapsim import Counters, StructLayout, VmapArea, is_within_this_va
 
-from .rbtree import ULONG_MASK, RbList
+from .rbtree import ULONG_MASK, RbList, _touch
 
 __all__ = ["RbFreeIndex", "is_within_this_va"]
 
@@ -60,11 +60,16 @@ class RbFreeIndex(RbList):
         visited = 0
         lines = 0
         found = None
+        rd = self.counters.rd
+        atab = self.blocks_augment
+        stab = self.blocks_subtree
         while node is not None:
             visited += 1
             lines += tbl[node.slab_pos]
+            _touch(rd, node, atab)
             s = node.va_start
             left = node.rb_left
+            _touch(rd, left, stab)  # get_subtree_max_size(node->rb_left)
             if (left.subtree_max_size if left is not None else 0) >= length and vstart < s:
                 node = left
                 continue
@@ -74,6 +79,7 @@ class RbFreeIndex(RbList):
                 found = node
                 break
             right = node.rb_right
+            _touch(rd, right, stab)
             if (right.subtree_max_size if right is not None else 0) >= length:
                 node = right
                 continue
@@ -84,12 +90,14 @@ class RbFreeIndex(RbList):
                     break
                 visited += 1
                 lines += tbl[node.slab_pos]
+                _touch(rd, node, atab)
                 s = node.va_start
                 nva = ((s if s > vstart else vstart) + am1) & amask
                 if nva >= vstart and nva + size <= node.va_end:
                     found = node
                     break
                 right = node.rb_right
+                _touch(rd, right, stab)
                 if (right.subtree_max_size if right is not None else 0) >= length and vstart <= s:
                     # the left side and node itself are done: resume right of it
                     vstart = s + 1
@@ -101,7 +109,7 @@ class RbFreeIndex(RbList):
         c.walks += 1
         c.nodes_visited += visited
         c.comparisons += visited
-        c.cache_lines += lines
+        c.line_accesses += lines
         return found
 
     def insert(self, va: VmapArea, near: VmapArea | None = None) -> bool:

@@ -36,6 +36,7 @@ from vmapsim import (
     InvariantError,
     StructLayout,
     VmapArea,
+    field_blocks_table,
     field_lines_table,
 )
 
@@ -61,6 +62,44 @@ AUGMENT_FIELDS = ("va_start", "va_end", "rb_node", "subtree_max_size")
 LOOKUP_FIELDS = ("va_start", "va_end", "rb_node")
 #: fields rb_erase's in-order successor search reads per node (``rb_left``)
 SUCCESSOR_FIELDS = ("rb_node",)
+#: fields a recomputation reads of each child (``compute_subtree_max_size``)
+#: and writes of the node whose value changed
+SUBTREE_FIELDS = ("subtree_max_size",)
+#: the fields a relink or a recolour writes (``__rb_parent_color``, children)
+RB_NODE_FIELDS = ("rb_node",)
+#: the list_head a list_add / list_del writes
+LIST_FIELDS = ("list",)
+
+
+def _flat(layout: StructLayout, fields: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    """``field_blocks_table`` as ``(block, mask, next block's mask)`` per slab
+    position: an object of at most 256 bytes covers at most two
+    consecutive 256-byte blocks, so one tuple and no loop per touch."""
+    out = []
+    for entry in field_blocks_table(layout, fields):
+        if not entry:
+            out.append((0, 0, 0))
+            continue
+        (b0, m0), *rest = entry
+        m1 = 0
+        if rest:
+            (b1, m1), *more = rest
+            assert b1 == b0 + 1 and not more, "an object spans two consecutive blocks at most"
+        out.append((b0, m0, m1))
+    return tuple(out)
+
+
+def _touch(d: dict[int, int], va: VmapArea | None, table: tuple) -> None:
+    """Record ``va``'s lines of a field set (a :func:`_flat` table) in ``d``
+    (the counters' ``rd`` or ``wr``)."""
+    if va is None:
+        return
+    e = table[va.slab_pos]
+    k = va.slab_blk + e[0]
+    d[k] = d.get(k, 0) | e[1]
+    if e[2]:
+        k += 1
+        d[k] = d.get(k, 0) | e[2]
 
 
 def layout_from_params(params: Mapping[str, Any] | None) -> StructLayout:
@@ -95,6 +134,11 @@ class RbTree:
 
     __slots__ = (
         "augmented",
+        "blocks_augment",
+        "blocks_list",
+        "blocks_lookup",
+        "blocks_node",
+        "blocks_subtree",
         "counters",
         "lines_augment",
         "lines_lookup",
@@ -121,6 +165,47 @@ class RbTree:
         self.lines_lookup: tuple[int, ...] = field_lines_table(layout, LOOKUP_FIELDS)
         #: cache lines per slab position for a step of rb_erase's successor search
         self.lines_successor: tuple[int, ...] = field_lines_table(layout, SUCCESSOR_FIELDS)
+        #: the same reads as touches (``field_blocks_table``), and the
+        #: field sets the write paths touch
+        self.blocks_augment = _flat(layout, AUGMENT_FIELDS)
+        self.blocks_lookup = _flat(layout, LOOKUP_FIELDS)
+        self.blocks_node = _flat(layout, RB_NODE_FIELDS)
+        self.blocks_subtree = _flat(layout, SUBTREE_FIELDS)
+        self.blocks_list = _flat(layout, LIST_FIELDS)
+
+    def _wnode(self, *vas: VmapArea | None) -> None:
+        """The rb_node of each of ``vas`` is written (relink, recolour)."""
+        wr = self.counters.wr
+        t = self.blocks_node
+        for va in vas:
+            _touch(wr, va, t)
+
+    def _rnode(self, *vas: VmapArea | None) -> None:
+        """The rb_node of each of ``vas`` is read (an uncle's or sibling's colour)."""
+        rd = self.counters.rd
+        t = self.blocks_node
+        for va in vas:
+            _touch(rd, va, t)
+
+    def _recompute_read(self, va: VmapArea) -> None:
+        """A propagate step's reads: ``va``'s augment fields and both
+        children's ``subtree_max_size``."""
+        rd = self.counters.rd
+        _touch(rd, va, self.blocks_augment)
+        t = self.blocks_subtree
+        _touch(rd, va.rb_left, t)
+        _touch(rd, va.rb_right, t)
+
+    def _recompute(self, va: VmapArea) -> None:
+        """``compute_subtree_max_size(va)``'s reads (``va``'s augment fields,
+        both children's ``subtree_max_size``) and the write of the result."""
+        c = self.counters
+        rd = c.rd
+        _touch(rd, va, self.blocks_augment)
+        t = self.blocks_subtree
+        _touch(rd, va.rb_left, t)
+        _touch(rd, va.rb_right, t)
+        _touch(c.wr, va, t)
 
     # -- helpers --------------------------------------------------------
 
@@ -130,8 +215,10 @@ class RbTree:
             self.rb_node = new
         elif parent.rb_left is old:
             parent.rb_left = new
+            _touch(self.counters.wr, parent, self.blocks_node)
         else:
             parent.rb_right = new
+            _touch(self.counters.wr, parent, self.blocks_node)
 
     # -- insertion ------------------------------------------------------
 
@@ -146,6 +233,7 @@ class RbTree:
         node.rb_parent = parent
         node.rb_left = node.rb_right = None
         node.rb_red = True
+        self._wnode(node, parent)  # rb_link_node()
         if parent is None:
             self.rb_node = node
         elif left:
@@ -165,6 +253,7 @@ class RbTree:
                 break
             gparent = parent.rb_parent  # a red parent is never the root
             uncle = gparent.rb_right
+            self._rnode(gparent, uncle if parent is not uncle else gparent.rb_left)
             if parent is not uncle:
                 # parent is gparent's left child
                 if uncle is not None and uncle.rb_red:
@@ -172,6 +261,7 @@ class RbTree:
                     uncle.rb_red = False
                     parent.rb_red = False
                     gparent.rb_red = True
+                    self._wnode(uncle, parent, gparent)
                     node = gparent
                     parent = node.rb_parent
                     continue
@@ -186,9 +276,12 @@ class RbTree:
                     node.rb_parent = gparent
                     gparent.rb_left = node
                     rot += 1
+                    self._wnode(node, parent, gparent, tmp)
                     if aug:
                         node.subtree_max_size = parent.subtree_max_size
                         parent.subtree_max_size = compute_subtree_max_size(parent)
+                        self._recompute(parent)
+                        _touch(self.counters.wr, node, self.blocks_subtree)
                         upd += 1
                     parent = node
                 # right-rotate at gparent
@@ -204,6 +297,7 @@ class RbTree:
                     uncle.rb_red = False
                     parent.rb_red = False
                     gparent.rb_red = True
+                    self._wnode(uncle, parent, gparent)
                     node = gparent
                     parent = node.rb_parent
                     continue
@@ -217,9 +311,12 @@ class RbTree:
                     node.rb_parent = gparent
                     gparent.rb_right = node
                     rot += 1
+                    self._wnode(node, parent, gparent, tmp)
                     if aug:
                         node.subtree_max_size = parent.subtree_max_size
                         parent.subtree_max_size = compute_subtree_max_size(parent)
+                        self._recompute(parent)
+                        _touch(self.counters.wr, node, self.blocks_subtree)
                         upd += 1
                     parent = node
                 tmp = parent.rb_left
@@ -235,9 +332,12 @@ class RbTree:
             parent.rb_red = False
             gparent.rb_red = True
             rot += 1
+            self._wnode(parent, gparent, tmp)
             if aug:
                 parent.subtree_max_size = gparent.subtree_max_size
                 gparent.subtree_max_size = compute_subtree_max_size(gparent)
+                self._recompute(gparent)
+                _touch(self.counters.wr, parent, self.blocks_subtree)
                 upd += 1
             break
 
@@ -256,7 +356,7 @@ class RbTree:
 
         Counts the rotations; in augmented mode one ``augment_updates`` per
         rotation and per propagate step; ``nodes_visited`` and
-        ``cache_lines`` for the nodes the successor search and the propagate
+        ``line_accesses`` (and touches) for the nodes the successor search and the propagate
         steps read (docs/rbtree.md, "Counters").
         """
         aug = self.augmented
@@ -274,6 +374,7 @@ class RbTree:
                 # a lone child is red; it takes node's colour (black)
                 child.rb_parent = parent
                 child.rb_red = node.rb_red
+                self._wnode(child)
                 rebalance = None
             else:
                 rebalance = parent if not node.rb_red else None
@@ -282,6 +383,7 @@ class RbTree:
             # only a left child: it replaces node and takes its colour
             tmp.rb_parent = pnode
             tmp.rb_red = node.rb_red
+            self._wnode(tmp)
             self._change_child(node, tmp, pnode)
             rebalance = None
             from_node = pnode
@@ -291,6 +393,7 @@ class RbTree:
             tbl = self.lines_successor  # the search reads each node's rb_left only
             visited = 1
             lines = tbl[child.slab_pos]
+            self._rnode(child)
             tmp = child.rb_left
             if tmp is None:
                 # the successor is node's right child
@@ -304,6 +407,7 @@ class RbTree:
                     successor = tmp
                     visited += 1
                     lines += tbl[tmp.slab_pos]
+                    self._rnode(tmp)
                     tmp = tmp.rb_left
                 child2 = successor.rb_right
                 parent.rb_left = child2
@@ -318,9 +422,11 @@ class RbTree:
                         m = compute_subtree_max_size(p)
                         upd += 1
                         lines += atbl[p.slab_pos]
+                        self._recompute_read(p)
                         if p.subtree_max_size == m:
                             break
                         p.subtree_max_size = m
+                        _touch(self.counters.wr, p, self.blocks_subtree)
                         p = p.rb_parent
             tmp = node.rb_left
             successor.rb_left = tmp
@@ -334,6 +440,7 @@ class RbTree:
                 rebalance = parent if not successor.rb_red else None
             successor.rb_parent = pnode
             successor.rb_red = node.rb_red
+            self._wnode(successor, parent, child, tmp, child2)
             from_node = successor
         if aug:
             # propagate callback up to the root, stopping when unchanged
@@ -343,9 +450,11 @@ class RbTree:
                 m = compute_subtree_max_size(p)
                 upd += 1
                 lines += atbl[p.slab_pos]
+                self._recompute_read(p)
                 if p.subtree_max_size == m:
                     break
                 p.subtree_max_size = m
+                _touch(self.counters.wr, p, self.blocks_subtree)
                 p = p.rb_parent
         node.rb_parent = node.rb_left = node.rb_right = None
         node.rb_red = False
@@ -356,7 +465,7 @@ class RbTree:
             c.augment_updates += upd + (rot if aug else 0)
             # the successor search's nodes and every node a propagate step read
             c.nodes_visited += visited + upd
-            c.cache_lines += lines
+            c.line_accesses += lines
 
     def _erase_color(self, parent: VmapArea) -> int:
         """``____rb_erase_color()``: restore the black height below ``parent``.
@@ -369,6 +478,8 @@ class RbTree:
         node: VmapArea | None = None
         while True:
             sibling = parent.rb_right
+            # the sibling's colour and its children's
+            self._rnode(parent, sibling if node is not sibling else parent.rb_left)
             if node is not sibling:
                 # node is parent's left child (node may be None)
                 if sibling.rb_red:
@@ -379,9 +490,11 @@ class RbTree:
                     sibling.rb_left = parent
                     self._rotate_set_parents(parent, sibling, True)
                     rot += 1
+                    self._wnode(parent, sibling, parent.rb_left, parent.rb_right)
                     if aug:
                         sibling.subtree_max_size = parent.subtree_max_size
                         parent.subtree_max_size = compute_subtree_max_size(parent)
+                        self._recompute(parent)
                     sibling = tmp1
                 tmp1 = sibling.rb_right
                 if tmp1 is None or not tmp1.rb_red:
@@ -389,6 +502,7 @@ class RbTree:
                     if tmp2 is None or not tmp2.rb_red:
                         # black sibling with black children: recolour
                         sibling.rb_red = True
+                        self._wnode(sibling, parent)
                         if parent.rb_red:
                             parent.rb_red = False
                         else:
@@ -408,9 +522,11 @@ class RbTree:
                     parent.rb_right = tmp2
                     tmp2.rb_parent = parent
                     rot += 1
+                    self._wnode(tmp1, tmp2, sibling, parent)
                     if aug:
                         tmp2.subtree_max_size = sibling.subtree_max_size
                         sibling.subtree_max_size = compute_subtree_max_size(sibling)
+                        self._recompute(sibling)
                     tmp1 = sibling
                     sibling = tmp2
                 # sibling's far child red: left-rotate at parent
@@ -423,9 +539,11 @@ class RbTree:
                 tmp1.rb_red = False
                 self._rotate_set_parents(parent, sibling, False)
                 rot += 1
+                self._wnode(parent, sibling, parent.rb_left, parent.rb_right)
                 if aug:
                     sibling.subtree_max_size = parent.subtree_max_size
                     parent.subtree_max_size = compute_subtree_max_size(parent)
+                    self._recompute(parent)
                 break
             else:
                 # mirror image: node is parent's right child
@@ -437,15 +555,18 @@ class RbTree:
                     sibling.rb_right = parent
                     self._rotate_set_parents(parent, sibling, True)
                     rot += 1
+                    self._wnode(parent, sibling, parent.rb_left, parent.rb_right)
                     if aug:
                         sibling.subtree_max_size = parent.subtree_max_size
                         parent.subtree_max_size = compute_subtree_max_size(parent)
+                        self._recompute(parent)
                     sibling = tmp1
                 tmp1 = sibling.rb_left
                 if tmp1 is None or not tmp1.rb_red:
                     tmp2 = sibling.rb_right
                     if tmp2 is None or not tmp2.rb_red:
                         sibling.rb_red = True
+                        self._wnode(sibling, parent)
                         if parent.rb_red:
                             parent.rb_red = False
                         else:
@@ -464,9 +585,11 @@ class RbTree:
                     parent.rb_left = tmp2
                     tmp2.rb_parent = parent
                     rot += 1
+                    self._wnode(tmp1, tmp2, sibling, parent)
                     if aug:
                         tmp2.subtree_max_size = sibling.subtree_max_size
                         sibling.subtree_max_size = compute_subtree_max_size(sibling)
+                        self._recompute(sibling)
                     tmp1 = sibling
                     sibling = tmp2
                 tmp2 = sibling.rb_right
@@ -478,9 +601,11 @@ class RbTree:
                 tmp1.rb_red = False
                 self._rotate_set_parents(parent, sibling, False)
                 rot += 1
+                self._wnode(parent, sibling, parent.rb_left, parent.rb_right)
                 if aug:
                     sibling.subtree_max_size = parent.subtree_max_size
                     parent.subtree_max_size = compute_subtree_max_size(parent)
+                    self._recompute(parent)
                 break
         return rot
 
@@ -516,15 +641,17 @@ class RbTree:
                 m = c.subtree_max_size
             upd += 1
             lines += tbl[node.slab_pos]
+            self._recompute_read(node)
             if node.subtree_max_size == m:
                 break
             node.subtree_max_size = m
+            _touch(self.counters.wr, node, self.blocks_subtree)
             node = node.rb_parent
         c = self.counters
         c.walks += 1
         c.augment_updates += upd
         c.nodes_visited += upd
-        c.cache_lines += lines
+        c.line_accesses += lines
 
     # -- checking -------------------------------------------------------
 
@@ -617,7 +744,7 @@ class RbList(RbTree):
     tree); ``nr`` counts the linked areas.
     """
 
-    __slots__ = ("head", "nr", "warn")
+    __slots__ = ("head", "head_line", "nr", "warn")
 
     def __init__(
         self,
@@ -632,6 +759,9 @@ class RbList(RbTree):
         head = VmapArea(0, 0)
         head.list_next = head.list_prev = head
         self.head = head
+        #: the line of the tree's root pointer and list head (``struct
+        #: rb_list`` / the free tree's globals), in the model's static data
+        self.head_line = counters.mem.static(64, 64) >> 6
         self.nr = 0
         self.warn = warn
 
@@ -654,9 +784,17 @@ class RbList(RbTree):
         visited = 0
         lefts = 0
         lines = 0
+        rd = self.counters.rd
+        btab = self.blocks_lookup
         while True:
             visited += 1
-            lines += tbl[node.slab_pos]
+            pos = node.slab_pos
+            lines += tbl[pos]
+            e = btab[pos]  # _touch(rd, node, btab), inline
+            k = node.slab_blk + e[0]
+            rd[k] = rd.get(k, 0) | e[1]
+            if e[2]:
+                rd[k + 1] = rd.get(k + 1, 0) | e[2]
             if end_a <= node.va_start:
                 lefts += 1
                 nxt = node.rb_left
@@ -678,8 +816,22 @@ class RbList(RbTree):
         c.nodes_visited += visited
         # one comparison to go left, two to go right or to find an overlap
         c.comparisons += visited + visited - lefts
-        c.cache_lines += lines
+        c.line_accesses += lines
         return res
+
+    def _wlist(self, *vas: VmapArea) -> None:
+        """``list_add``/``list_del`` write the list_heads of the area and of
+        its neighbours (the list head itself, ``head``, lives in the tree's
+        owner: its line is that of :attr:`head_line`)."""
+        c = self.counters
+        wr = c.wr
+        t = self.blocks_list
+        for va in vas:
+            if va is self.head:  # a touch only: line_accesses keep the walk rules
+                hl = self.head_line
+                wr[hl >> 2] = wr.get(hl >> 2, 0) | (1 << (hl & 3))
+            else:
+                _touch(wr, va, t)
 
     def insert_vmap_area(self, va: VmapArea) -> bool:
         """``insert_vmap_area()``: ``find_va_links`` + ``__link_va`` (no augment).
@@ -711,6 +863,7 @@ class RbList(RbTree):
         va.list_next = nxt
         nxt.list_prev = va
         prev.list_next = va
+        self._wlist(prev, va, nxt)
         self.nr += 1
         self.counters.list_ops += 1
 
@@ -728,6 +881,7 @@ class RbList(RbTree):
         nxt = va.list_next
         prev.list_next = nxt
         nxt.list_prev = prev
+        self._wlist(prev, va, nxt)
         va.list_prev = va.list_next = None
         self.nr -= 1
         self.counters.list_ops += 1
@@ -739,9 +893,17 @@ class RbList(RbTree):
         visited = 0
         lefts = 0
         lines = 0
+        rd = self.counters.rd
+        btab = self.blocks_lookup
         while node is not None:
             visited += 1
-            lines += tbl[node.slab_pos]
+            pos = node.slab_pos
+            lines += tbl[pos]
+            e = btab[pos]  # _touch(rd, node, btab), inline
+            k = node.slab_blk + e[0]
+            rd[k] = rd.get(k, 0) | e[1]
+            if e[2]:
+                rd[k + 1] = rd.get(k + 1, 0) | e[2]
             if addr < node.va_start:
                 lefts += 1
                 node = node.rb_left
@@ -754,7 +916,7 @@ class RbList(RbTree):
         c.nodes_visited += visited
         # one comparison to go left, two to go right or to match
         c.comparisons += visited + visited - lefts
-        c.cache_lines += lines
+        c.line_accesses += lines
         return node
 
     def __iter__(self) -> Iterator[VmapArea]:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import define, field, frozen
 
-from vmapsim import COUNTER_NAMES, WorkloadReport
+from vmapsim import COUNTER_NAMES, WorkloadReport, cost_table, modelled_ns
 
 from .cycles import modeled_cycles
 from .params import ModuleParams, mask_from_names, parse_script_args, resolve_params
@@ -152,6 +152,10 @@ class TestVmallocReport(WorkloadReport):
     mode: str = "manual"
     module_params: dict[str, int] = field(factory=dict)
     workers: tuple[WorkerResult, ...] = ()
+    #: subtest name -> its lock sections (``LockSections.report``): per lock
+    #: class acquisitions, work per section (mean, histogram), per instance;
+    #: and the work outside locks
+    lock_sections: dict[str, Any] = field(factory=dict)
 
     def summary_lines(self) -> list[str]:
         """The kernel's lines, as ``do_concurrent_test()`` prints them."""
@@ -163,7 +167,8 @@ class TestVmallocReport(WorkloadReport):
                 out.append(
                     f"Summary: {t['name']} passed: {t['passed']} failed: {t['failed']} "
                     f"xfailed: {t['xfailed']} repeat: {rep} loops: {loops} "
-                    f"avg: {t['avg_usec']} usec"
+                    f"avg: {t['avg_usec']} usec (simulator) "
+                    f"modelled: {t['model_avg_usec']} usec ({t['model_table']})"
                 )
             out.append(f"All test took worker{w.index}={w.cycles} cycles")
         return out
@@ -175,6 +180,10 @@ class TestVmallocReport(WorkloadReport):
         out.append("")
         out.append(f"  {'elapsed':<24} {self.elapsed_s:.3f} s (wall clock)")
         out.append("  cycles are modeled from the cost-model counters (docs/cost-model.md)")
+        out.append(
+            "  avg is the simulator's wall clock; modelled is the cost table's time "
+            "(docs/modelled-time.md)"
+        )
         return out
 
     def per_test(self) -> dict[str, dict[str, Any]]:
@@ -206,6 +215,9 @@ class TestVmallocReport(WorkloadReport):
                     agg["peak_vmap_area_objects"], t["peak_vmap_area_objects"]
                 )
                 agg["peak_index_nodes"] = max(agg["peak_index_nodes"], t["peak_index_nodes"])
+        for name, agg in out.items():
+            if name in self.lock_sections:
+                agg["lock_sections"] = self.lock_sections[name]
         return out
 
     def json_extra(self) -> dict[str, Any]:
@@ -213,6 +225,7 @@ class TestVmallocReport(WorkloadReport):
         return {
             "mode": self.mode,
             "module_params": self.module_params,
+            "lock_sections": self.lock_sections,
             "summary": [
                 {"worker": w.index, "cpu": w.cpu, **{k: v for k, v in t.items()}}
                 for w in self.workers
@@ -255,8 +268,11 @@ def _worker_body(w: _Worker, ctx: VmallocTestContext, p: ModuleParams) -> Iterat
         tc = TESTS[idx]
         st = w.stats[idx]
         missing = [n for n in tc.needs if not callable(getattr(a, n, None))]
+        sections = m.sections
         for _ in range(p.test_repeat_count):
             w.current = idx
+            if sections is not None:  # lock sections are charged to the subtest
+                sections.label = tc.name
             w.peak_va = cache.live
             w.peak_nodes = m.node_allocs - m.node_frees
             if missing:
@@ -290,6 +306,7 @@ def _schedule(
     m = a.metrics
     cache = a.va_cache
     locks = m.locks
+    sections = m.sections
     runnable = list(workers)
     cur: _Worker | None = None
     t0 = time.perf_counter()
@@ -321,6 +338,8 @@ def _schedule(
             if cur is not None:
                 charge(cur)
             cur = w
+            if sections is not None and w.current is not None:
+                sections.label = TESTS[w.current].name
         gen = w.gen
         assert gen is not None
         # One step of the chosen worker; the last one left runs to its end
@@ -355,6 +374,7 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
     tests = []
     total_cycles = 0
     size = a.struct_vmap_area_size
+    table = cost_table(a.arch.name)
     for idx in range(len(TESTS)):
         if not p.run_test_mask & (1 << idx):
             continue
@@ -362,6 +382,7 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
         counters = {k: v for k, v in zip(COUNTER_NAMES, st.counters, strict=True) if v}
         counters.update({f"lock.{k}": v for k, v in sorted(st.locks.items()) if v})
         cycles = modeled_cycles(counters)
+        model_ns = modelled_ns(counters, table, nr_cpus=a.nr_cpus)["total"]
         total_cycles += cycles
         tests.append(
             {
@@ -377,6 +398,9 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
                 # ktime_us_delta over all repeats, do_div by the repeat count
                 "avg_usec": int(st.time_s * 1e6) // p.test_repeat_count,
                 "time_s": st.time_s,
+                # the cost table's time, per repeat as avg (docs/modelled-time.md)
+                "model_avg_usec": int(model_ns / 1000) // p.test_repeat_count,
+                "model_table": table.platform,
                 "cycles": cycles,
                 "counters": counters,
                 "peak_vmap_area_objects": st.peak_va,
@@ -515,6 +539,14 @@ def run_test_vmalloc(
     _schedule(allocator, workers, sched, tick, migrate_interval if migrating else 0)
     elapsed = time.perf_counter() - t0
     results = tuple(_worker_result(w, p, allocator) for w in workers)
+    sections = allocator.metrics.sections
+    loops_by: dict[str, int] = {}
+    if sections is not None:
+        allocator.metrics.op_end()
+        for wr in results:
+            for t in wr.tests:
+                loops_by[t["name"]] = loops_by.get(t["name"], 0) + t["loops"]
+    lock_sections = {name: sections.report(name, per=loops) for name, loops in loops_by.items()}
     ops = {"passed": 0, "failed": 0, "xfailed": 0}
     for w in results:
         for t in w.tests:
@@ -535,6 +567,7 @@ def run_test_vmalloc(
         mode=mode_used,
         module_params=p.as_dict(),
         workers=results,
+        lock_sections=lock_sections,
     )
 
 

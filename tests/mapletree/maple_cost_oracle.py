@@ -37,7 +37,27 @@ MIN_SLOTS = {LEAF: 6, RANGE64: 6, ARANGE64: 4}
 # read side
 
 
+def line_set(
+    type_: int, end: int, first: int, last: int, *, gaps: bool, data_end: bool = True
+) -> set[int]:
+    """The lines (0..3) :func:`lines_of` counts; without ``data_end``, the
+    step of ``mtree_lookup_walk`` (6.8 on): the pivots compared, up to the
+    one at ``last`` (a node has 15 pivots, 9 for arange_64), and the slot."""
+    if data_end:
+        return _lines(type_, end, first, last, gaps=gaps)
+    npiv = 9 if type_ == ARANGE64 else 15
+    slot_base = 80 if type_ == ARANGE64 else 128
+    offsets = [8 + 8 * i for i in range(first, min(last, npiv - 1) + 1)]
+    offsets.append(slot_base + 8 * last)
+    return {b // LINE for b in offsets}
+
+
 def lines_of(type_: int, end: int, first: int, last: int, *, gaps: bool) -> int:
+    """The number of lines of :func:`line_set`."""
+    return len(_lines(type_, end, first, last, gaps=gaps))
+
+
+def _lines(type_: int, end: int, first: int, last: int, *, gaps: bool) -> set[int]:
     """Distinct lines a step reads when it examines offsets ``first..last``
     of a node of ``type_`` whose last used slot is ``end``.
 
@@ -63,7 +83,7 @@ def lines_of(type_: int, end: int, first: int, last: int, *, gaps: bool) -> int:
         offsets.append(slot_base + 8 * i)
         if gaps and gap_base is not None:
             offsets.append(gap_base + 8 * i)
-    return len({b // LINE for b in offsets})
+    return {b // LINE for b in offsets}
 
 
 def lines_read(node: Any, first: int, last: int, *, gaps: bool) -> int:
@@ -73,15 +93,27 @@ def lines_read(node: Any, first: int, last: int, *, gaps: bool) -> int:
 
 @dataclass
 class Cost:
+    """``lines``: line accesses (every step's lines, again when a node is
+    read again); ``distinct``: the distinct (node, line) pairs of the
+    operation (``cache_lines`` once the operation ends)."""
+
     walks: int = 0
     nodes: int = 0
     cmps: int = 0
     lines: int = 0
+    distinct: int = 0
+    seen: set[tuple[int, int]] = field(default_factory=set, compare=False, repr=False)
+
+    def read(self, node: Any, lines: set[int]) -> None:
+        """``node``'s ``lines`` were read."""
+        self.lines += len(lines)
+        self.seen.update((id(node), ln) for ln in lines)
+        self.distinct = len(self.seen)
 
     def scan(self, node: Any, a: int, b: int) -> None:
         """A gap search examined offsets ``a..b`` of ``node`` (a <= b)."""
         self.cmps += b + 1  # a linear pivot scan from 0 reaching offset b
-        self.lines += lines_read(node, a, b, gaps=True)
+        self.read(node, line_set(node.type, len(node.slots) - 1, a, b, gaps=True))
 
 
 def first_at_or_above(pivots: Any, index: int) -> int:
@@ -102,8 +134,9 @@ def step_comparisons(end: int, off: int) -> int:
 
 
 def oracle_load_cost(t: MapleTree, index: int) -> Cost:
-    """A lookup: ``height`` nodes; per node, the pivots up to the offset
-    (the last used one never) and the lines of that scan and its slot."""
+    """A lookup (``mtree_lookup_walk``): ``height`` nodes; per node, the
+    pivots up to the offset (comparisons: the last used one never) and the
+    lines of the pivots it compares and of its slot (no data end)."""
     cost = Cost(walks=1)
     node = t.root
     while True:
@@ -111,7 +144,7 @@ def oracle_load_cost(t: MapleTree, index: int) -> Cost:
         off = first_at_or_above(node.pivots, index)
         end = len(node.slots) - 1
         cost.cmps += step_comparisons(end, off)
-        cost.lines += lines_read(node, 0, off, gaps=False)
+        cost.read(node, line_set(node.type, end, 0, off, gaps=False, data_end=False))
         if node.type == LEAF:
             return cost
         node = node.slots[off]
@@ -167,7 +200,7 @@ def oracle_reverse(t: MapleTree, lo: int, hi: int, size: int) -> tuple[int, Cost
 
     def scan(node: Any, a: int, b: int) -> None:
         cost.cmps += b - a + 1
-        cost.lines += lines_read(node, a, b, gaps=True)
+        cost.read(node, line_set(node.type, len(node.slots) - 1, a, b, gaps=True))
 
     def enter(node: Any, nmin: int, nmax: int) -> int:
         cost.nodes += 1
@@ -309,6 +342,8 @@ class Plan:
     path: list[NodeCopy] = field(default_factory=list)
     o1: int = 0  # the slot holding first
     written: int = 0  # the slot an exact fit writes (after NULL widening)
+    span: tuple[int, int] = (0, 0)  # the slots written over (after NULL widening)
+    new_end: int = 0  # the leaf's last used slot after an in-place store
 
 
 def walk_cost(snap: Snapshot, index: int) -> Cost:
@@ -384,6 +419,8 @@ def classify(snap: Snapshot, first: int, last: int, entry: Any) -> Plan:
         plan.type, plan.need = "wr_new_root", 1
         return plan
     new_end = end - (o2 - o1) + (first > start(o1)) + (last < piv[o2])
+    plan.span = (o1, o2)
+    plan.new_end = new_end
     if new_end < MIN_SLOTS[LEAF] and leaf.parent is not None:
         v, s = path_heights(path, last, entry, False)
         plan.type, plan.need = "wr_rebalance", 2 * (h - min(v, s)) + 1
@@ -412,7 +449,7 @@ class Expect:
     walks: int = 0
     nodes_visited: int = 0
     comparisons: int = 0
-    cache_lines: int = 0
+    line_accesses: int = 0
     stores: int = 0
     node_allocs: int = 0
     node_frees: int = 0
@@ -423,7 +460,7 @@ class Expect:
         self.walks += c.walks
         self.nodes_visited += c.nodes
         self.comparisons += c.cmps
-        self.cache_lines += c.lines
+        self.line_accesses += c.lines
 
 
 EXPECT_FIELDS = tuple(Expect.__dataclass_fields__)
@@ -537,6 +574,27 @@ def rebalance_base(leaf: NodeCopy, before: Snapshot) -> list[NodeCopy]:
     return [siblings[k - 1], leaf]
 
 
+def _written_lines(kind: str, plan: Plan) -> set[int]:
+    """The leaf lines an in-place store writes (range_64 layout: pivot ``i``
+    at byte 8 + 8i, slot ``i`` at 128 + 8i, the metadata at byte 248):
+    a slot store its slots' pivots and slots, an append the slots from
+    the one it starts in to the new end and, the node not full, the
+    metadata; a node store (no RCU mode: built aside, copied back whole)
+    all four lines."""
+    if kind == "wr_node_store":
+        return set(range(NODE_LINES))
+    o1, o2 = plan.span
+    hi = plan.new_end if kind == "wr_append" else o2
+    offsets = []
+    for i in range(o1, hi + 1):
+        if i < 15:
+            offsets.append(8 + 8 * i)
+        offsets.append(128 + 8 * i)
+    if kind == "wr_append" and plan.new_end < 15:
+        offsets.append(248)
+    return {b // LINE for b in offsets}
+
+
 def write_cost(
     before: Snapshot, t: MapleTree, plan: Plan, first: int, last: int, entry: Any
 ) -> tuple[Expect, Shape | None]:
@@ -552,17 +610,17 @@ def write_cost(
         leaf = plan.leaf
         below_root = before.alloc and leaf.parent is not None
         if kind == "wr_exact_fit":
-            e.cache_lines += 1  # the slot written
+            e.line_accesses += 1  # the slot written
             old = leaf.slots[plan.written]
             rescan = below_root and (old is None) != (entry is None)
         else:
-            e.cache_lines += 2  # the pivots and slots rewritten
+            e.line_accesses += len(_written_lines(kind, plan))
             rescan = below_root
         if rescan:  # mas_leaf_max_gap over the leaf as it is after the write
             end = len(leaf.obj.slots) - 1  # in place: the same node object
-            e.cache_lines += lines_of(LEAF, end, 0, end, gaps=False)
+            e.line_accesses += lines_of(LEAF, end, 0, end, gaps=False)
         chain = in_place_chain(before, t, leaf)
-        e.cache_lines += chain
+        e.line_accesses += chain
         e.gap_updates += chain
         return e, None
     base: list[NodeCopy] | None = None
@@ -575,11 +633,11 @@ def write_cost(
         e.rebalances = 1
         base = rebalance_base(plan.leaf, before)
     shape = shape_change(before, t, base)
-    e.cache_lines += NODE_LINES * len(shape.new)  # every node a write fills
-    e.cache_lines += NODE_LINES * shape.pulled  # a pulled neighbour is read whole
+    e.line_accesses += NODE_LINES * len(shape.new)  # every node a write fills
+    e.line_accesses += NODE_LINES * shape.pulled  # a pulled neighbour is read whole
     e.nodes_visited += shape.pulled
     if shape.top_parent is not None:  # the top new node linked into a kept parent
-        e.cache_lines += 1 + shape.gap_chain
+        e.line_accesses += 1 + shape.gap_chain
     if before.alloc:
         e.gap_updates += shape.new_under_new + shape.gap_chain
     e.node_frees += len(shape.removed)

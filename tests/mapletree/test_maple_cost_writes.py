@@ -96,6 +96,13 @@ class Run:
     def _check(self, what: str, want: Expect) -> None:
         got = counted(self.t)
         assert got == want, f"{what}: counters {got} != oracle {want}"
+        # distinct lines: never more than the accesses plus one parent-pointer
+        # line per node a new node adopts (mas_adopt_children), and a write
+        # that accessed a line touched one (a root-pointer store touches none)
+        c = self.t.counters
+        c.op_end()
+        assert c.cache_lines <= got.line_accesses + len(Snapshot(self.t).by_id), what
+        assert c.cache_lines >= min(got.line_accesses, 1), what
         self.calls[what] += 1
 
     # -- the write entry points ------------------------------------------

@@ -146,7 +146,7 @@ class RefTree:
         while n is not stop and n is not None:
             m = self._value(n)
             steps += 1
-            self.cost["cache_lines"] += lines(n.pos, AUGMENT)
+            self.cost["line_accesses"] += lines(n.pos, AUGMENT)
             if m == n.smax:
                 break
             n.smax = m
@@ -174,7 +174,7 @@ class RefTree:
         self.cost["walks"] += 1
         while True:
             self.cost["nodes_visited"] += 1
-            self.cost["cache_lines"] += lines(n.pos, LOOKUP)
+            self.cost["line_accesses"] += lines(n.pos, LOOKUP)
             if end <= n.start:
                 self.cost["comparisons"] += 1
                 if n.left is None:
@@ -261,11 +261,11 @@ class RefTree:
             # successor: right child, then left as far as it goes (rb_left reads)
             y = z.right
             self.cost["nodes_visited"] += 1
-            self.cost["cache_lines"] += lines(y.pos, SUCCESSOR)
+            self.cost["line_accesses"] += lines(y.pos, SUCCESSOR)
             while y.left is not None:
                 y = y.left
                 self.cost["nodes_visited"] += 1
-                self.cost["cache_lines"] += lines(y.pos, SUCCESSOR)
+                self.cost["line_accesses"] += lines(y.pos, SUCCESSOR)
             x = y.right
             if y.parent is z:
                 xp = y
