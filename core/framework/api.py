@@ -244,6 +244,7 @@ def build(
     registry: Registry | None = None,
     init: bool = True,
     component_counters: bool = False,
+    debug_kernel: bool = False,
 ) -> VmapAllocator:
     """Build the allocator of ``stage`` (``7``, ``"7"`` or ``"series:7"``).
 
@@ -265,7 +266,9 @@ def build(
     the stage does not fill is refused (naming the stage's roles), except
     ``overlay``.  ``component_counters`` splits the counters per component
     (:func:`component_costs`); the totals stay exact, the flow's own counter
-    writes get slower.
+    writes get slower.  ``debug_kernel`` runs it as a debug kernel does
+    (lockdep, might_sleep, with KASAN and UBSAN: :mod:`vmapsim.checking.debug_kernel`);
+    the reports go to the log.
     """
     reg = registry or get_registry()
     reg.warn_failures_once()
@@ -279,6 +282,8 @@ def build(
         raise VmapTypeError("debug", "a bool", debug)
     if not isinstance(component_counters, bool):
         raise VmapTypeError("component_counters", "a bool", component_counters)
+    if not isinstance(debug_kernel, bool):
+        raise VmapTypeError("debug_kernel", "a bool", debug_kernel)
     chosen: dict[str, str] = dict(st.components)
     overridden: set[str] = set()
     options: dict[str, dict[str, Any]] = {}
@@ -342,6 +347,7 @@ def build(
         debug=debug,
         faults=FaultInjector(fs),
         init=init,
+        debug_kernel=debug_kernel,
     )
     alloc.check_invariants = _blaming(alloc, offers)  # type: ignore[method-assign]
     #: id(component object) -> its registration, for :func:`blame`

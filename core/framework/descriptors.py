@@ -68,6 +68,9 @@ class ComponentContext:
     #: defaults, overridden by ``--with ROLE=NAME:key=value`` /
     #: ``build(components={role: "NAME:key=value"})``
     options: Mapping[str, Any] = field(factory=dict)
+    #: the debug kernel's ``might_alloc(can_block, what)`` for a component's own
+    #: blocking allocations (``mas_alloc_nodes``); None when it is off
+    might_alloc: Callable[[bool, str], None] | None = None
 
 
 def _valid_node_size(_inst: object, attr: Any, value: int | None) -> None:

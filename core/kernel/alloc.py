@@ -85,6 +85,8 @@ class AllocMixin:
     # -- vmap_area_cachep --------------------------------------------------
     def _kmem_cache_alloc_va(self: VmapAllocator, can_block: bool) -> VmapArea | None:
         """``kmem_cache_alloc(vmap_area_cachep, gfp)``: a fresh object, or None on failure."""
+        if self._lockdep is not None:
+            self.might_alloc(can_block, "kmem_cache_alloc(vmap_area_cachep)")
         if self.faults.enabled and self.faults.should_fail(can_block, "vmap_area"):
             return None
         va = VmapArea(0, 0)
@@ -465,6 +467,8 @@ class AllocMixin:
         (131,136 bytes: kvmalloc's kmalloc attempt, an order-6 page
         allocation, fault-injectable as cache ``kmalloc-large``), then 64 MiB
         from ``__alloc_vmap_area()`` under the free lock, then the install."""
+        if self._lockdep is not None:
+            self.might_alloc(can_block, "kvzalloc(vmap_bump_chunk)")
         if self.faults.enabled and self.faults.should_fail(can_block, "kmalloc-large"):
             # kvmalloc() would now fall back to __vmalloc_node(): not modelled,
             # the refill fails as if that failed too (docs/stages.md row 11)

@@ -247,6 +247,8 @@ class PercpuAllocator:
     # -- chunks --------------------------------------------------------------------------
     def pcpu_create_chunk(self, cpu: int) -> PcpuChunk | None:
         """``pcpu_create_chunk()``: the chunk's areas from ``pcpu_get_vm_areas()``."""
+        if self.vmap._lockdep is not None:
+            self.vmap.might_alloc(True, "pcpu_create_chunk(GFP_KERNEL)")
         vms = self.vmap._pcpu_get_vm_areas(
             self.group_offsets, self.group_sizes, self.atom_size, cpu
         )

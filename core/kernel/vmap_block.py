@@ -27,7 +27,7 @@ from vmapsim.checking.validate import check_cpu, check_int, check_ulong
 from vmapsim.errors import InvariantError, VmapArgumentError, VmapError
 from vmapsim.kernel.area import VMAP_BLOCK, VMAP_FLAGS_MASK, VMAP_RAM, VmapArea
 from vmapsim.kernel.constants import BITS_PER_LONG, PAGE_SHIFT, PAGE_SIZE
-from vmapsim.kernel.gfp import GFP_KERNEL
+from vmapsim.kernel.gfp import GFP_KERNEL, gfpflags_allow_blocking
 
 if TYPE_CHECKING:
     from vmapsim.kernel.allocator import VmapAllocator
@@ -261,6 +261,8 @@ class VmapBlockMixin:
 
     def _new_vmap_block(self: VmapAllocator, order: int, gfp: int, cpu: int) -> int | None:
         """``new_vmap_block()``: a fresh 4 MiB block, its first ``2**order`` pages used."""
+        if self._lockdep is not None:
+            self.might_alloc(gfpflags_allow_blocking(gfp), "kmalloc_node(vmap_block)")
         try:
             va = self._alloc_vmap_area(
                 VMAP_BLOCK_SIZE,
