@@ -32,6 +32,7 @@ How the model departs from the kernel, on purpose:
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -82,8 +83,12 @@ _BANNER_CIRCULAR = "=" * 54
 _BANNER_RECURSIVE = "=" * 44
 _BANNER_UNLOCK = "=" * 37
 
-#: files whose frames are not a lock's acquiring function
-_SKIP_FILES = ("locking.py", "lockdep.py", "might_sleep.py", "debug_kernel.py")
+#: files whose frames are not a lock's acquiring function: the primitives and the checkers
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_SKIP_FILES = frozenset(
+    {os.path.join(_HERE, f"{name}.py") for name in ("lockdep", "might_sleep", "debug_kernel")}
+    | {os.path.join(os.path.dirname(_HERE), "kernel", "locking.py")}
+)
 
 
 def kernel_class_name(name: str) -> str:
@@ -92,7 +97,7 @@ def kernel_class_name(name: str) -> str:
 
 
 def _skipped(frame: FrameType) -> bool:
-    return frame.f_code.co_filename.endswith(_SKIP_FILES)
+    return frame.f_code.co_filename in _SKIP_FILES
 
 
 def _caller(frame: FrameType | None) -> str:

@@ -6,7 +6,6 @@ import argparse
 import inspect
 import json
 import os
-import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vmapsim import __version__
+from vmapsim.checking.debug_kernel import KERNEL_REPORT as _KERNEL_REPORT
+from vmapsim.checking.debug_kernel import debug_kernel_counts
 from vmapsim.checking.invariants import DEBUG_FULL_EVERY
 from vmapsim.errors import (
     InvariantError,
@@ -248,7 +249,7 @@ def _check_output_paths(*paths: str | None) -> None:
 
 
 #: a kernel report in the allocator's log (what --fail-on-reports looks for)
-KERNEL_REPORT = re.compile(r"^(?:UBSAN|KASAN|KFENCE|KMSAN): |^BUG: |^WARNING: |kernel BUG at")
+KERNEL_REPORT = _KERNEL_REPORT
 
 
 def _stage_for(setting: Any) -> Any:
@@ -308,6 +309,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             components=comps,
             failslab=failslab,
             component_counters=args.per_component,
+            debug_kernel=args.debug_kernel,
         )
     except AssertionError:
         if failslab is None:
@@ -368,6 +370,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "struct_vmap_area_size": alloc.struct_vmap_area_size,
                     "log": alloc.log,
                     "kernel_reports": reports,
+                    **({"debug_kernel": debug_kernel_counts(alloc)} if args.debug_kernel else {}),
                     "faults": args.faults,
                     "exit_status": status,
                 },
@@ -405,6 +408,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.debug:
         alloc.check_invariants()
         print("check_invariants: ok")
+    if args.debug_kernel:
+        counts = debug_kernel_counts(alloc)
+        print(
+            "debug kernel: "
+            + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "reports")
+            + f"; {counts['reports']} report(s) in the log"
+        )
     _say_status(failed, reports, args.fail_on_reports)
     return status
 
@@ -572,6 +582,12 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
         help="fail slab allocations, as bisect takes it (docs/bisect.md): "
         "e.g. maple_node:probability=5",
     )
+    p.add_argument(
+        "--debug-kernel",
+        action="store_true",
+        help="run as a debug kernel: lockdep, might_sleep, KASAN and UBSAN reports to the "
+        "log, counted (docs/debug-kernel.md)",
+    )
 
 
 def _add_build_options(p: argparse.ArgumentParser, *, per_component_help: str) -> None:
@@ -719,6 +735,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 debug=args.debug,
                 debug_full_every=args.debug_full_every,
                 per_component=args.per_component,
+                debug_kernel=args.debug_kernel,
             )
     except CompareInterrupted as exc:
         _ignore_further_sigint()
@@ -729,6 +746,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         stopped = f"{exc.done} of {exc.total}"
     for sk in result.get("skipped", ()):
         print(f"vmapsim: skipped column {sk['column']}: {sk['reason']}", file=sys.stderr)
+    for col in result.get("stages", ()):
+        reports = col.get("kernel_reports") or []
+        if reports:
+            kinds = sorted(set(reports))
+            print(
+                f"vmapsim: column {col['label']}: {len(reports)} kernel report(s) in the log: "
+                + "; ".join(kinds[:4])
+                + (f"; ... ({len(kinds) - 4} more kinds)" if len(kinds) > 4 else ""),
+                file=sys.stderr,
+            )
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(render(result, fmt))
