@@ -286,3 +286,108 @@ def test_a_standalone_lockdep_prints_through_its_printk():
 def test_build_refuses_a_non_bool_debug_kernel():
     with pytest.raises(vmapsim.VmapTypeError, match="debug_kernel"):
         vmapsim.build(0, debug_kernel=1)
+
+
+# -- the profile on the command line: run, compare, bisect ------------------------------
+
+
+@pytest.fixture
+def inverted_from_5(monkeypatch):
+    """A stand-in for a stage whose flow inverts two locks: every stage's
+    vfree() nests lazy → free; from stage 5 on it also nests free → lazy.
+    (Today's flow takes no lock through LockingMixin; this exercises the
+    profile's plumbing with a known first bad stage.)"""
+    from vmapsim.kernel.allocator import VmapAllocator
+
+    real = VmapAllocator.vfree
+
+    def vfree(self, addr, **kw):
+        purge_vmap_node(self)
+        if self.stage.number >= 5:
+            reverse_order(self)
+        return real(self, addr, **kw)
+
+    monkeypatch.setattr(VmapAllocator, "vfree", vfree)
+    monkeypatch.delenv("VMAPSIM_STAGE", raising=False)
+
+
+SMALL = ["--mask", "0x1", "--test-loop-count", "20", "--nr-threads", "1"]
+
+
+def test_run_debug_kernel_counts_in_the_json(capsys, monkeypatch):
+    import json
+
+    from vmapsim.tools.cli import main
+
+    monkeypatch.delenv("VMAPSIM_STAGE", raising=False)
+    rc = main(["run", "--stage", "0", "--debug-kernel", "--json", *SMALL])
+    out, _err = capsys.readouterr()
+    data = json.loads(out)
+    assert rc == 0
+    assert data["debug_kernel"] == {
+        "circular": 0,
+        "recursive": 0,
+        "bad_unlock": 0,
+        "assert_held": 0,
+        "might_sleep": 0,
+        "kasan": 0,
+        "ubsan": 0,
+        "reports": 0,
+    }
+    rc = main(["run", "--stage", "0", "--json", *SMALL])
+    assert "debug_kernel" not in json.loads(capsys.readouterr()[0])
+
+
+def test_run_fail_on_reports_sees_a_lockdep_report(capsys, inverted_from_5):
+    from vmapsim.tools.cli import main
+
+    assert main(["run", "--stage", "4", "--debug-kernel", "--fail-on-reports", *SMALL]) == 0
+    capsys.readouterr()
+    rc = main(["run", "--stage", "5", "--debug-kernel", "--fail-on-reports", "--log-all", *SMALL])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert "; 1 report(s) in the log" in out
+    assert "WARNING: possible circular locking dependency detected" in out
+    assert "kernel report(s) in the log (exit 1)" in err
+    # without the profile the same flow is not looked at
+    assert main(["run", "--stage", "5", "--fail-on-reports", *SMALL]) == 0
+
+
+def test_compare_sees_the_reports(capsys, inverted_from_5):
+    from vmapsim.tools.compare import compare
+
+    res = compare(
+        ["4", "5"],
+        params={"run_test_mask": 0x1, "test_loop_count": 20, "nr_threads": 1},
+        reps=1,
+        jobs=1,
+        debug_kernel=True,
+    )
+    got = {c["key"]: c["kernel_reports"] for c in res["stages"]}
+    assert got["maple:4"] == []
+    assert got["maple:5"] == ["WARNING: possible circular locking dependency detected"]
+    assert res["debug_kernel"] is True
+
+
+def test_bisect_on_a_report_text(capsys, inverted_from_5):
+    """``bisect --log`` on lockdep's report finds the first stage that
+    produces it; without --debug-kernel no stage does."""
+    import json
+
+    from vmapsim.tools.cli import main
+
+    common = ["--log", "possible circular locking", "--param", "nr_ops=300", "--json"]
+    rc = main(["bisect", *common, "--debug-kernel"])
+    data = json.loads(capsys.readouterr()[0])
+    assert rc == 0 and data["first_bad"] == 5, data
+    rc = main(["bisect", *common])
+    out, err = capsys.readouterr()
+    assert rc != 0 or json.loads(out)["first_bad"] is None, (out, err)
+
+
+def test_bisect_refuses_debug_kernel_with_a_command_check(capsys):
+    from vmapsim.tools.cli import main
+
+    rc = main(["bisect", "--run", "true", "--debug-kernel"])
+    assert rc == 2
+    assert "--debug-kernel: apply to --trace, --metric and --log only" in capsys.readouterr()[1]
