@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from vmapsim.checking.lockdep import PSEUDO_LOCKS, Lockdep, model_stack
+from vmapsim.checking.lockdep import MUTEX_CLASSES, PSEUDO_LOCKS, Lockdep, model_stack
 from vmapsim.kernel.locking import PREEMPT_DISABLED, RCU_READ_LOCK
 
 __all__ = ["SITE_MUTEX", "SITE_SLAB", "atomic_context", "might_sleep"]
@@ -34,8 +34,6 @@ def atomic_context(lockdep: Lockdep) -> tuple[int, int]:
     """``(preempt_count(), rcu_preempt_depth())`` of the running task: each
     spinlock held and each ``preempt_disable()`` adds one to the first, each
     ``rcu_read_lock()`` one to the second; a held mutex adds nothing."""
-    from vmapsim.checking.lockdep import MUTEX_CLASSES
-
     preempt = rcu = 0
     for h in lockdep.stack():
         if h.name == RCU_READ_LOCK:
