@@ -3,12 +3,14 @@
 Runs every stage of the ``maple`` series with the debug kernel on
 (``build(debug_kernel=True)``: lockdep, might_sleep, KASAN, UBSAN) over
 test_vmalloc's series sweep (``run_test_mask=0xFFF``, ``test_loop_count`` shortened) and
-the ``mixed`` workload, on both arches, several seeds and CPU counts, and
+the ``mixed`` workload, on both arches, several seeds and CPU counts (the
+test_vmalloc runs on one CPU by default: with 4 threads a 0xFFF cell costs
+about 25 s of CPU), and
 prints per stage the reports' first lines (distinct, with how many cells
 showed them) as a markdown table.
 
     python benchmarks/debug_kernel_sweep.py [--loops 10] [--mixed-ops 5000] [--seeds 0,1]
-        [--cpus 1,4] [--stages 0-12]
+        [--cpus 1,4] [--tv-cpus 1] [--stages 0-12]
 """
 
 from __future__ import annotations
@@ -48,13 +50,19 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=10, help="test_loop_count")
     ap.add_argument("--mixed-ops", type=int, default=5000, help="nr_ops of the mixed runs")
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--cpus", default="1,4")
+    ap.add_argument("--cpus", default="1,4", help="nr_cpus of the mixed runs")
+    ap.add_argument(
+        "--tv-cpus", default="1", help="nr_cpus (= nr_threads) of the test_vmalloc runs"
+    )
     ap.add_argument("--stages", default="0-12")
     args = ap.parse_args()
     lo, _, hi = args.stages.partition("-")
     stages = range(int(lo), int(hi or lo) + 1)
     seeds = [int(s) for s in args.seeds.split(",")]
-    cpus = [int(c) for c in args.cpus.split(",")]
+    cpus = {
+        "mixed": [int(c) for c in args.cpus.split(",")],
+        "test_vmalloc": [int(c) for c in args.tv_cpus.split(",")],
+    }
     print("| stage | cells | reports (first line: cells showing it) |")
     print("|---|---|---|")
     for st in stages:
@@ -63,7 +71,7 @@ def main() -> None:
         for workload in ("test_vmalloc", "mixed"):
             for arch in ("x86_64", "arm64"):
                 for seed in seeds:
-                    for c in cpus:
+                    for c in cpus[workload]:
                         n += 1
                         for line in set(
                             cell(st, workload, arch, seed, c, args.loops, args.mixed_ops)
