@@ -6,5 +6,7 @@
 - ``invariants``: ``check_invariants()`` (``CONFIG_DEBUG_VM``-style checks);
 - ``validate``: argument checks for the public entry points;
 - ``faults``, ``faultspec``: failslab-style fault injection and its specs;
-- ``trace``: allocation traces and their first difference.
+- ``trace``: allocation traces and their first difference;
+- ``lockdep``, ``might_sleep``, ``debug_kernel``: the debug kernel (lock
+  dependency validation, sleeping in atomic context, the profile's counts).
 """

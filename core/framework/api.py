@@ -246,6 +246,7 @@ def build(
     component_counters: bool = False,
     cache_model: bool = False,
     lock_sections: bool = False,
+    debug_kernel: bool = False,
 ) -> VmapAllocator:
     """Build the allocator of ``stage`` (``7``, ``"7"`` or ``"series:7"``).
 
@@ -275,6 +276,9 @@ def build(
     ``lock_sections`` records the work inside each lock instance's critical
     sections and outside locks (:class:`vmapsim.cost.sections.LockSections`,
     ``alloc.metrics.sections``); ``vmapsim run`` and ``compare`` turn it on.
+    writes get slower.  ``debug_kernel`` runs it as a debug kernel does
+    (lockdep, might_sleep, with KASAN and UBSAN: :mod:`vmapsim.checking.debug_kernel`);
+    the reports go to the log.
     """
     reg = registry or get_registry()
     reg.warn_failures_once()
@@ -292,6 +296,8 @@ def build(
         raise VmapTypeError("cache_model", "a bool", cache_model)
     if not isinstance(lock_sections, bool):
         raise VmapTypeError("lock_sections", "a bool", lock_sections)
+    if not isinstance(debug_kernel, bool):
+        raise VmapTypeError("debug_kernel", "a bool", debug_kernel)
     chosen: dict[str, str] = dict(st.components)
     overridden: set[str] = set()
     options: dict[str, dict[str, Any]] = {}
@@ -355,6 +361,7 @@ def build(
         debug=debug,
         faults=FaultInjector(fs),
         init=init,
+        debug_kernel=debug_kernel,
     )
     if lock_sections:
         from vmapsim.cost.sections import LockSections

@@ -75,6 +75,9 @@ class ComponentContext:
     #: kernel's locks through them so that lock sections see the work inside.
     #: None when a component is built on its own (the kit, unit tests).
     locking: Any = None
+    #: the debug kernel's ``might_alloc(can_block, what)`` for a component's own
+    #: blocking allocations (``mas_alloc_nodes``); None when it is off
+    might_alloc: Callable[[bool, str], None] | None = None
 
 
 def _valid_node_size(_inst: object, attr: Any, value: int | None) -> None:

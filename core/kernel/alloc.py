@@ -89,6 +89,8 @@ class AllocMixin:
     # -- vmap_area_cachep --------------------------------------------------
     def _kmem_cache_alloc_va(self: VmapAllocator, can_block: bool) -> VmapArea | None:
         """``kmem_cache_alloc(vmap_area_cachep, gfp)``: a fresh object, or None on failure."""
+        if self._lockdep is not None:
+            self.might_alloc(can_block, "kmem_cache_alloc(vmap_area_cachep)")
         if self.faults.enabled and self.faults.should_fail(can_block, "vmap_area"):
             return None
         va = VmapArea(0, 0)
@@ -481,6 +483,8 @@ class AllocMixin:
         kvmalloc.py), then 64 MiB from ``__alloc_vmap_area()`` under the free
         lock (on failure ``kvfree(new_chunk)``), then the install."""
         gfp = _GFP_KERNEL if can_block else _GFP_NOWAIT
+        if self._lockdep is not None:
+            self.might_alloc(can_block, "kvzalloc(vmap_bump_chunk)")
         desc = self.kvzalloc(getattr(overlay, "desc_bytes", _BUMP_CHUNK_BYTES), gfp, cpu=cpu)
         if desc is None:
             return False

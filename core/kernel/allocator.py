@@ -13,6 +13,7 @@ import heapq
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from vmapsim.checking.debug_kernel import DebugKernel
 from vmapsim.checking.faults import FaultInjector
 from vmapsim.checking.invariants import InvariantsMixin
 from vmapsim.checking.validate import (
@@ -81,6 +82,7 @@ class VmapAllocator(
         debug: bool,
         faults: FaultInjector,
         init: bool = True,
+        debug_kernel: bool = False,
     ) -> None:
         self.stage = stage
         self.arch = arch
@@ -106,6 +108,10 @@ class VmapAllocator(
         self._locking_init()
         #: the line of ``vmap_lazy_nr`` (an atomic_long_t in .data)
         self.line_vmap_lazy_nr = self.metrics.mem.static(8, 8) >> 6
+        #: the debug kernel (lockdep, might_sleep; core/checking/debug_kernel.py)
+        self.debug_kernel = debug_kernel
+        if debug_kernel:
+            self._lockdep = DebugKernel(self._printk, f"vmapsim-{stage.key} #1 Not tainted")
         # vmap blocks, the RCU clock, the percpu allocator (vmap_block.py, rcu.py, percpu.py)
         self._vmap_block_init()
         self._rcu_init()
@@ -148,6 +154,7 @@ class VmapAllocator(
             },
             faults=self.faults,
             shared=self._shared,
+            might_alloc=self.might_alloc if self._lockdep is not None else None,
         )
         obj = comp.factory(ctx)
         proto = ROLE_PROTOCOLS[role]

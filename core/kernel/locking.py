@@ -18,6 +18,12 @@ line (``CONFIG_PREEMPT_NONE``: no counter is written).
 
 Components (plugins) take the allocator's locks through the same calls,
 handed to them as ``ComponentContext.locking`` (this object).
+
+The debug kernel (``build(debug_kernel=True)``,
+:mod:`vmapsim.checking.debug_kernel`) is one observer, ``_lockdep``: each
+primitive calls it only when it is set (one attribute test when it is not);
+it validates lock order (lockdep), checks ``lockdep_assert_held()`` and
+whether a sleeping call may sleep (``might_sleep()``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from vmapsim.checking.debug_kernel import DebugKernel
     from vmapsim.cost.counters import Counters
 
 __all__ = ["PREEMPT_DISABLED", "RCU_READ_LOCK", "CountingLocks", "LockingMixin"]
@@ -45,10 +52,13 @@ class LockingMixin:
     held_locks: list[tuple[str, int]]
     #: (class name, instance) -> the lock word's 256-B block and line mask
     _lock_lines: dict[tuple[str, int], tuple[int, int]]
+    #: the debug kernel's observer (lockdep, might_sleep); None: a production kernel
+    _lockdep: DebugKernel | None
 
     def _locking_init(self) -> None:
         self.held_locks = []
         self._lock_lines = {}
+        self._lockdep = None
 
     def lock_address(self, name: str, instance: int = 0) -> int:
         """The modelled address of lock ``name[instance]``'s word.
@@ -77,6 +87,8 @@ class LockingMixin:
 
     def spin_lock(self, name: str, instance: int = 0) -> None:
         """``spin_lock(&lock)``: count the acquisition, touch the lock word, hold it."""
+        if self._lockdep is not None:
+            self._lockdep.acquire(name, instance)
         m = self.metrics
         m.locks[name] += 1
         key = (name, instance)
@@ -93,7 +105,10 @@ class LockingMixin:
         self.held_locks.append(key)
 
     def spin_unlock(self, name: str, instance: int = 0) -> None:
-        """``spin_unlock(&lock)``: the innermost matching lock is released."""
+        """``spin_unlock(&lock)``: the innermost matching lock is released
+        (with the debug kernel, an unheld one is lockdep's report, not an error)."""
+        if self._lockdep is not None and not self._lockdep.release(name, instance):
+            return
         key = (name, instance)
         m = self.metrics
         entry = self._lock_lines.get(key)
@@ -128,12 +143,19 @@ class LockingMixin:
         if sections is not None:
             sections.release(*key)
 
-    mutex_lock = spin_lock
+    def mutex_lock(self, name: str, instance: int = 0) -> None:
+        """``mutex_lock(&lock)``: may sleep (``might_sleep()``), then as ``spin_lock``."""
+        if self._lockdep is not None:
+            self._lockdep.might_sleep(f"mutex_lock({name})", "kernel/locking/mutex.c")
+        self.spin_lock(name, instance)
+
     mutex_unlock = spin_unlock
 
     def rcu_read_lock(self) -> None:
         """``rcu_read_lock()``: an RCU read-side section (counted as
         ``lock.rcu_read_lock``; it touches no line)."""
+        if self._lockdep is not None:
+            self._lockdep.acquire(RCU_READ_LOCK, 0)
         self.metrics.locks[RCU_READ_LOCK] += 1
         sections = self.metrics.sections
         if sections is not None:
@@ -142,11 +164,15 @@ class LockingMixin:
 
     def rcu_read_unlock(self) -> None:
         """``rcu_read_unlock()``."""
+        if self._lockdep is not None and not self._lockdep.release(RCU_READ_LOCK, 0):
+            return
         self._release((RCU_READ_LOCK, 0))
 
     def preempt_disable(self, cpu: int = 0) -> None:
         """``preempt_disable()``: a preempt-disabled section on ``cpu``
         (counted as ``lock.preempt_disable``; it touches no line)."""
+        if self._lockdep is not None:
+            self._lockdep.acquire(PREEMPT_DISABLED, cpu)
         self.metrics.locks[PREEMPT_DISABLED] += 1
         sections = self.metrics.sections
         if sections is not None:
@@ -155,7 +181,22 @@ class LockingMixin:
 
     def preempt_enable(self, cpu: int = 0) -> None:
         """``preempt_enable()``."""
+        if self._lockdep is not None and not self._lockdep.release(PREEMPT_DISABLED, cpu):
+            return
         self._release((PREEMPT_DISABLED, cpu))
+
+    def lockdep_assert_held(self, name: str, instance: int = 0) -> None:
+        """``lockdep_assert_held(&lock)``: with the debug kernel, lockdep's
+        warning when the running task does not hold the lock; else nothing."""
+        if self._lockdep is not None:
+            self._lockdep.assert_held(name, instance)
+
+    def might_alloc(self, can_block: bool, what: str = "kmem_cache_alloc") -> None:
+        """``might_alloc(gfp)`` (``slab_pre_alloc_hook()``): a blocking
+        allocation may sleep; the debug kernel reports it in atomic context.
+        Call sites test ``self._lockdep is not None`` first (free when off)."""
+        if can_block and self._lockdep is not None:
+            self._lockdep.might_sleep(what)
 
 
 class CountingLocks:

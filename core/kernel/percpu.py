@@ -259,6 +259,8 @@ class PercpuAllocator:
         by ``pcpu_mem_zalloc()`` in the kernel and not modelled), then the
         chunk's areas from ``pcpu_get_vm_areas()``."""
         vmap = self.vmap
+        if vmap._lockdep is not None:
+            vmap.might_alloc(True, "pcpu_create_chunk(GFP_KERNEL)")
         if vmap.faults.enabled and (
             vmap._kmalloc_fails(SIZEOF_PCPU_CHUNK, _GFP_KERNEL)
             or vmap._kmalloc_fails(self.unit_size // PAGE_SIZE * SIZEOF_PCPU_BLOCK_MD, _GFP_KERNEL)

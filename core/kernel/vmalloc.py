@@ -26,7 +26,7 @@ from vmapsim.kernel.area import (
     VmStruct,
 )
 from vmapsim.kernel.constants import IOREMAP_MAX_ORDER, PAGE_SHIFT, PAGE_SIZE, ULONG_MAX
-from vmapsim.kernel.gfp import GFP_KERNEL, GFP_RECLAIM_MASK, Gfp
+from vmapsim.kernel.gfp import GFP_KERNEL, GFP_RECLAIM_MASK, Gfp, gfpflags_allow_blocking
 
 if TYPE_CHECKING:
     from vmapsim.kernel.allocator import VmapAllocator
@@ -259,6 +259,8 @@ class VmallocMixin:
             align = 1 << min(max(order, PAGE_SHIFT), IOREMAP_MAX_ORDER)
         if not size:  # the page-aligned size wrapped to 0
             return None
+        if self._lockdep is not None:
+            self.might_alloc(gfpflags_allow_blocking(gfp), "kzalloc_node(vm_struct)")
         vm = VmStruct(0, 0, flags, requested_size, caller)
         if not flags & VM_NO_GUARD:
             size = (size + PAGE_SIZE) & ULONG_MAX

@@ -27,7 +27,7 @@ from vmapsim.checking.validate import check_cpu, check_int, check_ulong
 from vmapsim.errors import InvariantError, VmapArgumentError, VmapError
 from vmapsim.kernel.area import VMAP_BLOCK, VMAP_FLAGS_MASK, VMAP_RAM, VmapArea
 from vmapsim.kernel.constants import BITS_PER_LONG, PAGE_SHIFT, PAGE_SIZE
-from vmapsim.kernel.gfp import GFP_KERNEL, GFP_RECLAIM_MASK
+from vmapsim.kernel.gfp import GFP_KERNEL, GFP_RECLAIM_MASK, gfpflags_allow_blocking
 
 if TYPE_CHECKING:
     from vmapsim.kernel.allocator import VmapAllocator
@@ -271,6 +271,8 @@ class VmapBlockMixin:
         """``new_vmap_block()``: ``kmalloc_node(sizeof(struct vmap_block))``
         (a ``kmalloc-256`` object: fault-injectable), then a fresh 4 MiB block,
         its first ``2**order`` pages used."""
+        if self._lockdep is not None:
+            self.might_alloc(gfpflags_allow_blocking(gfp), "kmalloc_node(vmap_block)")
         if self._kmalloc_fails(SIZEOF_VMAP_BLOCK, gfp & _RECLAIM_MASK):
             return None  # ERR_PTR(-ENOMEM)
         try:

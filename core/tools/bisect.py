@@ -370,6 +370,8 @@ class WorkloadRunner:
     seed: int = 0
     arch: str = "x86_64"
     debug: bool = False
+    #: ``--debug-kernel``: lockdep and might_sleep on every stage probed
+    debug_kernel: bool = False
     failslab: FailslabConfig | None = None
     #: ``--with ROLE=NAME``: the same component swap on every stage probed
     components: Mapping[str, str] = field(factory=dict)
@@ -400,6 +402,7 @@ class WorkloadRunner:
                 failslab=self.failslab,
                 registry=self.registry,
                 components=dict(self.components) or None,
+                debug_kernel=self.debug_kernel,
             )
         except (UnknownComponentError, PluginError) as exc:
             raise _CannotBuild(str(exc.args[0] if exc.args else exc)) from exc
@@ -419,6 +422,8 @@ class WorkloadRunner:
         extra = f", faults {_faults_text(self.failslab)}" if self.failslab else ""
         if self.components:
             extra += ", with " + " ".join(f"{r}={n}" for r, n in self.components.items())
+        if self.debug_kernel:
+            extra += ", debug kernel"
         return f"workload {self.workload} ({params}), nr_cpus {self.nr_cpus}{extra}"
 
 
@@ -811,6 +816,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--debug", action="store_true", help="check invariants after every operation")
     p.add_argument(
+        "--debug-kernel",
+        action="store_true",
+        help="run each stage as a debug kernel (lockdep, might_sleep): --log sees their "
+        "reports (docs/debug-kernel.md)",
+    )
+    p.add_argument(
         "--invert",
         action="store_true",
         help="bad where the check does NOT hold (find the stage that fixed something)",
@@ -886,6 +897,8 @@ def _make_check(args: argparse.Namespace, registry: Registry) -> Any:
             )
             if value is not None
         ]
+        if args.debug_kernel:
+            given.append("--debug-kernel")
         if given or args.debug:
             flags = ", ".join(given + (["--debug"] if args.debug else []))
             raise BisectUsageError(
@@ -927,6 +940,7 @@ def _make_check(args: argparse.Namespace, registry: Registry) -> Any:
         seed=seed,
         arch=args.arch or "x86_64",
         debug=args.debug,
+        debug_kernel=args.debug_kernel,
         failslab=failslab,
         components=parse_with(args.with_, list(ROLES), BisectUsageError),
     )

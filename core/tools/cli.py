@@ -6,7 +6,6 @@ import argparse
 import inspect
 import json
 import os
-import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vmapsim import __version__
+from vmapsim.checking.debug_kernel import KERNEL_REPORT as _KERNEL_REPORT
+from vmapsim.checking.debug_kernel import debug_kernel_counts
 from vmapsim.checking.invariants import DEBUG_FULL_EVERY
 from vmapsim.errors import (
     InvariantError,
@@ -248,7 +249,7 @@ def _check_output_paths(*paths: str | None) -> None:
 
 
 #: a kernel report in the allocator's log (what --fail-on-reports looks for)
-KERNEL_REPORT = re.compile(r"^(?:UBSAN|KASAN|KFENCE|KMSAN): |^BUG: |^WARNING: |kernel BUG at")
+KERNEL_REPORT = _KERNEL_REPORT
 
 
 def _stage_for(setting: Any) -> Any:
@@ -311,6 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         component_counters=args.per_component,
         cache_model=args.cache,
         lock_sections=True,
+        debug_kernel=args.debug_kernel,
     )
     if args.debug:
         alloc.debug_full_every = args.debug_full_every
@@ -363,6 +365,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "struct_vmap_area_size": alloc.struct_vmap_area_size,
                     "log": alloc.log,
                     "kernel_reports": reports,
+                    **({"debug_kernel": debug_kernel_counts(alloc)} if args.debug_kernel else {}),
                     "faults": args.faults,
                     "exit_status": status,
                 },
@@ -400,6 +403,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.debug:
         alloc.check_invariants()
         print("check_invariants: ok")
+    if args.debug_kernel:
+        counts = debug_kernel_counts(alloc)
+        print(
+            "debug kernel: "
+            + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "reports")
+            + f"; {counts['reports']} report(s) in the log"
+        )
     _say_status(failed, reports, args.fail_on_reports)
     return status
 
@@ -568,6 +578,12 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
         help="fault injection as bisect takes it (docs/bisect.md): failslab per cache, "
         "e.g. maple_node:probability=5, and fail_page_alloc, e.g. "
         "page:probability=100:min-order=6; join both with +",
+    )
+    p.add_argument(
+        "--debug-kernel",
+        action="store_true",
+        help="run as a debug kernel: lockdep, might_sleep, KASAN and UBSAN reports to the "
+        "log, counted (docs/debug-kernel.md)",
     )
 
 
@@ -739,6 +755,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 debug_full_every=args.debug_full_every,
                 per_component=args.per_component,
                 cache_model=args.cache,
+                debug_kernel=args.debug_kernel,
             )
     except CompareInterrupted as exc:
         _ignore_further_sigint()
@@ -749,6 +766,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         stopped = f"{exc.done} of {exc.total}"
     for sk in result.get("skipped", ()):
         print(f"vmapsim: skipped column {sk['column']}: {sk['reason']}", file=sys.stderr)
+    for col in result.get("stages", ()):
+        reports = col.get("kernel_reports") or []
+        if reports:
+            kinds = sorted(set(reports))
+            print(
+                f"vmapsim: column {col['label']}: {len(reports)} kernel report(s) in the log: "
+                + "; ".join(kinds[:4])
+                + (f"; ... ({len(kinds) - 4} more kinds)" if len(kinds) > 4 else ""),
+                file=sys.stderr,
+            )
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(render(result, fmt))

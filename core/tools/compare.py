@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
+from vmapsim.checking.debug_kernel import kernel_reports
 from vmapsim.cost.counters import COUNTER_NAMES
 from vmapsim.errors import UnknownStageError
 
@@ -284,6 +285,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         component_counters=per_component,
         cache_model=bool(task.get("cache_model", False)),
         lock_sections=bool(task.get("lock_sections", True)),
+        debug_kernel=bool(task.get("debug_kernel", False)),
     )
     if task.get("debug") and task.get("debug_full_every"):
         alloc.debug_full_every = task["debug_full_every"]
@@ -327,6 +329,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
         "memory_end": mem,
         "log_messages": len(alloc.log),
         "log_warnings": sum(1 for line in alloc.log if line.startswith(WARNING_PREFIXES)),
+        "kernel_reports": kernel_reports(alloc.log),
         "faults_injected": alloc.faults.failures,
         "elapsed_s": report.elapsed_s,
         "report_params": dict(report.params),
@@ -555,6 +558,7 @@ def compare(
     debug_full_every: int | None = None,
     per_component: bool = False,
     cache_model: bool = False,
+    debug_kernel: bool = False,
 ) -> dict[str, Any]:
     """Run ``workload`` on every column ``reps`` times; return the comparison.
 
@@ -568,7 +572,9 @@ def compare(
     ``jobs`` worker processes (default ``os.cpu_count()``; 1 runs in this
     process).  ``faults`` is a ``--faults`` spec applied to every run;
     ``debug`` checks invariants as ``vmapsim run --debug`` does (the full
-    check every ``debug_full_every`` operations; None: after every one).  The result:
+    check every ``debug_full_every`` operations; None: after every one);
+    ``debug_kernel`` runs each as a debug kernel (lockdep, might_sleep: each
+    column's ``kernel_reports`` lists the reports' first lines).  The result:
     the run's settings, the columns, the columns skipped (and why), and per
     subtest a row per column with time per loop of the simulator's wall
     clock (median, min, max over repetitions, in µs), the modelled cycles
@@ -648,6 +654,7 @@ def compare(
                     "debug_full_every": debug_full_every,
                     "per_component": per_component,
                     "cache_model": cache_model,
+                    "debug_kernel": debug_kernel,
                 }
             )
     n_jobs = min(jobs or os.cpu_count() or 1, len(tasks))
@@ -671,6 +678,7 @@ def compare(
             "faults": faults,
             "debug": debug,
             "cache_model": cache_model,
+            "debug_kernel": debug_kernel,
         },
     )
     if interrupted:
@@ -760,6 +768,7 @@ def _assemble(
                 "metrics": firsts[idx]["metrics"],
                 "memory_end": firsts[idx]["memory_end"],
                 "log_messages": firsts[idx]["log_messages"],
+                "kernel_reports": firsts[idx].get("kernel_reports", []),
                 "component_costs": firsts[idx]["component_costs"],
             }
             for idx in by_col
@@ -796,6 +805,7 @@ def _join(
         first["metrics"] = metrics
         first["elapsed_s"] = sum(g["elapsed_s"] for g in group)
         first["log_messages"] = sum(g["log_messages"] for g in group)
+        first["kernel_reports"] = [r for g in group for r in g.get("kernel_reports", [])]
         first["memory_end"] = group[-1]["memory_end"]
         if first.get("component_costs"):
             costs: dict[str, dict[str, Any]] = {}

@@ -10,6 +10,7 @@ injector once (``should_failslab``) and either gets every node or none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from attrs import define, field
@@ -51,8 +52,15 @@ class NodeAllocator:
     def __attrs_post_init__(self) -> None:
         self.cache = self.counters.mem.cache("maple_node", MAPLE_NODE_BYTES)
 
+    #: the debug kernel's ``might_alloc(can_block, what)`` (``ComponentContext``);
+    #: None when it is off
+    might_alloc: Callable[[bool, str], None] | None = None
+
     def reserve(self, count: int, can_block: bool) -> bool:
-        """``mas_alloc_nodes()``: obtain ``count`` nodes; False on failure."""
+        """``mas_alloc_nodes()``: obtain ``count`` nodes; False on failure.
+
+        A blocking request (``mas_nomem()``'s retry with the caller's gfp) may
+        sleep: the debug kernel checks the context first."""
         if self.limbo:
             free = self.cache.free
             for addr in self.limbo:
@@ -60,6 +68,8 @@ class NodeAllocator:
             self.limbo.clear()
         if count <= 0:
             return True
+        if can_block and self.might_alloc is not None:
+            self.might_alloc(True, "mas_alloc_nodes")
         faults = self.faults
         if faults is not None and faults.should_fail(can_block):
             return False

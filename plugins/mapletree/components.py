@@ -226,9 +226,13 @@ class MapleLazyQueue(_MapleAreaIndex):
 
 def make_busy(ctx: ComponentContext) -> MapleBusyIndex:
     """Factory for ``busy=maple``: one per vmap node."""
-    return MapleBusyIndex(ctx.counters, ctx.warn, ctx.faults, f"busy[{ctx.node_id}]", ctx.params)
+    busy = MapleBusyIndex(ctx.counters, ctx.warn, ctx.faults, f"busy[{ctx.node_id}]", ctx.params)
+    busy.tree.allocator.might_alloc = ctx.might_alloc
+    return busy
 
 
 def make_lazy(ctx: ComponentContext) -> MapleLazyQueue:
     """Factory for ``lazy=maple``: one per vmap node."""
-    return MapleLazyQueue(ctx.counters, ctx.warn, ctx.faults, f"lazy[{ctx.node_id}]")
+    lazy = MapleLazyQueue(ctx.counters, ctx.warn, ctx.faults, f"lazy[{ctx.node_id}]")
+    lazy.tree.allocator.might_alloc = ctx.might_alloc
+    return lazy

@@ -250,5 +250,6 @@ def make_free(ctx: ComponentContext) -> Any:
         ctx.faults,
         bool(ctx.params.get("va_clip_store_null", False)),
     )
+    free.tree.allocator.might_alloc = ctx.might_alloc
     ctx.shared.setdefault("free", free)
     return free

@@ -501,6 +501,7 @@ def make_occupied(ctx: ComponentContext) -> MapleOccupiedIndex:
     """Factory for ``occupied=maple``: one tree per allocator, published as
     ``ctx.shared["occupied"]``."""
     occ = MapleOccupiedIndex(ctx.counters, ctx.warn, ctx.faults, "occupied")
+    occ.tree.allocator.might_alloc = ctx.might_alloc
     ctx.shared["occupied"] = occ
     return occ
 
