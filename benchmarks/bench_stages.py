@@ -209,9 +209,7 @@ def main(argv: list[str] | None = None, registry=None) -> dict:
     names = COUNTERS + (CACHE_COUNTERS if args.cache else ())
     for pattern in args.patterns.split(","):
         for n in sizes:
-            subjects = [
-                Subject(c, n, pattern, registry, args.nr_cpus, args.cache) for c in stages
-            ]
+            subjects = [Subject(c, n, pattern, registry, args.nr_cpus, args.cache) for c in stages]
             times: dict[str, list[float]] = {c: [] for c in labels}
             for _ in range(args.repeat):
                 for sub in subjects:
