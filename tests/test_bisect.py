@@ -736,8 +736,14 @@ def test_the_same_examples_on_the_fake_series(capsys, fake):
             argv[argv.index("--trace") + 1] = "fake_ops"
         else:
             argv += ["--workload", "fake_ops"]
+        keys = [k for k in known if k in cmd]
+        if not keys:
+            # the stack-guard-page example needs the overlay's kvzalloc'd
+            # descriptor, which no fake stage has: nothing to answer there
+            assert "stack guard page" in cmd
+            continue
         rc, data = bisect_json(capsys, "--series", "fake", "--param", "nr_ops=500", *argv)
-        (key,) = [k for k in known if k in cmd]
+        (key,) = keys
         assert rc == 0 and data["first_bad"] == known[key], (cmd, data["notes"])
 
 
