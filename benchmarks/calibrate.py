@@ -18,7 +18,7 @@ a per-call and a per-page term are what they can tell apart; everything
 else in the table comes from hardware sources, and with five data points
 two free parameters leave three degrees of freedom to judge the fit by.
 
-Data (``PUBLISHED``): the vmalloc maintainer on lkml, 14 Dec 2020, "Re: [PATCH]
+Data (``PUBLISHED``): U. Rezki (the driver's author), lkml, 14 Dec 2020, "Re: [PATCH]
 mm/vmalloc: Fix unlock order in s_stop()", Message-ID
 <20201214175640.GA20756@pc638.lan>: ``test_vmalloc.sh run_test_mask=31
 single_cpu_test=1`` on the RB-tree kernel of the day (v5.10-rc, augmented

@@ -15,6 +15,7 @@ import pytest
 import vmapsim
 from vmapsim.cost.timing import (
     COST_TABLES,
+    COST_TABLES_CACHE,
     X86_64,
     CostTable,
     cost_table,
@@ -125,8 +126,11 @@ def test_tables_are_validated_and_sourced():
         cost_table("riscv")
     with pytest.raises(ValueError, match="nr_cpus: must be an int >= 1"):
         modelled_ns({}, X86_64, nr_cpus=0)
-    for arch, table in COST_TABLES.items():
-        assert cost_table(arch) is table and table.platform == arch
+    for arch in COST_TABLES:
+        assert cost_table(arch) is COST_TABLES[arch]
+        assert cost_table(arch, cache_model=True) is COST_TABLES_CACHE[arch]
+    for table in [*COST_TABLES.values(), *COST_TABLES_CACHE.values()]:
+        arch = table.platform
         numeric = [k for k, v in _fields(table).items() if isinstance(v, float)]
         missing = [k for k in numeric if k not in table.sources]
         assert not missing, f"{arch}: entries without a source: {missing}"
@@ -154,3 +158,18 @@ def test_page_counters_follow_the_requests(stage):
     a.vfree(p3)
     assert (m.pages_mapped, m.pages_freed) == (10, 10)
     assert a.vmalloc(0) is None and m.pages_mapped == 10
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["lines", "cache-model"])
+def test_summary_prices_with_the_fit_of_its_counters(cache):
+    """The Summary line's modelled time uses the table fitted for how its
+    counters price lines: counted lines, or the cache model's outcomes."""
+    from vmapsim_test_vmalloc.driver import run_test_vmalloc
+
+    a = vmapsim.build(0, cache_model=cache)
+    rep = run_test_vmalloc(a, tests="fix_size", test_loop_count=20)
+    (t,) = rep.workers[0].tests
+    assert bool(t["counters"].get("l1_hits")) is cache
+    table = cost_table("x86_64", cache_model=cache)
+    assert t["model_avg_usec"] == int(modelled_ns(t["counters"], table)["total"] / 1000)
+    assert t["model_avg_usec"] > 0

@@ -374,7 +374,7 @@ def _worker_result(w: _Worker, p: ModuleParams, a: VmapAllocator) -> WorkerResul
     tests = []
     total_cycles = 0
     size = a.struct_vmap_area_size
-    table = cost_table(a.arch.name)
+    table = cost_table(a.arch.name, cache_model=a.metrics.cache is not None)
     for idx in range(len(TESTS)):
         if not p.run_test_mask & (1 << idx):
             continue
