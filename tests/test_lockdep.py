@@ -346,7 +346,9 @@ def test_run_fail_on_reports_sees_a_lockdep_report(capsys, inverted_from_5):
     rc = main(["run", "--stage", "5", "--debug-kernel", "--fail-on-reports", "--log-all", *SMALL])
     out, err = capsys.readouterr()
     assert rc == 1
-    assert "; 1 report(s) in the log" in out
+    # stage 5 (the cover-letter reading still on main) also preallocates
+    # maple nodes with a blocking gfp under busy.lock: might_sleep's report
+    assert "report(s) in the log" in out
     assert "WARNING: possible circular locking dependency detected" in out
     assert "kernel report(s) in the log (exit 1)" in err
     # without the profile the same flow is not looked at
@@ -365,7 +367,7 @@ def test_compare_sees_the_reports(capsys, inverted_from_5):
     )
     got = {c["key"]: c["kernel_reports"] for c in res["stages"]}
     assert got["maple:4"] == []
-    assert got["maple:5"] == ["WARNING: possible circular locking dependency detected"]
+    assert "WARNING: possible circular locking dependency detected" in got["maple:5"]
     assert res["debug_kernel"] is True
 
 
@@ -409,8 +411,21 @@ def test_todays_stages_under_the_debug_kernel(stage):
 
     get_registry().workload("mixed").run(a, seed=stage, nr_ops=400)
     counts = debug_kernel_counts(a)
-    lockdep_kinds = ("circular", "recursive", "bad_unlock", "assert_held", "might_sleep")
+    lockdep_kinds = ("circular", "recursive", "bad_unlock", "assert_held")
     assert {k: counts[k] for k in lockdep_kinds} == dict.fromkeys(lockdep_kinds, 0)
+    if a.stage.features.get("maple_publish") == "prealloc" and stage < 10:
+        # the busy publish preallocates maple nodes with the caller's blocking
+        # gfp while holding &vn->busy.lock (mas_preallocate -> mas_alloc_nodes):
+        # a sleeping call in atomic context, which the kernel reports (at
+        # 10-12 the bump path takes most requests; the report may or may not
+        # come in 400 ops, and when it comes it is this one)
+        assert counts["might_sleep"] > 0
+    if counts["might_sleep"]:
+        assert a.stage.features.get("maple_publish") == "prealloc"
+        i = next(i for i, line in enumerate(a.log) if "sleeping function called" in line)
+        report = "\n".join(a.log[i : i + 20])
+        assert "&vn->busy.lock" in report and "mas_alloc_nodes" in report
+
     assert all(not st for st in a._lockdep.held.values())
     assert a.held_locks == []
     assert counts["ubsan"] == 0  # patch 11's fill loop is exact (docs/stages.md row 11)

@@ -12,7 +12,10 @@ import vmapsim
 from vmapsim import GFP_NOWAIT, PAGE_SIZE
 from vmapsim.checking.debug_kernel import kernel_reports
 
-FREE = "free_vmap_area_lock"
+#: a caller's own spinlock, held around vmalloc calls (not one the flow
+#: takes: holding free_vmap_area_lock around vmalloc would be lockdep's
+#: recursive-locking report, now that the flow takes that lock itself)
+FREE = "caller_lock"
 BUSY = "vmap_node.busy.lock"
 BUG = "BUG: sleeping function called from invalid context at "
 
@@ -44,7 +47,11 @@ def test_gfp_kernel_vmalloc_under_a_spinlock_is_reported():
     a.spin_lock(BUSY, 0)
     a.vmalloc(PAGE_SIZE)
     a.spin_unlock(BUSY, 0)
-    assert len(kernel_reports(a.log)) == len(kernel_reports(log)) == 2
+    # holding a node's busy.lock around vmalloc, which takes it again, is
+    # also lockdep's recursive-locking report (a deadlock in the kernel)
+    bugs = [r for r in kernel_reports(a.log) if r.startswith("BUG")]
+    assert len(bugs) == len([r for r in kernel_reports(log) if r.startswith("BUG")]) == 2
+    assert "WARNING: possible recursive locking detected" in kernel_reports(a.log)
     assert a._lockdep.counts["might_sleep"] >= 4
 
 
