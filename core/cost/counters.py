@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from vmapsim.cost.cache import CACHE_KEYS
 from vmapsim.cost.memory import AddressSpace
 
 #: Counter names, in the order reports print them.
@@ -90,6 +91,7 @@ LOCK_PREFIX = "lock."
 #: counters a :meth:`Counters.op_end` computes from the lines touched
 LINE_COUNTERS: tuple[str, ...] = ("cache_lines", "lines_read", "lines_written")
 #: counters the cache model feeds (``CacheModel.snapshot()`` keys)
+CACHE_COUNTERS: tuple[str, ...] = CACHE_KEYS
 CACHE_COUNTERS: tuple[str, ...] = (
     "l1_hits",
     "l2_hits",
