@@ -36,12 +36,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "lines_written",
     "line_accesses",
     # the cache model (``Counters.cache``; zero while it is off)
-    "l1_hits",
-    "l2_hits",
-    "llc_hits",
-    "mem_misses",
-    "coherence_transfers",
-    "invalidations",
+    *CACHE_KEYS,
     "list_ops",
     # augmented rb-tree
     "augment_updates",
@@ -92,14 +87,6 @@ LOCK_PREFIX = "lock."
 LINE_COUNTERS: tuple[str, ...] = ("cache_lines", "lines_read", "lines_written")
 #: counters the cache model feeds (``CacheModel.snapshot()`` keys)
 CACHE_COUNTERS: tuple[str, ...] = CACHE_KEYS
-CACHE_COUNTERS: tuple[str, ...] = (
-    "l1_hits",
-    "l2_hits",
-    "llc_hits",
-    "mem_misses",
-    "coherence_transfers",
-    "invalidations",
-)
 
 #: number of lines in a 4-bit line mask of a 256-byte block
 POPCOUNT4: tuple[int, ...] = (0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4)

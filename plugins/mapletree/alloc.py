@@ -48,13 +48,12 @@ class NodeAllocator:
     #: at the next reservation, as the kernel's writer has its new nodes
     #: (``mas_alloc_nodes``) before it frees the replaced ones
     limbo: list[int] = field(factory=list)
-
-    def __attrs_post_init__(self) -> None:
-        self.cache = self.counters.mem.cache("maple_node", MAPLE_NODE_BYTES)
-
     #: the debug kernel's ``might_alloc(can_block, what)`` (``ComponentContext``);
     #: None when it is off
     might_alloc: Callable[[bool, str], None] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.cache = self.counters.mem.cache("maple_node", MAPLE_NODE_BYTES)
 
     def reserve(self, count: int, can_block: bool) -> bool:
         """``mas_alloc_nodes()``: obtain ``count`` nodes; False on failure.
